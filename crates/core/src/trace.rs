@@ -1,0 +1,218 @@
+//! Request correlation: W3C trace context and request ids.
+//!
+//! Both arrive in headers from untrusted callers, so both parse strictly and are replaced,
+//! never passed on, when malformed.
+
+use std::fmt;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// A parsed W3C `traceparent` header (<https://www.w3.org/TR/trace-context/>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceParent {
+    /// 16-byte trace id, never all zeros.
+    pub trace_id: [u8; 16],
+    /// 8-byte id of the calling span, never all zeros.
+    pub parent_id: [u8; 8],
+    /// Trace flags; bit 0 is "sampled".
+    pub flags: u8,
+}
+
+impl TraceParent {
+    /// A new trace, sampled, with random ids.
+    pub fn generate() -> Self {
+        let mut rng = rand::rng();
+        let mut trace_id = [0u8; 16];
+        let mut parent_id = [0u8; 8];
+        while trace_id == [0; 16] {
+            rng.fill(&mut trace_id);
+        }
+        while parent_id == [0; 8] {
+            rng.fill(&mut parent_id);
+        }
+        Self {
+            trace_id,
+            parent_id,
+            flags: 1,
+        }
+    }
+
+    /// The same trace with a new span id: what this hop sends to the next one.
+    pub fn child(&self) -> Self {
+        let mut parent_id = [0u8; 8];
+        while parent_id == [0; 8] {
+            rand::rng().fill(&mut parent_id);
+        }
+        Self { parent_id, ..*self }
+    }
+
+    /// Parses a header value. Accepts version 00 exactly and, as the spec asks, future versions
+    /// by their first four fields; refuses version `ff`, upper-case hex and all-zero ids.
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.split('-');
+        let version = parts.next()?;
+        let trace = parts.next()?;
+        let parent = parts.next()?;
+        let flags = parts.next()?;
+        let rest = parts.next();
+        if version.len() != 2 || !is_lower_hex(version) || version == "ff" {
+            return None;
+        }
+        if version == "00" && (rest.is_some() || value.len() != 55) {
+            return None;
+        }
+        let trace_id: [u8; 16] = decode_hex(trace)?;
+        let parent_id: [u8; 8] = decode_hex(parent)?;
+        let [flags] = decode_hex::<1>(flags)?;
+        if trace_id == [0; 16] || parent_id == [0; 8] {
+            return None;
+        }
+        Some(Self {
+            trace_id,
+            parent_id,
+            flags,
+        })
+    }
+
+    /// The trace id as 32 lowercase hex digits.
+    pub fn trace_id_hex(&self) -> String {
+        hex(&self.trace_id)
+    }
+
+    /// Whether the caller sampled this trace.
+    pub fn sampled(&self) -> bool {
+        self.flags & 1 == 1
+    }
+}
+
+impl fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "00-{}-{}-{:02x}",
+            hex(&self.trace_id),
+            hex(&self.parent_id),
+            self.flags
+        )
+    }
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != N * 2 || !is_lower_hex(s) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[i * 2..i * 2 + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A request id: 1 to 128 visible ASCII characters from a conservative set, so it is safe to
+/// echo in headers and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// A fresh random id (a UUID v4, hyphenated).
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// Accepts an incoming id if it is well-formed; callers generate a new one otherwise.
+    pub fn parse(value: &str) -> Option<Self> {
+        let ok = |c: char| c.is_ascii_alphanumeric() || "-_.:+=/@".contains(c);
+        (!value.is_empty() && value.len() <= 128 && value.chars().all(ok))
+            .then(|| Self(value.to_owned()))
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn parses_the_spec_example_and_round_trips() {
+        let tp = TraceParent::parse(VALID).unwrap();
+        assert!(tp.sampled());
+        assert_eq!(tp.to_string(), VALID);
+        assert_eq!(tp.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    }
+
+    #[test]
+    fn refuses_malformed_trace_parents() {
+        for bad in [
+            "",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        ] {
+            assert!(TraceParent::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn future_versions_parse_by_their_first_fields() {
+        let v = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more";
+        assert!(TraceParent::parse(v).is_some());
+    }
+
+    #[test]
+    fn child_keeps_the_trace_and_changes_the_span() {
+        let tp = TraceParent::parse(VALID).unwrap();
+        let c = tp.child();
+        assert_eq!(c.trace_id, tp.trace_id);
+        assert_ne!(c.parent_id, tp.parent_id);
+    }
+
+    #[test]
+    fn request_ids_are_refused_when_unsafe() {
+        assert!(RequestId::parse("abc-123").is_some());
+        assert!(RequestId::parse("has space").is_none());
+        assert!(RequestId::parse("new\nline").is_none());
+        assert!(RequestId::parse(&"a".repeat(129)).is_none());
+        assert!(RequestId::parse(RequestId::generate().as_str()).is_some());
+    }
+
+    proptest! {
+        #[test]
+        fn generated_trace_parents_always_parse(_i in 0..100u32) {
+            let tp = TraceParent::generate();
+            prop_assert_eq!(TraceParent::parse(&tp.to_string()), Some(tp));
+        }
+
+        #[test]
+        fn parse_never_panics(s in ".{0,80}") {
+            let _ = TraceParent::parse(&s);
+            let _ = RequestId::parse(&s);
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The discovery contract (layer L1).
+//!
+//! How a caller — the gateway, the SDK's `ServiceClient`, the saga orchestrator — finds the
+//! instances of a service. The contract is deliberately local: [`Discovery::watch`] hands out
+//! a `tokio::sync::watch` receiver over a cached [`ServiceSet`], so resolving an instance on a
+//! request path is a memory read, never a network hop. Implementations keep that cache fresh
+//! (the registry client through its watch stream; [`StaticDiscovery`] by hand).
+//!
+//! This crate owns the health vocabulary ([`HealthStatus`]) and instance filters ([`Query`]);
+//! it does not own the catalog, health checking or any transport: those live in
+//! `flotilla-registry`.
+
+mod query;
+mod static_discovery;
+
+use std::fmt;
+use std::sync::Arc;
+
+use flotilla_core::{ServiceInstance, ServiceName};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+pub use query::{Query, QueryError, TagMatch};
+pub use static_discovery::StaticDiscovery;
+
+/// An instance's health as the registry last judged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Checks pass: route to it.
+    Passing,
+    /// Degraded but serving (an HTTP check answered 429): routable unless a caller asks for
+    /// passing only.
+    Warning,
+    /// Failing or not yet checked: never routed to.
+    #[default]
+    Critical,
+    /// Shutting down: finishing in-flight work, taking no new work.
+    Draining,
+}
+
+impl HealthStatus {
+    /// Whether default discovery routes to an instance in this state.
+    pub fn is_routable(self) -> bool {
+        matches!(self, Self::Passing | Self::Warning)
+    }
+}
+
+impl fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Passing => "passing",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+            Self::Draining => "draining",
+        })
+    }
+}
+
+/// An instance together with its current health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The instance.
+    #[serde(flatten)]
+    pub instance: ServiceInstance,
+    /// Its health.
+    pub status: HealthStatus,
+}
+
+/// Every known instance of one service at one revision.
+///
+/// `revision` grows with every change to this service (and only this service), so a watcher
+/// can tell whether it has seen a set before.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceSet {
+    /// Per-service revision; 0 means "never seen".
+    pub revision: u64,
+    /// All instances, whatever their health.
+    pub endpoints: Arc<[Endpoint]>,
+}
+
+impl ServiceSet {
+    /// The instances a default caller may route to (passing or warning).
+    pub fn routable(&self) -> impl Iterator<Item = &ServiceInstance> {
+        self.endpoints
+            .iter()
+            .filter(|e| e.status.is_routable())
+            .map(|e| &e.instance)
+    }
+
+    /// The instances that match `query`.
+    pub fn select<'a>(&'a self, query: &'a Query) -> impl Iterator<Item = &'a Endpoint> {
+        self.endpoints.iter().filter(move |e| query.matches(e))
+    }
+}
+
+/// Why discovery failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The source has never heard of the service.
+    #[error("service {0} is unknown to discovery")]
+    UnknownService(ServiceName),
+    /// The source is unreachable and has no cached set to fall back to.
+    #[error("discovery source unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A source of service instances.
+///
+/// Implementations must make [`Discovery::watch`] cheap (thousands of watchers) and must never
+/// block or do I/O inside it: callers use it on request paths. When the underlying source becomes
+/// unreachable, implementations keep serving the last known set rather than an empty one.
+pub trait Discovery: Send + Sync + fmt::Debug + 'static {
+    /// A receiver that always holds the latest known set of `service`'s instances and wakes when
+    /// it changes. A service not yet known yields an empty set at revision 0, which fills in when
+    /// the source learns of it.
+    fn watch(&self, service: &ServiceName) -> watch::Receiver<ServiceSet>;
+
+    /// The current set, from the local cache.
+    fn snapshot(&self, service: &ServiceName) -> ServiceSet {
+        self.watch(service).borrow().clone()
+    }
+}
+
+impl<D: Discovery + ?Sized> Discovery for Arc<D> {
+    fn watch(&self, service: &ServiceName) -> watch::Receiver<ServiceSet> {
+        (**self).watch(service)
+    }
+}

@@ -1,0 +1,168 @@
+//! Opening the database: pragmas, the writer, the read pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::writer::Writer;
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// SQLite refused the operation.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The writer thread is gone (the database was closed, or a write panicked).
+    #[error("the storage writer has stopped")]
+    WriterStopped,
+    /// The batch's transaction did not commit, so this write is not durable.
+    #[error("commit failed, the write was not stored: {0}")]
+    CommitFailed(String),
+    /// Opening the data directory failed.
+    #[error("cannot open {path}: {source}")]
+    Open {
+        /// The path that failed.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// How durable a write is when its caller is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=FULL`: the transaction is on disk (fsynced) before anyone is answered.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: an OS crash or power loss may lose the last transactions (a
+    /// process crash does not). An explicit opt-in for throughput.
+    Relaxed,
+}
+
+/// How to open a database.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The database file.
+    pub path: PathBuf,
+    /// Durability of acknowledged writes.
+    pub durability: Durability,
+    /// Most writes batched into one transaction.
+    pub max_batch: usize,
+    /// Read connections kept open.
+    pub readers: usize,
+}
+
+impl Options {
+    /// Defaults for a database at `path`: full durability, batches of up to 1,024 writes, four
+    /// read connections.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            durability: Durability::Full,
+            max_batch: 1024,
+            readers: 4,
+        }
+    }
+}
+
+/// An open database: the writer and the read pool.
+#[derive(Debug, Clone)]
+pub struct Database {
+    writer: Writer,
+    reads: ReadPool,
+}
+
+impl Database {
+    /// Opens (creating if needed) the database, sets WAL mode and durability, and starts the
+    /// writer thread.
+    pub fn open(options: Options) -> Result<Self, Error> {
+        if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Open {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(&options.path)?;
+        configure(&conn, options.durability)?;
+        let writer = Writer::start(conn, options.max_batch)?;
+        let reads = ReadPool::new(&options.path, options.readers.max(1));
+        Ok(Self { writer, reads })
+    }
+
+    /// The writer: every mutation goes through it.
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// The read pool.
+    pub fn reads(&self) -> &ReadPool {
+        &self.reads
+    }
+}
+
+fn configure(conn: &Connection, durability: Durability) -> Result<(), rusqlite::Error> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Relaxed => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(())
+}
+
+/// Read-only connections, opened lazily and reused.
+#[derive(Debug, Clone)]
+pub struct ReadPool {
+    path: Arc<Path>,
+    idle: Arc<Mutex<Vec<Connection>>>,
+    max_idle: usize,
+}
+
+impl ReadPool {
+    fn new(path: &Path, max_idle: usize) -> Self {
+        Self {
+            path: path.into(),
+            idle: Arc::default(),
+            max_idle,
+        }
+    }
+
+    /// Runs `f` on a read connection on the blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+    {
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || pool.read_blocking(f))
+            .await
+            .map_err(|_| Error::WriterStopped)?
+    }
+
+    /// Runs `f` on a read connection on the current thread.
+    pub fn read_blocking<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let conn = self.checkout()?;
+        let result = f(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push(conn);
+        }
+        result
+    }
+
+    fn checkout(&self) -> Result<Connection, Error> {
+        if let Some(c) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(c);
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&*self.path, flags)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(conn)
+    }
+}

@@ -1,0 +1,16 @@
+//! Embedded storage on SQLite (layer L2).
+//!
+//! One database file per data directory, in WAL mode. All writes go through one [`Writer`]
+//! thread that batches whatever writes are waiting into one transaction (group commit) and
+//! answers each caller only after that transaction is durable (`synchronous=FULL`). Reads use a
+//! small pool of read-only connections and never wait for the writer.
+//!
+//! The contract implementations (bus, event store, registry catalog) live in feature-gated
+//! modules on top of this shared engine; nothing above L4 and the SDK's features depends on
+//! this crate.
+
+mod db;
+mod writer;
+
+pub use db::{Database, Durability, Error, Options, ReadPool};
+pub use writer::Writer;

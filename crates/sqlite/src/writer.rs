@@ -1,0 +1,228 @@
+//! The single writer thread with group commit.
+//!
+//! SQLite allows one writer at a time, and the cost of a durable write is the fsync at commit.
+//! So every mutation is sent to one thread, which takes whatever jobs are waiting (up to a
+//! batch limit), runs each inside its own savepoint of one transaction, commits once, and only
+//! then answers every caller. A job that fails rolls back its own savepoint without affecting
+//! the others; a failed commit fails every job of the batch. Throughput grows with the number
+//! of concurrent writers while each caller still gets "durable when answered".
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc;
+use std::thread;
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use crate::db::Error;
+
+/// Runs after the batch's commit, with its outcome.
+type Completion = Box<dyn FnOnce(Result<(), &str>) + Send>;
+type Job = Box<dyn FnOnce(&mut Transaction<'_>) -> Completion + Send>;
+
+/// A handle to the writer thread; cheap to clone. The thread stops when every handle is dropped.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    pub(crate) fn start(conn: Connection, max_batch: usize) -> Result<Self, Error> {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        thread::Builder::new()
+            .name("flotilla-sqlite-writer".into())
+            .spawn(move || run(conn, rx, max_batch.max(1)))
+            .map_err(|e| Error::CommitFailed(format!("cannot start writer thread: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `f` inside the next group-committed transaction and returns its result once that
+    /// transaction is durable. If `f` fails, its own changes are rolled back and the error is
+    /// returned; other writes in the same batch are unaffected.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T, E>>();
+        let job: Job = Box::new(move |txn| {
+            run_job(txn, f, move |r| {
+                // The caller may have stopped waiting; the write is durable regardless.
+                let _ = tx.send(r);
+            })
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| E::from(Error::WriterStopped))?;
+        rx.await.map_err(|_| E::from(Error::WriterStopped))?
+    }
+
+    /// Runs schema set-up or any other write synchronously, blocking the calling thread (for
+    /// start-up; do not call it on a path that serves requests).
+    pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<T, E>>(1);
+        let job: Job = Box::new(move |txn| {
+            run_job(txn, f, move |r| {
+                let _ = tx.send(r);
+            })
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| E::from(Error::WriterStopped))?;
+        rx.recv().map_err(|_| E::from(Error::WriterStopped))?
+    }
+}
+
+fn run_job<T, E, F, R>(txn: &mut Transaction<'_>, f: F, reply: R) -> Completion
+where
+    T: Send + 'static,
+    E: From<Error> + Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, E>,
+    R: FnOnce(Result<T, E>) + Send + 'static,
+{
+    let outcome = match txn.savepoint() {
+        Err(e) => Err(E::from(Error::Sqlite(e))),
+        Ok(mut sp) => {
+            // A panicking job must not take the writer (and every other caller) down with it.
+            let result = catch_unwind(AssertUnwindSafe(|| f(&sp)));
+            match result {
+                Ok(Ok(v)) => sp
+                    .commit()
+                    .map(|()| v)
+                    .map_err(|e| E::from(Error::Sqlite(e))),
+                Ok(Err(e)) => {
+                    let _ = sp.rollback();
+                    Err(e)
+                }
+                Err(_) => Err(E::from(Error::CommitFailed("the write panicked".into()))),
+            }
+        }
+    };
+    Box::new(move |commit: Result<(), &str>| {
+        let answer = match commit {
+            Ok(()) => outcome,
+            Err(msg) => Err(E::from(Error::CommitFailed(msg.to_owned()))),
+        };
+        reply(answer);
+    })
+}
+
+fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, batch);
+    }
+}
+
+fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
+    let mut txn = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot begin a write transaction");
+            // Dropping the jobs drops their reply senders: callers see WriterStopped-like errors.
+            return;
+        }
+    };
+    let completions: Vec<Completion> = batch.into_iter().map(|job| job(&mut txn)).collect();
+    let result = txn.commit().map_err(|e| e.to_string());
+    if let Err(e) = &result {
+        tracing::error!(error = %e, batch = completions.len(), "group commit failed");
+    }
+    for done in completions {
+        done(result.as_ref().map(|_| ()).map_err(String::as_str));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Database, Options};
+
+    fn open() -> (tempfile::TempDir, Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(Options::new(dir.path().join("t.db"))).unwrap();
+        db.writer()
+            .write_blocking(|c| {
+                c.execute_batch("CREATE TABLE t (v INTEGER NOT NULL UNIQUE)")
+                    .map_err(crate::Error::from)
+            })
+            .unwrap();
+        (dir, db)
+    }
+
+    fn count(db: &Database) -> i64 {
+        db.reads()
+            .read_blocking(|c| Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?))
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_are_all_durable_when_answered() {
+        let (_dir, db) = open();
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let w = db.writer().clone();
+                tokio::spawn(async move {
+                    w.write(move |c| {
+                        c.execute("INSERT INTO t (v) VALUES (?1)", [i])
+                            .map_err(crate::Error::from)
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(count(&db), 200);
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_rolls_back_only_itself() {
+        let (_dir, db) = open();
+        let w = db.writer().clone();
+        let ok = w.write(|c| {
+            c.execute("INSERT INTO t (v) VALUES (1)", [])
+                .map_err(crate::Error::from)
+        });
+        let dup = w.write(|c| {
+            c.execute("INSERT INTO t (v) VALUES (2)", [])?;
+            c.execute("INSERT INTO t (v) VALUES (1)", [])
+                .map_err(crate::Error::from)
+        });
+        let (a, b) = tokio::join!(ok, dup);
+        assert!(a.is_ok());
+        assert!(b.is_err());
+        assert_eq!(
+            count(&db),
+            1,
+            "the failed write's first insert was rolled back too"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_does_not_stop_the_writer() {
+        let (_dir, db) = open();
+        let w = db.writer().clone();
+        let r: Result<(), crate::Error> = w.write(|_| panic!("boom")).await;
+        assert!(r.is_err());
+        w.write(|c| {
+            c.execute("INSERT INTO t (v) VALUES (7)", [])
+                .map_err(crate::Error::from)
+        })
+        .await
+        .unwrap();
+        assert_eq!(count(&db), 1);
+    }
+}
