@@ -10,6 +10,7 @@
 //! it does not own the catalog, health checking or any transport: those live in
 //! `flotilla-registry`.
 
+pub mod catalog;
 mod query;
 mod static_discovery;
 
