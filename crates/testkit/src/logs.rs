@@ -29,6 +29,29 @@ impl CapturedLogs {
     }
 }
 
+impl CapturedLogs {
+    /// A buffer installed as the process-wide subscriber on first use (later calls return the
+    /// same buffer). Prefer it to [`CapturedLogs::install`] when the code under test logs from
+    /// other threads or while other tests run: thread-local subscribers can miss events whose
+    /// call sites another thread registered first. Tests sharing it should look for lines that
+    /// carry their own ids.
+    pub fn global() -> &'static CapturedLogs {
+        static GLOBAL: std::sync::OnceLock<CapturedLogs> = std::sync::OnceLock::new();
+        GLOBAL.get_or_init(|| {
+            let logs = CapturedLogs::default();
+            let subscriber = tracing_subscriber::fmt()
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .with_max_level(tracing::Level::DEBUG)
+                .with_writer(logs.clone())
+                .finish();
+            let _ = tracing::subscriber::set_global_default(subscriber);
+            logs
+        })
+    }
+}
+
 impl Write for CapturedLogs {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0

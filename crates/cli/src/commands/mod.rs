@@ -1,0 +1,22 @@
+//! One module per command; each returns `Failure` so `main` reports errors once.
+
+mod config;
+mod up;
+
+use crate::Failure;
+use crate::cli::{Cli, Command, ConfigCommand};
+
+pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Up(args) => up::run(&args),
+        Command::Config(ConfigCommand::Check(args)) => config::check(&args),
+    }
+}
+
+/// A multi-threaded runtime for commands that serve or call over the network.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot start the async runtime: {e}")))
+}

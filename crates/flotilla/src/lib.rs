@@ -1,0 +1,51 @@
+//! The Flotilla service SDK.
+//!
+//! A service built with [`Microservice`] gets, with no code of its own: `GET /health`
+//! (liveness with pluggable checks), `GET /ready` (readiness: 503 until started and while
+//! draining), `GET /metrics` (Prometheus text), `GET /` (name, version, description); request
+//! ids and W3C trace context on every request and in every log line; errors as RFC 9457
+//! problem+json; a request body limit and request timeout; graceful shutdown on SIGTERM/SIGINT
+//! (readiness flips first, a drain delay, in-flight requests finish within a deadline, hooks
+//! run); typed configuration from a file plus `FLOTILLA_` environment overrides.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use flotilla::Microservice;
+//!
+//! # async fn run() -> Result<(), flotilla::Error> {
+//! let routes = Router::new().route("/hello", get(|| async { "hello" }));
+//! Microservice::builder("greeter")?
+//!     .version("1.0.0")
+//!     .routes(routes)
+//!     .build()?
+//!     .run()
+//!     .await
+//! # }
+//! ```
+//!
+//! This crate depends on contracts only (never on a backend or another component); the
+//! binary and services choose backends.
+
+pub mod config;
+mod error;
+pub mod health;
+mod lifecycle;
+mod lifecycle_signals;
+pub mod metrics;
+mod middleware;
+pub mod problem;
+mod service;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::{ConfigError, ServiceConfig};
+pub use error::Error;
+pub use health::{CheckResult, CheckStatus, HealthCheck};
+pub use lifecycle::{Lifecycle, State};
+pub use middleware::{REQUEST_ID, RequestContext, TRACEPARENT};
+pub use problem::{FieldError, Json, Problem};
+pub use service::{Hook, HookContext, Microservice, MicroserviceBuilder, ServiceHandle};
+pub use tokio_util::sync::CancellationToken;
+
+pub use flotilla_core as core;

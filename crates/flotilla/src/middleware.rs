@@ -1,0 +1,177 @@
+//! The request pipeline every service gets: request id, trace context, a tracing span, the
+//! access log line, HTTP metrics, and rewriting of framework error responses into problem+json.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use flotilla_core::{RequestId, TraceParent};
+use http::{HeaderValue, StatusCode, header};
+use tracing::Instrument;
+
+use crate::metrics::{HttpMetrics, RequestLabels, RouteLabels, status_class};
+use crate::problem::Problem;
+
+/// The request id header.
+pub const REQUEST_ID: &str = "x-request-id";
+/// The W3C trace context header.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// Correlation data of the request being handled, available to handlers as an extension and to
+/// any code on the request's task through [`RequestContext::current`].
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The request id (accepted from the caller when valid, else generated).
+    pub request_id: RequestId,
+    /// This hop's trace context: the caller's trace with a new span id, or a new trace.
+    pub trace: TraceParent,
+    /// The caller's `tracestate`, passed on unchanged.
+    pub tracestate: Option<HeaderValue>,
+    /// The request path, for problem details' `instance`.
+    pub path: String,
+}
+
+tokio::task_local! {
+    static CURRENT: RequestContext;
+}
+
+impl RequestContext {
+    /// The context of the request whose task is running, if any.
+    pub fn current() -> Option<Self> {
+        CURRENT.try_with(Clone::clone).ok()
+    }
+
+    fn from_request(req: &Request) -> Self {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let request_id = header(REQUEST_ID)
+            .and_then(RequestId::parse)
+            .unwrap_or_else(RequestId::generate);
+        let incoming = header(TRACEPARENT).and_then(TraceParent::parse);
+        let trace = incoming
+            .as_ref()
+            .map_or_else(TraceParent::generate, TraceParent::child);
+        // tracestate is meaningless without a valid traceparent (W3C trace-context §3.3).
+        let tracestate = incoming.and(req.headers().get("tracestate").cloned());
+        Self {
+            request_id,
+            trace,
+            tracestate,
+            path: req.uri().path().to_owned(),
+        }
+    }
+}
+
+/// State the pipeline needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Observe {
+    pub(crate) metrics: HttpMetrics,
+}
+
+/// The outermost middleware of every service.
+pub(crate) async fn observe(
+    State(state): State<Observe>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let ctx = RequestContext::from_request(&req);
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    set_header(req.headers_mut(), REQUEST_ID, ctx.request_id.as_str());
+    set_header(req.headers_mut(), TRACEPARENT, &ctx.trace.to_string());
+    req.extensions_mut().insert(ctx.clone());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %ctx.request_id,
+        trace_id = %ctx.trace.trace_id_hex(),
+        method = %method,
+        route = %route,
+    );
+    state.metrics.in_flight.inc();
+    let response = CURRENT
+        .scope(ctx.clone(), next.run(req))
+        .instrument(span.clone())
+        .await;
+    state.metrics.in_flight.dec();
+    let mut response = CURRENT.sync_scope(ctx.clone(), || normalize_error(response));
+    set_header(response.headers_mut(), REQUEST_ID, ctx.request_id.as_str());
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    record(&state.metrics, method, route, status, elapsed.as_secs_f64());
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "request handled"
+        );
+    });
+    response
+}
+
+fn set_header(headers: &mut http::HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+fn record(metrics: &HttpMetrics, method: String, route: String, status: u16, seconds: f64) {
+    let labels = RequestLabels {
+        method: method.clone(),
+        route: route.clone(),
+        status: status_class(status),
+    };
+    metrics.requests.get_or_create(&labels).inc();
+    metrics
+        .duration
+        .get_or_create(&RouteLabels { method, route })
+        .observe(seconds);
+}
+
+/// Error responses that are not JSON were produced by the framework or a layer (404, 405, 413,
+/// timeouts) or by a handler returning a bare status: give them the problem+json body every
+/// client of a Flotilla service can rely on. JSON error bodies are the handler's and are kept.
+fn normalize_error(response: Response) -> Response {
+    let status = response.status();
+    if status.as_u16() < 400 || is_json(&response) {
+        return response;
+    }
+    let mut problem = Problem::new(status);
+    problem.detail = Some(default_detail(status).into());
+    let (parts, _) = response.into_parts();
+    let mut fixed = problem.into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            fixed.headers_mut().append(name, value.clone());
+        }
+    }
+    fixed
+}
+
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.starts_with("application/json") || ct.starts_with("application/problem+json")
+        })
+}
+
+fn default_detail(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        404 => "no route matches this path",
+        405 => "this route does not accept this method",
+        408 | 503 => "the request did not complete in time or the service cannot take it now",
+        413 => "the request body is larger than this service accepts",
+        415 => "the request's content type is not supported here",
+        500..=599 => {
+            "the server failed to handle the request; quote the request id when reporting it"
+        }
+        _ => "the request could not be handled",
+    }
+}

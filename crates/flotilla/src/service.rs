@@ -1,0 +1,418 @@
+//! The `Microservice` builder and its run loop (start-up, serving, graceful shutdown).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use flotilla_core::ServiceName;
+use http::StatusCode;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::config::ServiceConfig;
+use crate::error::Error;
+use crate::health::{HealthCheck, Probes};
+use crate::lifecycle::{Lifecycle, State};
+use crate::metrics::Metrics;
+use crate::middleware::{Observe, observe};
+
+/// What a lifecycle hook learns about the service.
+#[derive(Debug, Clone)]
+pub struct HookContext {
+    /// The service's name.
+    pub name: ServiceName,
+    /// Its version.
+    pub version: String,
+    /// The address the listener is bound to.
+    pub local_addr: SocketAddr,
+    /// The service's metrics registry.
+    pub metrics: Metrics,
+}
+
+type HookFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// A named lifecycle hook.
+pub struct Hook {
+    name: String,
+    run: Box<dyn FnOnce(HookContext) -> HookFuture + Send>,
+}
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hook")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hook {
+    /// A hook named `name` running `f` once.
+    pub fn new<F, Fut>(name: impl Into<String>, f: F) -> Self
+    where
+        F: FnOnce(HookContext) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        Self {
+            name: name.into(),
+            run: Box::new(move |ctx| Box::pin(f(ctx))),
+        }
+    }
+}
+
+type TaskFn = Box<dyn FnOnce(CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// Builds a [`Microservice`].
+pub struct MicroserviceBuilder {
+    name: ServiceName,
+    version: String,
+    description: String,
+    config: ServiceConfig,
+    routes: Router,
+    liveness: Vec<HealthCheck>,
+    readiness: Vec<HealthCheck>,
+    on_start: Vec<Hook>,
+    on_drain: Vec<Hook>,
+    on_shutdown: Vec<Hook>,
+    tasks: Vec<(String, TaskFn)>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for MicroserviceBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MicroserviceBuilder")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MicroserviceBuilder {
+    /// The service's version, shown by `/`, `/health` and registration.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// A one-line description, shown by `/`.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    /// The SDK's settings (see [`ServiceConfig::load`]).
+    pub fn config(mut self, config: ServiceConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The service's own routes, merged with the built-in ones.
+    pub fn routes(mut self, routes: Router) -> Self {
+        self.routes = self.routes.merge(routes);
+        self
+    }
+
+    /// A liveness check, reported by `/health`.
+    pub fn health_check(mut self, check: HealthCheck) -> Self {
+        self.liveness.push(check);
+        self
+    }
+
+    /// A readiness check of a dependency, reported by `/ready`.
+    pub fn readiness_check(mut self, check: HealthCheck) -> Self {
+        self.readiness.push(check);
+        self
+    }
+
+    /// Runs after the listener is bound and before the service reports ready; a failure stops
+    /// start-up.
+    pub fn on_start(mut self, hook: Hook) -> Self {
+        self.on_start.push(hook);
+        self
+    }
+
+    /// Runs when shutdown begins, while requests are still served (deregister, mark draining).
+    pub fn on_drain(mut self, hook: Hook) -> Self {
+        self.on_drain.push(hook);
+        self
+    }
+
+    /// Runs after the listener closed and in-flight requests finished (flush, close pools).
+    pub fn on_shutdown(mut self, hook: Hook) -> Self {
+        self.on_shutdown.push(hook);
+        self
+    }
+
+    /// A background task (an event consumer, a poller) started with the service. Its token is
+    /// cancelled when shutdown begins; the service waits for it (up to the shutdown deadline).
+    pub fn task<F, Fut>(mut self, name: impl Into<String>, f: F) -> Self
+    where
+        F: FnOnce(CancellationToken) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks
+            .push((name.into(), Box::new(move |t| Box::pin(f(t)))));
+        self
+    }
+
+    /// The service's metrics registry, to register custom metrics before building.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Validates the configuration and assembles the service.
+    pub fn build(self) -> Result<Microservice, Error> {
+        crate::config::Validate::validate(&self.config).map_err(|e| crate::ConfigError {
+            key: format!("service.{}", e.key),
+            ..e
+        })?;
+        let lifecycle = Lifecycle::default();
+        let probes = Probes {
+            name: self.name.as_str().into(),
+            version: self.version.as_str().into(),
+            lifecycle: lifecycle.clone(),
+            liveness: self.liveness.into(),
+            readiness: self.readiness.into(),
+        };
+        let app = assemble(
+            self.routes,
+            probes,
+            &self.metrics,
+            &self.config,
+            &self.description,
+        );
+        Ok(Microservice {
+            name: self.name,
+            version: self.version,
+            config: self.config,
+            app,
+            lifecycle,
+            hooks: Hooks {
+                start: self.on_start,
+                drain: self.on_drain,
+                shutdown: self.on_shutdown,
+            },
+            tasks: self.tasks,
+            metrics: self.metrics,
+            shutdown: CancellationToken::new(),
+        })
+    }
+}
+
+fn assemble(
+    routes: Router,
+    probes: Probes,
+    metrics: &Metrics,
+    config: &ServiceConfig,
+    description: &str,
+) -> Router {
+    let (p1, p2) = (probes.clone(), probes.clone());
+    let m = metrics.clone();
+    let info = serde_json::json!({
+        "name": &*probes.name, "version": &*probes.version, "description": description,
+    });
+    let builtin = Router::new()
+        .route("/health", get(move || async move { p1.health().await }))
+        .route("/ready", get(move || async move { p2.ready().await }))
+        .route("/metrics", get(move || async move { metrics_response(&m) }))
+        .route("/", get(move || async move { axum::Json(info) }));
+    let observe_state = Observe {
+        metrics: metrics.http.clone(),
+    };
+    // Router::layer wraps in order: the last layer added is the outermost.
+    routes
+        .merge(builtin)
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(RequestBodyLimitLayer::new(config.body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.request_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(observe_state, observe))
+}
+
+fn metrics_response(metrics: &Metrics) -> axum::response::Response {
+    let headers = [(http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)];
+    (headers, metrics.encode()).into_response()
+}
+
+struct Hooks {
+    start: Vec<Hook>,
+    drain: Vec<Hook>,
+    shutdown: Vec<Hook>,
+}
+
+/// A built service, ready to run.
+pub struct Microservice {
+    name: ServiceName,
+    version: String,
+    config: ServiceConfig,
+    app: Router,
+    lifecycle: Lifecycle,
+    hooks: Hooks,
+    tasks: Vec<(String, TaskFn)>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Microservice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Microservice")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A handle to a running service: its state, and a way to stop it.
+#[derive(Debug, Clone)]
+pub struct ServiceHandle {
+    lifecycle: Lifecycle,
+    shutdown: CancellationToken,
+}
+
+impl ServiceHandle {
+    /// Starts graceful shutdown, as SIGTERM would.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// The service's lifecycle state.
+    pub fn state(&self) -> State {
+        self.lifecycle.state()
+    }
+}
+
+impl Microservice {
+    /// Starts building a service named `name` (validated as a [`ServiceName`]).
+    pub fn builder(name: &str) -> Result<MicroserviceBuilder, Error> {
+        Ok(MicroserviceBuilder {
+            name: ServiceName::new(name)?,
+            version: "0.0.0".into(),
+            description: String::new(),
+            config: ServiceConfig::default(),
+            routes: Router::new(),
+            liveness: Vec::new(),
+            readiness: Vec::new(),
+            on_start: Vec::new(),
+            on_drain: Vec::new(),
+            on_shutdown: Vec::new(),
+            tasks: Vec::new(),
+            metrics: Metrics::new(),
+        })
+    }
+
+    /// A handle to stop the service and read its state.
+    pub fn handle(&self) -> ServiceHandle {
+        ServiceHandle {
+            lifecycle: self.lifecycle.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+
+    /// The service's metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Binds the configured address, serves until SIGTERM or SIGINT (or [`ServiceHandle::shutdown`]),
+    /// then shuts down gracefully.
+    pub async fn run(self) -> Result<(), Error> {
+        let addr = self.config.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Listen {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let token = self.shutdown.clone();
+        tokio::spawn(async move {
+            crate::lifecycle_signals::wait().await;
+            token.cancel();
+        });
+        self.serve(listener).await
+    }
+
+    /// Serves on an already bound listener until the handle's shutdown is triggered.
+    pub async fn serve(self, listener: TcpListener) -> Result<(), Error> {
+        let local_addr = listener.local_addr().map_err(Error::Serve)?;
+        let ctx = HookContext {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            local_addr,
+            metrics: self.metrics.clone(),
+        };
+        run_hooks("start", self.hooks.start, &ctx, true).await?;
+        let tasks_token = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        for (name, task) in self.tasks {
+            tracing::debug!(task = %name, "starting background task");
+            tasks.spawn(task(tasks_token.clone()));
+        }
+        let close = CancellationToken::new();
+        let app = self.app.into_make_service_with_connect_info::<SocketAddr>();
+        let server =
+            axum::serve(listener, app).with_graceful_shutdown(close.clone().cancelled_owned());
+        let mut server = tokio::spawn(server.into_future());
+        self.lifecycle.advance(State::Running);
+        tracing::info!(service = %self.name, version = %self.version, %local_addr, "service ready");
+        tokio::select! {
+            () = self.shutdown.cancelled() => {}
+            result = &mut server => {
+                self.lifecycle.advance(State::Stopped);
+                return result.map_err(|e| Error::Serve(std::io::Error::other(e)))?.map_err(Error::Serve);
+            }
+        }
+        let deadline = self.config.shutdown_deadline;
+        self.lifecycle.advance(State::Draining);
+        tracing::info!(drain_delay = ?self.config.drain_delay, "shutdown started: not ready, draining");
+        let _ = run_hooks("drain", self.hooks.drain, &ctx, false).await;
+        tasks_token.cancel();
+        tokio::time::sleep(self.config.drain_delay).await;
+        close.cancel();
+        if tokio::time::timeout(deadline, &mut server).await.is_err() {
+            tracing::warn!(
+                ?deadline,
+                "in-flight requests outlived the shutdown deadline; closing them"
+            );
+            server.abort();
+        }
+        self.lifecycle.advance(State::Stopped);
+        if tokio::time::timeout(deadline, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!("background tasks outlived the shutdown deadline; aborting them");
+            tasks.abort_all();
+        }
+        let _ = run_hooks("shutdown", self.hooks.shutdown, &ctx, false).await;
+        tracing::info!(service = %self.name, "service stopped");
+        Ok(())
+    }
+}
+
+async fn run_hooks(
+    phase: &str,
+    hooks: Vec<Hook>,
+    ctx: &HookContext,
+    fatal: bool,
+) -> Result<(), Error> {
+    for hook in hooks {
+        if let Err(message) = (hook.run)(ctx.clone()).await {
+            tracing::error!(phase, hook = %hook.name, %message, "lifecycle hook failed");
+            if fatal {
+                return Err(Error::Hook {
+                    name: hook.name,
+                    message,
+                });
+            }
+        }
+    }
+    Ok(())
+}
