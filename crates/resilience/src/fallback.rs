@@ -44,12 +44,12 @@ impl<F> FallbackLayer<F> {
 /// A fallback answering `status` with `body` when the upstream is unavailable (open breaker,
 /// no instance) or failed after every retry (timeouts, transport errors); refusals blamed on
 /// the caller (rate limits) pass through.
-pub fn static_response<R: Clone>(
+pub fn static_response<R>(
     status: StatusCode,
     body: R,
 ) -> impl Fn(&BoxError) -> Option<Response<R>> + Send + Sync + 'static
 where
-    R: Send + Sync + 'static,
+    R: Clone + Send + Sync + 'static,
 {
     move |e: &BoxError| {
         let class = crate::error::classify(e.as_ref());
