@@ -1,0 +1,104 @@
+//! Reading a stream both ways and `$all` by position, category and type.
+
+use std::sync::Arc;
+
+use super::{events, sid};
+use crate::{Direction, EventStore, ExpectedVersion as Ev, Filter, ReadAll, ReadStream};
+
+fn versions(es: &[crate::RecordedEvent]) -> Vec<u64> {
+    es.iter().map(|e| e.version).collect()
+}
+
+/// Forward from a version with a limit; backward from the end or from a version.
+pub async fn read_stream_both_directions(store: Arc<dyn EventStore>) {
+    let s = sid("order-7");
+    let written = events("Step", 10);
+    store
+        .append(&s, Ev::NoStream, written.clone())
+        .await
+        .unwrap();
+    let all = store.read_stream(&s, ReadStream::all()).await.unwrap();
+    assert_eq!(versions(&all), (1..=10).collect::<Vec<_>>());
+    assert_eq!(all[3].id, written[3].id);
+    assert_eq!(all[3].data, written[3].data);
+    assert_eq!(all[3].stream, s);
+    let fwd = store
+        .read_stream(&s, ReadStream::forward(4, 3))
+        .await
+        .unwrap();
+    assert_eq!(versions(&fwd), vec![4, 5, 6]);
+    let back = store
+        .read_stream(&s, ReadStream::backward(3))
+        .await
+        .unwrap();
+    assert_eq!(versions(&back), vec![10, 9, 8]);
+    let back_from = ReadStream {
+        from: 5,
+        limit: 10,
+        direction: Direction::Backward,
+    };
+    let back = store.read_stream(&s, back_from).await.unwrap();
+    assert_eq!(versions(&back), vec![5, 4, 3, 2, 1]);
+    let past_end = store
+        .read_stream(&s, ReadStream::forward(11, 5))
+        .await
+        .unwrap();
+    assert!(past_end.is_empty());
+    let none = store
+        .read_stream(&sid("order-8"), ReadStream::all())
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "an unwritten stream reads as empty");
+}
+
+/// `$all` is in position order across streams; paging by `after`; category and type filters.
+pub async fn read_all_by_position_category_and_type(store: Arc<dyn EventStore>) {
+    for i in 0..3 {
+        store
+            .append(
+                &sid(&format!("order-{i}")),
+                Ev::Any,
+                events("OrderPlaced", 2),
+            )
+            .await
+            .unwrap();
+        store
+            .append(&sid(&format!("user-{i}")), Ev::Any, events("UserJoined", 1))
+            .await
+            .unwrap();
+    }
+    let all = store.read_all(ReadAll::after(0, 100)).await.unwrap();
+    assert_eq!(all.len(), 9);
+    assert!(
+        all.windows(2).all(|w| w[0].position < w[1].position),
+        "position order"
+    );
+    assert_eq!(all[0].stream.as_str(), "order-0");
+    let page1 = store.read_all(ReadAll::after(0, 4)).await.unwrap();
+    let page2 = store
+        .read_all(ReadAll::after(page1[3].position, 100))
+        .await
+        .unwrap();
+    assert_eq!(page1.len() + page2.len(), 9);
+    assert_eq!(
+        page2[0].position, all[4].position,
+        "paging by `after` skips nothing"
+    );
+    let orders = ReadAll::after(0, 100).filtered(Filter::Category("order".into()));
+    let orders = store.read_all(orders).await.unwrap();
+    assert_eq!(orders.len(), 6);
+    assert!(orders.iter().all(|e| e.stream.category() == "order"));
+    let joined = ReadAll::after(0, 2).filtered(Filter::EventType("UserJoined".into()));
+    let joined = store.read_all(joined).await.unwrap();
+    assert_eq!(joined.len(), 2, "the limit applies after the filter");
+    assert!(joined.iter().all(|e| e.event_type == "UserJoined"));
+    let after_last = store
+        .read_all(ReadAll::after(all[8].position, 10))
+        .await
+        .unwrap();
+    assert!(after_last.is_empty());
+    assert!(
+        *store.head().borrow() >= all[8].position,
+        "head covers every appended event"
+    );
+}
