@@ -1,0 +1,75 @@
+//! The admin API, mounted by the control plane under `/api/v1/gateway`: routes, upstream
+//! instances with breaker state, limiter stats, and reload.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::config::GatewayOptions;
+use crate::{Error, Gateway};
+
+/// The admin routes (relative paths; the caller nests them under `/api/v1/gateway`).
+pub(crate) fn router(gw: Gateway) -> Router {
+    Router::new()
+        .route("/routes", get(routes))
+        .route("/upstreams", get(upstreams))
+        .route("/reload", post(reload))
+        .with_state(gw)
+}
+
+async fn routes(State(gw): State<Gateway>) -> Json<serde_json::Value> {
+    let table = gw.shared.table.load();
+    let routes: Vec<_> = table
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(order, r)| {
+            json!({
+                "order": order,
+                "name": r.name,
+                "config": r.config,
+                "rate_limited_callers": r.limiter.as_ref().map(|l| l.tracked()),
+            })
+        })
+        .collect();
+    Json(json!({ "routes": routes }))
+}
+
+async fn upstreams(State(gw): State<Gateway>) -> Json<serde_json::Value> {
+    let table = gw.shared.table.load();
+    let mut names: Vec<_> = table.upstreams.keys().collect();
+    names.sort();
+    let list: Vec<_> = names
+        .into_iter()
+        .filter_map(|n| table.upstreams.get(n))
+        .map(|u| u.describe())
+        .collect();
+    Json(json!({ "upstreams": list }))
+}
+
+/// Replaces the configuration with the posted one (JSON, same shape as the TOML); on error
+/// the old configuration keeps serving and the answer is a 400 naming the bad key.
+async fn reload(State(gw): State<Gateway>, body: axum::body::Bytes) -> Response {
+    let parsed: Result<GatewayOptions, Error> =
+        serde_json::from_slice(&body).map_err(|e| Error::config("body", e.to_string()));
+    match parsed.and_then(|opts| gw.reload(opts)) {
+        Ok(()) => (StatusCode::OK, Json(json!({ "reloaded": true }))).into_response(),
+        Err(e) => {
+            let body = json!({
+                "type": "about:blank",
+                "title": "Bad Request",
+                "status": 400,
+                "detail": e.to_string(),
+            });
+            (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "application/problem+json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+    }
+}

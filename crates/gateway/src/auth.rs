@@ -1,0 +1,325 @@
+//! Route authentication: JWT bearer tokens and API keys.
+//!
+//! Each JWT validator accepts exactly one algorithm bound to one key, so `alg: none` and
+//! algorithm confusion (an HS256 token "signed" with an RSA public key) are refused by
+//! construction: the token's `alg` must equal the configured one before the key is used.
+//! API keys are kept only as SHA-256 hashes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+use crate::config::{ApiKeyConfig, AuthConfig, JwtConfig};
+
+const CHALLENGE: &str = "Bearer realm=\"flotilla\"";
+const INVALID: &str = "Bearer realm=\"flotilla\", error=\"invalid_token\"";
+
+/// One JWT validator.
+pub struct Validator {
+    alg: Algorithm,
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Validator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validator")
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Validators by name.
+pub type Validators = HashMap<String, Arc<Validator>>;
+
+impl Validator {
+    fn build(cfg: &JwtConfig, key: &str) -> Result<Self, Error> {
+        let bad = |k: &str, r: String| Error::config(format!("{key}.{k}"), r);
+        let alg = match cfg.algorithm.as_str() {
+            "HS256" => Algorithm::HS256,
+            "RS256" => Algorithm::RS256,
+            "ES256" => Algorithm::ES256,
+            "EdDSA" => Algorithm::EdDSA,
+            other => {
+                return Err(bad(
+                    "algorithm",
+                    format!("{other:?} is not HS256, RS256, ES256 or EdDSA"),
+                ));
+            }
+        };
+        let dkey = decoding_key(cfg, alg).map_err(|(k, r)| bad(k, r))?;
+        let mut validation = Validation::new(alg);
+        validation.leeway = cfg.leeway.map_or(30, |d| d.as_secs());
+        validation.validate_nbf = true;
+        if let Some(iss) = &cfg.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        if cfg.audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&cfg.audience);
+        }
+        Ok(Self {
+            alg,
+            key: dkey,
+            validation,
+        })
+    }
+
+    /// Checks signature, algorithm and time/issuer/audience claims; returns the claims.
+    pub fn validate(&self, token: &str) -> Result<Value, Error> {
+        let refuse = |reason| Error::Unauthenticated {
+            challenge: INVALID.into(),
+            reason,
+        };
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| refuse("malformed bearer token"))?;
+        if header.alg != self.alg {
+            return Err(refuse("token algorithm not accepted"));
+        }
+        jsonwebtoken::decode::<Value>(token, &self.key, &self.validation)
+            .map(|d| d.claims)
+            .map_err(|e| {
+                tracing::debug!(error = %e, "bearer token refused");
+                refuse("invalid, expired or not yet valid bearer token")
+            })
+    }
+}
+
+fn decoding_key(cfg: &JwtConfig, alg: Algorithm) -> Result<DecodingKey, (&'static str, String)> {
+    let read = |k: &'static str, path: &str| {
+        std::fs::read(path).map_err(|e| (k, format!("cannot read {path:?}: {e}")))
+    };
+    if alg == Algorithm::HS256 {
+        let secret = match (&cfg.secret, &cfg.secret_file) {
+            (Some(s), None) => s.as_bytes().to_vec(),
+            (None, Some(f)) => read("secret_file", f)?,
+            _ => {
+                return Err((
+                    "secret",
+                    "HS256 needs exactly one of `secret` or `secret_file`".into(),
+                ));
+            }
+        };
+        if secret.len() < 32 {
+            return Err(("secret", "an HS256 secret must be at least 32 bytes".into()));
+        }
+        return Ok(DecodingKey::from_secret(&secret));
+    }
+    let Some(file) = &cfg.public_key_file else {
+        return Err((
+            "public_key_file",
+            format!("{alg:?} needs `public_key_file`"),
+        ));
+    };
+    let pem = read("public_key_file", file)?;
+    let parsed = match alg {
+        Algorithm::RS256 => DecodingKey::from_rsa_pem(&pem),
+        Algorithm::ES256 => DecodingKey::from_ec_pem(&pem),
+        _ => DecodingKey::from_ed_pem(&pem),
+    };
+    parsed.map_err(|e| {
+        (
+            "public_key_file",
+            format!("{file:?} is not a {alg:?} public key: {e}"),
+        )
+    })
+}
+
+/// Builds every `[[jwt]]` validator.
+pub fn build_validators(cfgs: &[JwtConfig]) -> Result<Validators, Error> {
+    let mut out = HashMap::new();
+    for (i, c) in cfgs.iter().enumerate() {
+        let v = Validator::build(c, &format!("jwt[{i}]"))?;
+        if out.insert(c.name.clone(), Arc::new(v)).is_some() {
+            return Err(Error::config(
+                format!("jwt[{i}].name"),
+                format!("duplicate validator {:?}", c.name),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// API keys by the SHA-256 of the key.
+#[derive(Debug, Default)]
+pub struct ApiKeys(HashMap<[u8; 32], String>);
+
+impl ApiKeys {
+    /// Parses `sha256:<hex>` hashes.
+    pub fn build(cfgs: &[ApiKeyConfig]) -> Result<Self, Error> {
+        let mut map = HashMap::new();
+        for (i, c) in cfgs.iter().enumerate() {
+            let hex_part = c.hash.strip_prefix("sha256:").unwrap_or_default();
+            let mut digest = [0u8; 32];
+            hex::decode_to_slice(hex_part, &mut digest).map_err(|_| {
+                Error::config(
+                    format!("api_keys[{i}].hash"),
+                    "expected `sha256:` and 64 hex digits",
+                )
+            })?;
+            map.insert(digest, c.name.clone());
+        }
+        Ok(Self(map))
+    }
+
+    fn lookup(&self, key: &str) -> Option<&str> {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        self.0.get(&digest).map(String::as_str)
+    }
+}
+
+/// Who the caller turned out to be.
+#[derive(Debug, Default)]
+pub struct Identity {
+    /// Verified JWT claims.
+    pub claims: Option<Value>,
+    /// The name of the API key used.
+    pub api_key: Option<String>,
+}
+
+/// A route's compiled auth policy.
+#[derive(Debug)]
+pub struct RouteAuth {
+    jwt: Option<Arc<Validator>>,
+    keys: Option<Arc<ApiKeys>>,
+    require: Vec<(String, String)>,
+    forward: Vec<(String, HeaderName)>,
+}
+
+impl RouteAuth {
+    /// Compiles a route's `auth` table at config key `key`.
+    pub fn build(
+        cfg: &AuthConfig,
+        key: &str,
+        validators: &Validators,
+        keys: &Arc<ApiKeys>,
+    ) -> Result<Self, Error> {
+        let jwt = match &cfg.jwt {
+            Some(n) => Some(validators.get(n).cloned().ok_or_else(|| {
+                Error::config(
+                    format!("{key}.jwt"),
+                    format!("no [[jwt]] validator named {n:?}"),
+                )
+            })?),
+            None => None,
+        };
+        if jwt.is_none() && !cfg.api_key {
+            return Err(Error::config(key, "set `jwt`, `api_key = true`, or both"));
+        }
+        let forward = cfg
+            .forward_claims
+            .iter()
+            .map(|(claim, header)| {
+                HeaderName::from_bytes(header.as_bytes())
+                    .map(|h| (claim.clone(), h))
+                    .map_err(|_| {
+                        Error::config(format!("{key}.forward_claims.{claim}"), "not a header name")
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            jwt,
+            keys: cfg.api_key.then(|| keys.clone()),
+            require: cfg
+                .require_claims
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            forward,
+        })
+    }
+
+    /// Whether this route verifies JWTs (so `claim:` rate-limit keys are usable).
+    pub fn has_jwt(&self) -> bool {
+        self.jwt.is_some()
+    }
+
+    /// Authenticates the request: 401 without valid credentials, 403 without required claims.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, Error> {
+        if let (Some(keys), Some(k)) = (&self.keys, headers.get("x-api-key")) {
+            let name = k.to_str().ok().and_then(|k| keys.lookup(k));
+            return match name {
+                Some(n) => Ok(Identity {
+                    claims: None,
+                    api_key: Some(n.to_owned()),
+                }),
+                None => Err(Error::Unauthenticated {
+                    challenge: CHALLENGE.into(),
+                    reason: "unknown API key",
+                }),
+            };
+        }
+        let Some(v) = &self.jwt else {
+            return Err(Error::Unauthenticated {
+                challenge: "ApiKey".into(),
+                reason: "an API key is required",
+            });
+        };
+        let token = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .ok_or(Error::Unauthenticated {
+                challenge: CHALLENGE.into(),
+                reason: "a bearer token is required",
+            })?;
+        let claims = v.validate(token.trim())?;
+        if !self
+            .require
+            .iter()
+            .all(|(k, want)| claim_has(&claims, k, want))
+        {
+            return Err(Error::Forbidden("a required claim is missing"));
+        }
+        Ok(Identity {
+            claims: Some(claims),
+            api_key: None,
+        })
+    }
+
+    /// Sets the configured claim headers (after removing any the client sent itself).
+    pub fn forward(&self, id: &Identity, headers: &mut HeaderMap) {
+        for (claim, header) in &self.forward {
+            headers.remove(header);
+            let value = id.claims.as_ref().and_then(|c| claim_text(c, claim));
+            if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                headers.insert(header.clone(), v);
+            }
+        }
+        headers.remove("x-api-key-name");
+        if let Some(v) = id
+            .api_key
+            .as_deref()
+            .and_then(|n| HeaderValue::from_str(n).ok())
+        {
+            headers.insert("x-api-key-name", v);
+        }
+    }
+}
+
+/// A claim as text: strings as-is, numbers and booleans printed, others absent.
+pub fn claim_text(claims: &Value, name: &str) -> Option<String> {
+    match claims.get(name)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn claim_has(claims: &Value, name: &str, want: &str) -> bool {
+    match claims.get(name) {
+        Some(Value::Array(items)) => items.iter().any(|i| i.as_str() == Some(want)),
+        Some(Value::String(s)) => s.split(' ').any(|p| p == want),
+        _ => false,
+    }
+}

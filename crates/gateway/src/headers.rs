@@ -1,0 +1,234 @@
+//! Header handling per RFC 9110: hop-by-hop removal (including the names listed in
+//! `Connection`), `Forwarded` / `X-Forwarded-*` / `Via`, and configured header edits.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::Error;
+use crate::config::HeaderEdits;
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1, plus the
+/// de-facto `Proxy-Connection` and `Keep-Alive`).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Removes hop-by-hop headers and every header named in `Connection`. `Upgrade` is removed
+/// too unless `keep_upgrade` (a WebSocket handshake being passed through).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+        if keep_upgrade && (n == header::UPGRADE || n == header::CONNECTION) {
+            continue;
+        }
+        headers.remove(n);
+    }
+    if !keep_upgrade {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// What this hop knows about the client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo<'a> {
+    /// The peer address of the client connection.
+    pub peer: SocketAddr,
+    /// `http` or `https`.
+    pub proto: &'a str,
+    /// The `Host` the client asked for, if any.
+    pub host: Option<&'a HeaderValue>,
+}
+
+/// Appends this hop to `Forwarded`, `X-Forwarded-For` and `Via`, and sets
+/// `X-Forwarded-Proto` / `X-Forwarded-Host` when the client did not (an earlier proxy's values
+/// win for those two).
+pub fn add_forwarding(
+    headers: &mut HeaderMap,
+    client: ClientInfo<'_>,
+    version: http::Version,
+    via: &str,
+) {
+    let ip = client.peer.ip();
+    let node = if ip.is_ipv6() {
+        format!("\"[{ip}]\"")
+    } else {
+        ip.to_string()
+    };
+    let mut fwd = format!("for={node};proto={}", client.proto);
+    if let Some(h) = client.host.and_then(|h| h.to_str().ok()) {
+        if h.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
+            fwd.push_str(&format!(";host=\"{h}\""));
+        }
+    }
+    append_list(headers, header::FORWARDED, &fwd);
+    append_list(
+        headers,
+        HeaderName::from_static("x-forwarded-for"),
+        &ip.to_string(),
+    );
+    let proto = HeaderName::from_static("x-forwarded-proto");
+    if !headers.contains_key(&proto) {
+        headers.insert(
+            proto,
+            HeaderValue::from_static(if client.proto == "https" {
+                "https"
+            } else {
+                "http"
+            }),
+        );
+    }
+    let xhost = HeaderName::from_static("x-forwarded-host");
+    if let (false, Some(h)) = (headers.contains_key(&xhost), client.host) {
+        headers.insert(xhost, h.clone());
+    }
+    let v = match version {
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        _ => "1.1",
+    };
+    append_list(headers, header::VIA, &format!("{v} {via}"));
+}
+
+fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &str) {
+    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => format!("{prev}, {item}"),
+        _ => item.to_owned(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        headers.insert(name, v);
+    }
+}
+
+/// Header edits compiled from config.
+#[derive(Debug, Clone, Default)]
+pub struct Edits {
+    add: Vec<(HeaderName, HeaderValue)>,
+    set: Vec<(HeaderName, HeaderValue)>,
+    remove: Vec<HeaderName>,
+}
+
+impl Edits {
+    /// Compiles `cfg` at config key `key`.
+    pub fn build(cfg: &HeaderEdits, key: &str) -> Result<Self, Error> {
+        let pair = |section: &str, (n, v): (&String, &String)| {
+            let k = format!("{key}.{section}.{n}");
+            let name = HeaderName::from_bytes(n.as_bytes())
+                .map_err(|_| Error::config(&k, "not a header name"))?;
+            let value =
+                HeaderValue::from_str(v).map_err(|_| Error::config(&k, "not a header value"))?;
+            Ok::<_, Error>((name, value))
+        };
+        let remove = cfg
+            .remove
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                HeaderName::from_bytes(n.as_bytes())
+                    .map_err(|_| Error::config(format!("{key}.remove[{i}]"), "not a header name"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            add: cfg
+                .add
+                .iter()
+                .map(|p| pair("add", p))
+                .collect::<Result<_, _>>()?,
+            set: cfg
+                .set
+                .iter()
+                .map(|p| pair("set", p))
+                .collect::<Result<_, _>>()?,
+            remove,
+        })
+    }
+
+    /// Applies remove, then set, then add.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for n in &self.remove {
+            headers.remove(n);
+        }
+        for (n, v) in &self.set {
+            headers.insert(n.clone(), v.clone());
+        }
+        for (n, v) in &self.add {
+            headers.append(n.clone(), v.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["x-keep"]);
+    }
+
+    #[test]
+    fn forwarding_headers_append_to_earlier_hops() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        let host = HeaderValue::from_static("api.example.com");
+        let client = ClientInfo {
+            peer: "10.1.2.3:5555".parse().unwrap(),
+            proto: "http",
+            host: Some(&host),
+        };
+        add_forwarding(&mut h, client, http::Version::HTTP_11, "flotilla");
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.1.2.3");
+        assert_eq!(
+            h["forwarded"],
+            "for=10.1.2.3;proto=http;host=\"api.example.com\""
+        );
+        assert_eq!(h["via"], "1.1 flotilla");
+        assert_eq!(h["x-forwarded-host"], "api.example.com");
+        assert_eq!(h["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn edits_remove_then_set_then_add() {
+        let cfg = HeaderEdits {
+            add: [("x-a".to_string(), "2".to_string())].into(),
+            set: [("x-b".to_string(), "new".to_string())].into(),
+            remove: vec!["x-c".into()],
+        };
+        let e = Edits::build(&cfg, "routes[0].request_headers").unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("x-a", HeaderValue::from_static("1"));
+        h.insert("x-b", HeaderValue::from_static("old"));
+        h.insert("x-c", HeaderValue::from_static("gone"));
+        e.apply(&mut h);
+        assert_eq!(h.get_all("x-a").iter().count(), 2);
+        assert_eq!(h["x-b"], "new");
+        assert!(!h.contains_key("x-c"));
+    }
+}

@@ -1,0 +1,115 @@
+//! Flotilla's API gateway (layer L3): a config-driven reverse proxy on hyper.
+//!
+//! It owns request routing (path templates, prefixes, host/method/header matchers with a
+//! deterministic precedence), path normalisation, streaming proxying with RFC 9110 header
+//! handling, per-route policies (timeouts, retries, a per-instance breaker, GCRA rate limits,
+//! body limits, JWT / API-key auth, header rewrites), metrics, hot reload and an admin API.
+//! It resolves upstreams only through the [`flotilla_discovery::Discovery`] contract, never
+//! through the registry crate or a backend. `flotilla-cli` wires it: build a [`Gateway`] from
+//! [`GatewayOptions`] and an `Arc<dyn Discovery>`, call [`Gateway::serve`] on a listener,
+//! [`Gateway::run`] for background work, mount [`Gateway::admin_router`] and register
+//! [`Gateway::register_metrics`].
+
+mod admin;
+pub mod auth;
+pub mod config;
+mod error;
+pub mod headers;
+pub mod matcher;
+pub mod metrics;
+pub mod path;
+mod problem;
+mod proxy;
+pub mod ratelimit;
+mod server;
+mod state;
+pub mod table;
+pub mod template;
+pub mod upstream;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use flotilla_discovery::Discovery;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::GatewayOptions;
+pub use error::Error;
+pub use problem::Body;
+
+use state::Shared;
+use table::RouteTable;
+
+/// A running gateway's handle: cheap to clone, shared by the listener, the admin API and
+/// whoever triggers reloads.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+    discovery: Arc<dyn Discovery>,
+}
+
+impl Gateway {
+    /// Validates `opts` and builds the gateway; the error names the first bad key.
+    pub fn new(opts: GatewayOptions, discovery: Arc<dyn Discovery>) -> Result<Self, Error> {
+        let table = RouteTable::build(&opts, discovery.as_ref())?;
+        Ok(Self {
+            shared: Arc::new(Shared::new(table, opts.server)),
+            discovery,
+        })
+    }
+
+    /// Swaps in a new routing configuration (routes, upstreams, auth, limits). Requests in
+    /// flight finish on the table they started with; none fail because of the swap. An invalid
+    /// config is refused and the current one keeps serving. The `[server]` section is read
+    /// only at start: listener limits change with a restart.
+    pub fn reload(&self, opts: GatewayOptions) -> Result<(), Error> {
+        let table = RouteTable::build(&opts, self.discovery.as_ref())?;
+        self.shared.table.store(Arc::new(table));
+        tracing::info!("gateway configuration reloaded");
+        Ok(())
+    }
+
+    /// Reads a TOML file and [`reload`](Self::reload)s it (what the CLI calls on SIGHUP).
+    pub fn reload_file(&self, path: &Path) -> Result<(), Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config("file", format!("cannot read {}: {e}", path.display())))?;
+        self.reload(GatewayOptions::from_toml(&text)?)
+    }
+
+    /// Serves client traffic on `listener` until `shutdown`, then drains in-flight requests.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error> {
+        server::serve(self.shared.clone(), listener, shutdown)
+            .await
+            .map_err(|e| Error::Internal(format!("listener failed: {e}")))
+    }
+
+    /// Background upkeep until `shutdown`: drops idle rate-limiter state so memory stays
+    /// bounded by active callers.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(ratelimit::SHRINK_EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let table = self.shared.table.load();
+                    table.routes.iter().filter_map(|r| r.limiter.as_ref()).for_each(|l| l.shrink());
+                }
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// The admin API router; mount it under `/api/v1/gateway`.
+    pub fn admin_router(&self) -> axum::Router {
+        admin::router(self.clone())
+    }
+
+    /// Registers the gateway's metrics (prefixed `gateway_`) in `registry`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.shared.metrics.register(registry);
+    }
+}

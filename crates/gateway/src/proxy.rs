@@ -1,0 +1,387 @@
+//! The request path, split by phase: admit (ids, limits, normalisation), route, guard (auth,
+//! rate limit, body limit), forward (instance, breaker, timeout, retry), respond (headers).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use flotilla_core::{RequestId, TraceParent};
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Incoming;
+
+use crate::Error;
+use crate::auth::Identity;
+use crate::headers::{ClientInfo, add_forwarding, strip_hop_by_hop};
+use crate::matcher::{RequestView, request_host};
+use crate::path::NormalPath;
+use crate::problem::{Body, problem, problem_status};
+use crate::ratelimit::Allowed;
+use crate::state::Shared;
+use crate::table::{Route, RouteTable};
+use crate::template::Params;
+use crate::upstream::Target;
+
+/// Per-request context carried across phases.
+struct Ctx {
+    request_id: RequestId,
+    trace: TraceParent,
+    peer: SocketAddr,
+    started: Instant,
+    upgrade: bool,
+}
+
+/// Handles one client request; never fails (errors become problem+json responses).
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let ctx = Ctx {
+        request_id: header_str(&req, "x-request-id")
+            .and_then(RequestId::parse)
+            .unwrap_or_else(RequestId::generate),
+        trace: header_str(&req, "traceparent")
+            .and_then(TraceParent::parse)
+            .map_or_else(TraceParent::generate, |t| t.child()),
+        peer,
+        started: Instant::now(),
+        upgrade: is_upgrade(&req),
+    };
+    let table = shared.table.load_full();
+    let (route_name, resp) = admit(&shared, &table, &ctx, req).await;
+    let status = resp.status().as_u16();
+    shared
+        .metrics
+        .observe(&route_name, status, ctx.started.elapsed().as_secs_f64());
+    tracing::info!(
+        target: "flotilla_gateway::access",
+        request_id = %ctx.request_id, peer = %ctx.peer, route = %route_name, status,
+        micros = ctx.started.elapsed().as_micros() as u64,
+    );
+    resp
+}
+
+async fn admit(
+    shared: &Shared,
+    table: &RouteTable,
+    ctx: &Ctx,
+    req: Request<Incoming>,
+) -> (String, Response<Body>) {
+    let none = || "_none".to_owned();
+    if req.uri().to_string().len() > shared.server.max_uri_bytes {
+        return (none(), uri_too_long(ctx));
+    }
+    let path = match NormalPath::parse(req.uri().path()) {
+        Ok(p) => p,
+        Err(e) => return (none(), error_response(ctx, &e)),
+    };
+    let host = request_host(req.uri(), req.headers())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let view = RequestView {
+        method: req.method(),
+        host: &host,
+        headers: req.headers(),
+        path: &path,
+    };
+    let Some((route, params)) = table.find(&view) else {
+        return (
+            none(),
+            error_response(ctx, &Error::NoRoute(req.uri().path().to_owned())),
+        );
+    };
+    let name = route.name.clone();
+    let resp = match guard_and_forward(shared, route, ctx, req, &path, &params).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let mut resp = error_response(ctx, &e);
+            if let (Error::RateLimited { retry_after_secs }, Some(l)) = (&e, &route.limiter) {
+                let labels = crate::metrics::RouteLabels {
+                    route: name.clone(),
+                };
+                shared.metrics.rate_limited.get_or_create(&labels).inc();
+                resp.headers_mut()
+                    .extend(l.refusal_headers(*retry_after_secs));
+            }
+            resp
+        }
+    };
+    (name, resp)
+}
+
+async fn guard_and_forward(
+    shared: &Shared,
+    route: &Route,
+    ctx: &Ctx,
+    req: Request<Incoming>,
+    path: &NormalPath,
+    params: &Params,
+) -> Result<Response<Body>, Error> {
+    let id = match &route.auth {
+        Some(a) => a.authenticate(req.headers())?,
+        None => Identity::default(),
+    };
+    let allowed = match &route.limiter {
+        Some(l) => Some(l.check(ctx.peer.ip(), req.headers(), &id)?),
+        None => None,
+    };
+    if let (Some(limit), Some(len)) = (route.max_body, content_length(&req)?) {
+        if len > limit {
+            return Err(Error::BodyTooLarge(limit));
+        }
+    }
+    let upstream_req = build_upstream_request(shared, route, ctx, req, path, params, &id)?;
+    let resp = forward(shared, route, upstream_req).await?;
+    Ok(respond(route, ctx, resp, allowed))
+}
+
+fn content_length(req: &Request<Incoming>) -> Result<Option<u64>, Error> {
+    match req.headers().get(header::CONTENT_LENGTH) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(Some)
+            .ok_or_else(|| Error::BadRequest("malformed Content-Length".into())),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_upstream_request(
+    shared: &Shared,
+    route: &Route,
+    ctx: &Ctx,
+    mut req: Request<Incoming>,
+    path: &NormalPath,
+    params: &Params,
+    id: &Identity,
+) -> Result<Request<UpstreamBody>, Error> {
+    let mut pq = route.rewrite.apply(path, params);
+    if let Some(q) = req.uri().query() {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    let bodyless = has_no_body(&req);
+    let on_upgrade = ctx.upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let headers = &mut parts.headers;
+    let client_host = headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    strip_hop_by_hop(headers, ctx.upgrade);
+    let client = ClientInfo {
+        peer: ctx.peer,
+        proto: "http",
+        host: client_host.as_ref(),
+    };
+    add_forwarding(headers, client, parts.version, &shared.server.via_name);
+    if let Ok(v) = HeaderValue::from_str(ctx.request_id.as_str()) {
+        headers.insert("x-request-id", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&ctx.trace.to_string()) {
+        headers.insert("traceparent", v);
+    }
+    if let Some(a) = &route.auth {
+        a.forward(id, headers);
+    }
+    route.request_headers.apply(headers);
+    if let Some(h) = client_host {
+        headers.insert(header::HOST, h);
+    }
+    let body = match route.max_body {
+        Some(limit) => Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed(),
+        None => body.map_err(Into::into).boxed(),
+    };
+    let mut out = Request::from_parts(parts, body);
+    *out.version_mut() = http::Version::HTTP_11;
+    out.extensions_mut().insert(PathAndQuery(pq, bodyless));
+    if let Some(u) = on_upgrade {
+        out.extensions_mut()
+            .insert(ClientUpgrade(Arc::new(std::sync::Mutex::new(Some(u)))));
+    }
+    Ok(out)
+}
+
+/// The body sent upstream.
+type UpstreamBody = Body;
+
+/// The rewritten target, and whether the client sent no body (so a retry loses nothing).
+#[derive(Clone)]
+struct PathAndQuery(String, bool);
+
+/// The client side of an upgrade, carried to the point where the upstream answers 101.
+#[derive(Clone)]
+struct ClientUpgrade(Arc<std::sync::Mutex<Option<hyper::upgrade::OnUpgrade>>>);
+
+async fn forward(
+    shared: &Shared,
+    route: &Route,
+    mut req: Request<UpstreamBody>,
+) -> Result<Response<Incoming>, Error> {
+    let PathAndQuery(pq, bodyless) = req
+        .extensions_mut()
+        .remove::<PathAndQuery>()
+        .unwrap_or(PathAndQuery("/".into(), false));
+    let client_upgrade = req.extensions_mut().remove::<ClientUpgrade>();
+    let retryable = route.retries > 0 && is_idempotent(req.method()) && bodyless;
+    let mut attempt = 0;
+    let (parts, body) = req.into_parts();
+    let mut body = Some(body);
+    loop {
+        let target = route.upstream.pick()?;
+        let this_body = if retryable {
+            Empty::new().map_err(|n| match n {}).boxed()
+        } else {
+            body.take()
+                .unwrap_or_else(|| Empty::new().map_err(|n| match n {}).boxed())
+        };
+        let mut attempt_req = Request::from_parts(parts.clone(), this_body);
+        *attempt_req.uri_mut() = upstream_uri(&target, &pq)?;
+        let started = Instant::now();
+        let result = tokio::time::timeout(route.timeout, shared.client.request(attempt_req)).await;
+        let labels = crate::metrics::RouteLabels {
+            route: route.name.clone(),
+        };
+        shared
+            .metrics
+            .upstream_duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        let err = match result {
+            Ok(Ok(resp)) => {
+                route
+                    .upstream
+                    .record(&target.id, resp.status().as_u16() < 500);
+                let client_side = client_upgrade.and_then(|c| c.0.lock().ok()?.take());
+                if let (StatusCode::SWITCHING_PROTOCOLS, Some(c)) = (resp.status(), client_side) {
+                    return Ok(splice_upgrade(c, resp));
+                }
+                return Ok(resp);
+            }
+            Ok(Err(e)) => classify_client_error(&e),
+            Err(_) => Error::Timeout,
+        };
+        route.upstream.record(&target.id, false);
+        tracing::warn!(route = %route.name, upstream = %target.id, error = %err, "upstream attempt failed");
+        let can_retry = retryable && attempt < route.retries && matches!(err, Error::Upstream(_));
+        if !can_retry {
+            return Err(err);
+        }
+        attempt += 1;
+        shared.metrics.retries.get_or_create(&labels).inc();
+    }
+}
+
+fn classify_client_error(e: &hyper_util::client::legacy::Error) -> Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return Error::BodyTooLarge(0);
+        }
+        source = s.source();
+    }
+    Error::Upstream(format!("{e:?}"))
+}
+
+fn splice_upgrade(
+    client: hyper::upgrade::OnUpgrade,
+    mut resp: Response<Incoming>,
+) -> Response<Incoming> {
+    let upstream = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        let (Ok(c), Ok(u)) = (client.await, upstream.await) else {
+            tracing::debug!("upgrade handshake did not complete");
+            return;
+        };
+        let mut c = hyper_util::rt::TokioIo::new(c);
+        let mut u = hyper_util::rt::TokioIo::new(u);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+            tracing::debug!(error = %e, "upgraded connection closed with an error");
+        }
+    });
+    resp
+}
+
+fn upstream_uri(target: &Target, pq: &str) -> Result<Uri, Error> {
+    Uri::builder()
+        .scheme("http")
+        .authority(target.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot build upstream URI: {e}")))
+}
+
+fn respond(
+    route: &Route,
+    ctx: &Ctx,
+    resp: Response<Incoming>,
+    allowed: Option<Allowed>,
+) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    let keep_upgrade = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+    strip_hop_by_hop(&mut parts.headers, keep_upgrade);
+    route.response_headers.apply(&mut parts.headers);
+    if let Ok(v) = HeaderValue::from_str(ctx.request_id.as_str()) {
+        parts.headers.insert("x-request-id", v);
+    }
+    if let Some(Allowed(policy, status)) = allowed {
+        parts.headers.insert("ratelimit-policy", policy);
+        parts.headers.insert("ratelimit", status);
+    }
+    Response::from_parts(parts, body.map_err(Into::into).boxed())
+}
+
+fn error_response(ctx: &Ctx, err: &Error) -> Response<Body> {
+    if let Error::Internal(detail) | Error::Upstream(detail) = err {
+        tracing::warn!(request_id = %ctx.request_id, error = %detail, "request failed");
+    }
+    problem(err, ctx.request_id.as_str())
+}
+
+fn uri_too_long(ctx: &Ctx) -> Response<Body> {
+    let err = Error::BadRequest("request target too long".into());
+    problem_status(
+        StatusCode::URI_TOO_LONG,
+        "request target too long",
+        ctx.request_id.as_str(),
+        &err,
+    )
+}
+
+fn header_str<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == http::Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+fn has_no_body<B>(req: &Request<B>) -> bool {
+    let h = req.headers();
+    !h.contains_key(header::TRANSFER_ENCODING)
+        && h.get(header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0")
+}

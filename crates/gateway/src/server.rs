@@ -1,0 +1,121 @@
+//! The client-facing listener: HTTP/1.1 and h2c on one port, with hyper's framing checks and
+//! the configured limits (head size, header count, head read timeout, connection count,
+//! requests per connection).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use std::future::Future;
+use std::pin::Pin;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServerOptions;
+use crate::problem::Body;
+use crate::proxy;
+use crate::state::Shared;
+
+fn builder(opts: &ServerOptions) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout)
+        .max_buf_size(opts.max_header_bytes.max(8192))
+        .max_headers(opts.max_headers)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(opts.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256);
+    b
+}
+
+/// Accepts connections until `shutdown`, then stops accepting and lets in-flight requests
+/// finish (connections are asked to close after their current request).
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let builder = Arc::new(builder(&shared.server));
+    let permits = Arc::new(Semaphore::new(shared.server.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Accept errors (EMFILE, ECONNABORTED) are per-connection; keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = connection_service(shared.clone(), peer);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+        let watched = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = watched.await {
+                tracing::debug!(error = %e, %peer, "client connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// The per-connection service: counts requests so a connection past the limit is closed.
+#[derive(Debug, Clone)]
+struct ConnService {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    served: Arc<AtomicU64>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for ConnService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let shared = self.shared.clone();
+        let peer = self.peer;
+        let n = self.served.fetch_add(1, Ordering::Relaxed) + 1;
+        Box::pin(async move {
+            let max = shared.server.max_requests_per_connection.max(1);
+            let mut resp = proxy::handle(shared, peer, req).await;
+            if n >= max {
+                // Ask the client to reconnect so one connection cannot hold a worker forever.
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            Ok(resp)
+        })
+    }
+}
+
+fn connection_service(shared: Arc<Shared>, peer: SocketAddr) -> ConnService {
+    ConnService {
+        shared,
+        peer,
+        served: Arc::new(AtomicU64::new(0)),
+    }
+}

@@ -1,0 +1,230 @@
+//! The compiled routing table: every route with its matcher, upstream and policies, sorted in
+//! precedence order. A table is immutable; a reload builds a new one and swaps it in.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_discovery::Discovery;
+
+use crate::Error;
+use crate::auth::{ApiKeys, RouteAuth, Validators};
+use crate::config::{GatewayOptions, RewriteConfig, RouteConfig};
+use crate::headers::Edits;
+use crate::matcher::{Matcher, PathMatch, RequestView};
+use crate::path::{NormalPath, encode_segments};
+use crate::ratelimit::RouteLimiter;
+use crate::template::{Params, Template};
+use crate::upstream::Upstream;
+
+/// How the forwarded path is built.
+#[derive(Debug, Clone)]
+pub enum Rewrite {
+    /// Forward the normalised path.
+    None,
+    /// Remove these leading segments.
+    Strip(Vec<String>),
+    /// Replace the leading `from` segments with `to`.
+    Replace {
+        /// Segments removed.
+        from: Vec<String>,
+        /// Segments put in their place.
+        to: Vec<String>,
+    },
+    /// Render a template from the route's parameters.
+    Template(Template),
+}
+
+impl Rewrite {
+    /// The encoded path to forward.
+    pub fn apply(&self, path: &NormalPath, params: &Params) -> String {
+        let segs = &path.segments;
+        match self {
+            Self::None => path.encoded(),
+            Self::Strip(p) if segs.starts_with(p) => encode_segments(
+                segs[p.len()..].iter().map(String::as_str),
+                path.trailing_slash,
+            ),
+            Self::Replace { from, to } if segs.starts_with(from) => {
+                let rest = segs[from.len()..].iter();
+                encode_segments(
+                    to.iter().chain(rest).map(String::as_str),
+                    path.trailing_slash,
+                )
+            }
+            Self::Strip(_) | Self::Replace { .. } => path.encoded(),
+            Self::Template(t) => t.render(params, path.trailing_slash),
+        }
+    }
+}
+
+/// One compiled route.
+#[derive(Debug)]
+pub struct Route {
+    /// Name used in metrics, logs and the admin API.
+    pub name: String,
+    /// Match conditions.
+    pub matcher: Matcher,
+    /// Where requests go.
+    pub upstream: Arc<Upstream>,
+    /// Path rewriting.
+    pub rewrite: Rewrite,
+    /// Edits on the forwarded request's headers.
+    pub request_headers: Edits,
+    /// Edits on the response's headers.
+    pub response_headers: Edits,
+    /// Time allowed for the upstream's response head.
+    pub timeout: Duration,
+    /// Extra attempts for idempotent requests that failed to connect.
+    pub retries: u32,
+    /// Request-body limit (None = unlimited).
+    pub max_body: Option<u64>,
+    /// Rate limit.
+    pub limiter: Option<RouteLimiter>,
+    /// Authentication.
+    pub auth: Option<RouteAuth>,
+    /// The config this route was built from, for the admin API.
+    pub config: RouteConfig,
+}
+
+/// Every route in precedence order, plus the upstreams they share.
+#[derive(Debug)]
+pub struct RouteTable {
+    /// Routes, in the order they are tried.
+    pub routes: Vec<Route>,
+    /// Upstreams by name.
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+}
+
+impl RouteTable {
+    /// Validates and compiles `opts`; the error names the first bad key.
+    pub fn build(opts: &GatewayOptions, discovery: &dyn Discovery) -> Result<Self, Error> {
+        let mut upstreams = HashMap::new();
+        for (i, u) in opts.upstreams.iter().enumerate() {
+            let key = format!("upstreams[{i}]");
+            let built = Upstream::build(u, &key, discovery)?;
+            if upstreams.insert(u.name.clone(), Arc::new(built)).is_some() {
+                return Err(Error::config(
+                    format!("{key}.name"),
+                    format!("duplicate upstream {:?}", u.name),
+                ));
+            }
+        }
+        let validators = crate::auth::build_validators(&opts.jwt)?;
+        let keys = Arc::new(ApiKeys::build(&opts.api_keys)?);
+        let mut ranked = Vec::with_capacity(opts.routes.len());
+        for (i, cfg) in opts.routes.iter().enumerate() {
+            let route = build_route(cfg, i, opts, &upstreams, &validators, &keys)?;
+            ranked.push((route.matcher.rank(i), route));
+        }
+        ranked.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Self {
+            routes: ranked.into_iter().map(|(_, r)| r).collect(),
+            upstreams,
+        })
+    }
+
+    /// The first route (in precedence order) matching the request.
+    pub fn find(&self, req: &RequestView<'_>) -> Option<(&Route, Params)> {
+        self.routes
+            .iter()
+            .find_map(|r| r.matcher.matches(req).map(|p| (r, p)))
+    }
+}
+
+fn build_route(
+    cfg: &RouteConfig,
+    i: usize,
+    opts: &GatewayOptions,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+    validators: &Validators,
+    keys: &Arc<ApiKeys>,
+) -> Result<Route, Error> {
+    let key = format!("routes[{i}]");
+    let matcher = Matcher::build(cfg, &key)?;
+    let upstream = upstreams.get(&cfg.upstream).cloned().ok_or_else(|| {
+        Error::config(
+            format!("{key}.upstream"),
+            format!("no upstream named {:?}", cfg.upstream),
+        )
+    })?;
+    let rewrite = build_rewrite(&cfg.rewrite, &matcher, &key)?;
+    let auth = match &cfg.auth {
+        Some(a) => Some(RouteAuth::build(
+            a,
+            &format!("{key}.auth"),
+            validators,
+            keys,
+        )?),
+        None => None,
+    };
+    let limiter = match &cfg.rate_limit {
+        Some(rl) => Some(RouteLimiter::build(
+            rl,
+            &format!("{key}.rate_limit"),
+            auth.as_ref(),
+        )?),
+        None => None,
+    };
+    let max_body = cfg.max_body_bytes.unwrap_or(opts.server.max_body_bytes);
+    Ok(Route {
+        name: cfg.name.clone().unwrap_or_else(|| format!("route-{i}")),
+        upstream,
+        rewrite,
+        request_headers: Edits::build(&cfg.request_headers, &format!("{key}.request_headers"))?,
+        response_headers: Edits::build(&cfg.response_headers, &format!("{key}.response_headers"))?,
+        timeout: cfg.timeout.unwrap_or(Duration::from_secs(30)),
+        retries: cfg.retries,
+        max_body: (max_body > 0).then_some(max_body),
+        limiter,
+        auth,
+        matcher,
+        config: cfg.clone(),
+    })
+}
+
+fn build_rewrite(cfg: &RewriteConfig, matcher: &Matcher, key: &str) -> Result<Rewrite, Error> {
+    let segs = |p: &str, k: &str| {
+        NormalPath::parse(p)
+            .map(|n| n.segments)
+            .map_err(|e| Error::config(format!("{key}.rewrite.{k}"), e.to_string()))
+    };
+    match (&cfg.strip_prefix, &cfg.replace_prefix, &cfg.template) {
+        (None, None, None) => Ok(Rewrite::None),
+        (Some(p), None, None) => Ok(Rewrite::Strip(segs(p, "strip_prefix")?)),
+        (None, Some(p), None) => match &matcher.path {
+            PathMatch::Prefix(from) => Ok(Rewrite::Replace {
+                from: from.clone(),
+                to: segs(p, "replace_prefix")?,
+            }),
+            PathMatch::Template(_) => Err(Error::config(
+                format!("{key}.rewrite.replace_prefix"),
+                "needs a route matched by `prefix`",
+            )),
+        },
+        (None, None, Some(t)) => template_rewrite(t, matcher, key),
+        _ => Err(Error::config(
+            format!("{key}.rewrite"),
+            "set at most one rewrite",
+        )),
+    }
+}
+
+fn template_rewrite(text: &str, matcher: &Matcher, key: &str) -> Result<Rewrite, Error> {
+    let k = format!("{key}.rewrite.template");
+    let t = Template::parse(text).map_err(|r| Error::config(&k, r))?;
+    let PathMatch::Template(route_t) = &matcher.path else {
+        return Err(Error::config(
+            &k,
+            "needs a route matched by a `path` template",
+        ));
+    };
+    let known: Vec<&str> = route_t.param_names().collect();
+    if let Some(missing) = t.param_names().find(|n| !known.contains(n)) {
+        return Err(Error::config(
+            &k,
+            format!("parameter {{{missing}}} is not captured by the route's path"),
+        ));
+    }
+    Ok(Rewrite::Template(t))
+}
