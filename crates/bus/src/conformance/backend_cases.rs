@@ -266,7 +266,10 @@ pub async fn replay_from_the_dlq_delivers_again(h: Harness) {
 pub async fn purge_removes_dead_letters(h: Harness) {
     let (g, id) = one_dead_letter(&h, "purge", 1).await;
     assert_eq!(
-        h.backend.dlq_purge(&g, std::slice::from_ref(&id)).await.expect("purge"),
+        h.backend
+            .dlq_purge(&g, std::slice::from_ref(&id))
+            .await
+            .expect("purge"),
         1
     );
     assert!(matches!(

@@ -25,6 +25,7 @@
 //! in the test log.
 
 mod backend_cases;
+mod engine_cases;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,7 @@ use serde_json::json;
 use crate::{Backend, Delivery, GroupName, GroupSpec, Outgoing, PublishOutcome};
 
 pub use backend_cases::*;
+pub use engine_cases::*;
 
 /// How much earlier than asked a delayed delivery may appear (timer granularity).
 pub const EARLY_SLACK: Duration = Duration::from_millis(20);
@@ -134,8 +136,12 @@ pub fn event(n: u32) -> CloudEvent {
 
 /// The `n` an [`event`] carries.
 pub fn number(d: &Delivery) -> u64 {
-    d.event
-        .json_data()
+    event_number(&d.event)
+}
+
+/// The `n` an [`event`] carries.
+pub fn event_number(e: &CloudEvent) -> u64 {
+    e.json_data()
         .and_then(|v| v["n"].as_u64())
         .expect("suite events carry a number")
 }
@@ -158,7 +164,10 @@ macro_rules! conformance_suite {
             same_key_events_are_delivered_in_order_one_at_a_time,
             delayed_publish_is_not_delivered_before_its_time,
             duplicate_publish_within_the_window_is_dropped,
-            redeclaring_a_group_with_another_pattern_conflicts
+            redeclaring_a_group_with_another_pattern_conflicts,
+            engine_max_deliveries_then_exactly_one_dead_letter,
+            engine_handler_timeout_counts_as_a_failure,
+            engine_consumer_dying_mid_handler_hands_the_event_to_another
         );
     };
     (@cases $harness:path; $($case:ident),*) => {
