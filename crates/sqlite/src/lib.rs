@@ -10,6 +10,8 @@
 //! this crate.
 
 mod db;
+#[cfg(feature = "eventstore")]
+pub mod eventstore;
 mod writer;
 
 pub use db::{Database, Durability, Error, Options, ReadPool};

@@ -1,0 +1,356 @@
+//! The event store on SQLite (feature `eventstore`).
+//!
+//! Appends run on the shared group-commit [`Writer`](crate::Writer): each append is one job
+//! (its own savepoint) in whatever batch is waiting, so many concurrent appends share one
+//! fsync, and an append is answered only once its batch is durable. Because the one writer
+//! thread assigns positions and commits batches in order, a position is visible only after
+//! every lower one: readers may simply continue from the last position they saw.
+//!
+//! Reads use the read pool (WAL readers never wait for the writer). New appends are announced
+//! on [`EventStore::head`] by this process; appends by another process on the same file are
+//! picked up by subscribers within `Options::poll_interval`.
+
+mod rows;
+mod schema;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flotilla_core::StreamId;
+use flotilla_eventstore::memory::check_snapshot_version;
+use flotilla_eventstore::model::{validate_batch, validate_limit};
+use flotilla_eventstore::plan::{Plan, plan_append};
+use flotilla_eventstore::store::validate_subscriber;
+use flotilla_eventstore::{
+    AppendResult, Direction, Error, EventStore, ExpectedVersion, Filter, NewEvent, Position,
+    ReadAll, ReadStream, RecordedEvent, Snapshot, Version,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::watch;
+
+use crate::Database;
+use rows::{COLUMNS, db};
+
+impl From<crate::Error> for Error {
+    fn from(e: crate::Error) -> Self {
+        match e {
+            crate::Error::Sqlite(e) => db(e),
+            other => Error::storage(other),
+        }
+    }
+}
+
+/// The event store on a [`Database`].
+#[derive(Debug, Clone)]
+pub struct SqliteEventStore {
+    db: Database,
+    head: Arc<watch::Sender<Position>>,
+}
+
+impl SqliteEventStore {
+    /// Creates the tables if needed and reads the current head. `poll_interval` is how often
+    /// the head is re-read from the file, for appends made by other processes (`None`: never).
+    pub async fn open(db: Database, poll_interval: Option<Duration>) -> Result<Self, Error> {
+        let last = db
+            .writer()
+            .write(|c| {
+                c.execute_batch(schema::SCHEMA).map_err(db_err)?;
+                schema::last_position(c).map_err(db_err)
+            })
+            .await?;
+        let store = Self {
+            db,
+            head: Arc::new(watch::Sender::new(last)),
+        };
+        if let Some(every) = poll_interval {
+            tokio::spawn(poll_head(
+                store.db.clone(),
+                Arc::downgrade(&store.head),
+                every,
+            ));
+        }
+        Ok(store)
+    }
+
+    fn advance_head(&self, to: Position) {
+        self.head.send_if_modified(|h| {
+            let grew = to > *h;
+            *h = (*h).max(to);
+            grew
+        });
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+    {
+        let out = self.db.reads().read(move |c| Ok(f(c))).await;
+        out.map_err(Error::from)?
+    }
+}
+
+fn db_err(e: rusqlite::Error) -> Error {
+    db(e)
+}
+
+async fn poll_head(db: Database, head: std::sync::Weak<watch::Sender<Position>>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let Some(head) = head.upgrade() else { return };
+        let last = db.reads().read(|c| Ok(schema::last_position(c)?)).await;
+        if let Ok(last) = last {
+            head.send_if_modified(|h| std::mem::replace(h, (*h).max(last)) < last);
+        }
+    }
+}
+
+fn append_job(
+    c: &Connection,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> Result<AppendResult, Error> {
+    let stored = events
+        .iter()
+        .map(|e| rows::by_id(c, e.id))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db)?;
+    let state = rows::stream_state(c, stream).map_err(db)?;
+    match plan_append(stream, expected, state, events, &stored)? {
+        Plan::AlreadyStored(r) => Ok(r),
+        Plan::Write { first_version } => {
+            let last_position = rows::insert(c, stream, first_version, events)?;
+            Ok(AppendResult {
+                first_version,
+                last_version: first_version + events.len() as u64 - 1,
+                last_position,
+            })
+        }
+    }
+}
+
+fn live_version(c: &Connection, stream: &StreamId) -> Result<Option<Version>, Error> {
+    let state = rows::stream_state(c, stream).map_err(db)?;
+    if state.deleted {
+        return Err(Error::StreamDeleted {
+            stream: stream.clone(),
+        });
+    }
+    Ok(state.version)
+}
+
+fn read_stream_rows(
+    c: &Connection,
+    stream: &StreamId,
+    read: ReadStream,
+) -> Result<Vec<RecordedEvent>, Error> {
+    live_version(c, stream)?;
+    let (cmp, order) = match read.direction {
+        Direction::Forward => (">=", "ASC"),
+        Direction::Backward => ("<=", "DESC"),
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM es_events WHERE stream = ?1 AND version {cmp} ?2 \
+         ORDER BY version {order} LIMIT ?3"
+    );
+    let mut stmt = c.prepare_cached(&sql).map_err(db)?;
+    let rows = stmt.query_map(
+        params![stream.as_str(), clamp(read.from), clamp(read.limit as u64)],
+        rows::event,
+    );
+    rows.and_then(Iterator::collect).map_err(db)
+}
+
+fn read_all_rows(c: &Connection, read: &ReadAll) -> Result<Vec<RecordedEvent>, Error> {
+    let (clause, value) = match &read.filter {
+        Filter::All => ("", None),
+        Filter::Category(cat) => ("category = ?3 AND", Some(cat.as_str())),
+        Filter::EventType(ty) => ("type = ?3 AND", Some(ty.as_str())),
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM es_events WHERE {clause} position > ?1 \
+         ORDER BY position LIMIT ?2"
+    );
+    let mut stmt = c.prepare_cached(&sql).map_err(db)?;
+    let (after, limit) = (clamp(read.after), clamp(read.limit as u64));
+    let rows = match value {
+        None => stmt.query_map(params![after, limit], rows::event),
+        Some(v) => stmt.query_map(params![after, limit, v], rows::event),
+    };
+    rows.and_then(Iterator::collect).map_err(db)
+}
+
+/// SQLite integers are signed: clamp "everything" (`u64::MAX`) to the largest it stores.
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, Error> {
+        validate_batch(&events)?;
+        let s = stream.clone();
+        let result = self
+            .db
+            .writer()
+            .write(move |c| append_job(c, &s, expected, &events))
+            .await?;
+        self.advance_head(result.last_position);
+        Ok(result)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        read: ReadStream,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        validate_limit(read.limit)?;
+        let s = stream.clone();
+        self.read(move |c| read_stream_rows(c, &s, read)).await
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Option<Version>, Error> {
+        let s = stream.clone();
+        self.read(move |c| live_version(c, &s)).await
+    }
+
+    async fn read_all(&self, read: ReadAll) -> Result<Vec<RecordedEvent>, Error> {
+        validate_limit(read.limit)?;
+        self.read(move |c| read_all_rows(c, &read)).await
+    }
+
+    async fn delete_stream(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+    ) -> Result<(), Error> {
+        let s = stream.clone();
+        self.db
+            .writer()
+            .write(move |c| {
+                let state = rows::stream_state(c, &s).map_err(db)?;
+                if state.deleted {
+                    return Ok(());
+                }
+                if !expected.admits(state.version) {
+                    return Err(Error::WrongExpectedVersion {
+                        stream: s,
+                        expected,
+                        actual: state.version,
+                    });
+                }
+                c.execute(
+                    "INSERT INTO es_streams (stream, version, deleted) VALUES (?1, 0, 1) \
+                     ON CONFLICT (stream) DO UPDATE SET deleted = 1",
+                    [s.as_str()],
+                )
+                .and_then(|_| c.execute("DELETE FROM es_snapshots WHERE stream = ?1", [s.as_str()]))
+                .map_err(db)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn truncate_stream(&self, stream: &StreamId, before: Version) -> Result<u64, Error> {
+        let s = stream.clone();
+        self.db
+            .writer()
+            .write(move |c| {
+                c.execute(
+                    "DELETE FROM es_events WHERE stream = ?1 AND version < ?2",
+                    params![s.as_str(), clamp(before)],
+                )
+                .map(|n| n as u64)
+                .map_err(db)
+            })
+            .await
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), Error> {
+        self.db
+            .writer()
+            .write(move |c| {
+                check_snapshot_version(&snapshot, live_version(c, &snapshot.stream)?)?;
+                c.execute(
+                    "INSERT INTO es_snapshots (stream, version, state) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (stream) DO UPDATE SET version = excluded.version, \
+                     state = excluded.state",
+                    params![
+                        snapshot.stream.as_str(),
+                        snapshot.version as i64,
+                        snapshot.state.to_string()
+                    ],
+                )
+                .map_err(db)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, Error> {
+        let s = stream.clone();
+        self.read(move |c| {
+            live_version(c, &s)?;
+            let row = c
+                .prepare_cached("SELECT version, state FROM es_snapshots WHERE stream = ?1")
+                .and_then(|mut st| {
+                    st.query_row([s.as_str()], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                    })
+                    .optional()
+                })
+                .map_err(db)?;
+            let Some((version, state)) = row else {
+                return Ok(None);
+            };
+            let state = serde_json::from_str(&state).map_err(Error::storage)?;
+            Ok(Some(Snapshot {
+                stream: s,
+                version: version as u64,
+                state,
+            }))
+        })
+        .await
+    }
+
+    async fn load_checkpoint(&self, subscriber: &str) -> Result<Option<Position>, Error> {
+        validate_subscriber(subscriber)?;
+        let name = subscriber.to_owned();
+        self.read(move |c| {
+            c.prepare_cached("SELECT position FROM es_checkpoints WHERE subscriber = ?1")
+                .and_then(|mut st| st.query_row([&name], |r| r.get::<_, i64>(0)).optional())
+                .map(|p| p.map(|p| p as u64))
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn save_checkpoint(&self, subscriber: &str, position: Position) -> Result<(), Error> {
+        validate_subscriber(subscriber)?;
+        let name = subscriber.to_owned();
+        self.db
+            .writer()
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO es_checkpoints (subscriber, position) VALUES (?1, ?2) \
+                     ON CONFLICT (subscriber) DO UPDATE SET position = excluded.position",
+                    params![name, clamp(position)],
+                )
+                .map(|_| ())
+                .map_err(db)
+            })
+            .await
+    }
+
+    fn head(&self) -> watch::Receiver<Position> {
+        self.head.subscribe()
+    }
+}
