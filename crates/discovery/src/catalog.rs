@@ -64,11 +64,13 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
+type Documents = BTreeMap<(ServiceName, String), String>;
+
 /// A store that keeps everything in memory: for tests, and for a registry that need not survive
 /// a restart. Clones share the same contents, so a test can "restart" a registry over it.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryCatalogStore {
-    inner: Arc<Mutex<(u64, BTreeMap<(ServiceName, String), String>)>>,
+    inner: Arc<Mutex<(u64, Documents)>>,
 }
 
 impl MemoryCatalogStore {
@@ -127,19 +129,43 @@ pub async fn conformance<S: CatalogStore>(store: S, reopen: impl FnOnce(S) -> S)
     };
     let empty = store.load().await.expect("load an empty store");
     assert_eq!(empty, StoredCatalog::default(), "a new store is empty");
-    store.put(entry("users", "u1", "{\"v\":1}"), 1).await.expect("put u1");
-    store.put(entry("users", "u2", "{}"), 2).await.expect("put u2");
-    store.put(entry("orders", "o1", "{}"), 3).await.expect("put o1");
-    store.put(entry("users", "u1", "{\"v\":2}"), 4).await.expect("replace u1");
-    store.remove(svc("orders"), "o1".into(), 5).await.expect("remove o1");
-    store.remove(svc("orders"), "gone".into(), 6).await.expect("remove absent");
+    store
+        .put(entry("users", "u1", "{\"v\":1}"), 1)
+        .await
+        .expect("put u1");
+    store
+        .put(entry("users", "u2", "{}"), 2)
+        .await
+        .expect("put u2");
+    store
+        .put(entry("orders", "o1", "{}"), 3)
+        .await
+        .expect("put o1");
+    store
+        .put(entry("users", "u1", "{\"v\":2}"), 4)
+        .await
+        .expect("replace u1");
+    store
+        .remove(svc("orders"), "o1".into(), 5)
+        .await
+        .expect("remove o1");
+    store
+        .remove(svc("orders"), "gone".into(), 6)
+        .await
+        .expect("remove absent");
     let store = reopen(store);
     let mut loaded = store.load().await.expect("load after reopen");
     loaded.entries.sort_by(|a, b| a.id.cmp(&b.id));
-    assert_eq!(loaded.index, 6, "the last index survives, even from a no-op remove");
+    assert_eq!(
+        loaded.index, 6,
+        "the last index survives, even from a no-op remove"
+    );
     assert_eq!(
         loaded.entries,
-        vec![entry("users", "u1", "{\"v\":2}"), entry("users", "u2", "{}")]
+        vec![
+            entry("users", "u1", "{\"v\":2}"),
+            entry("users", "u2", "{}")
+        ]
     );
 }
 

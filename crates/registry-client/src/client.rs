@@ -1,0 +1,209 @@
+//! [`RegistryClient`]: the registry's HTTP API as async calls, and the local discovery cache.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use flotilla_core::ServiceName;
+use flotilla_discovery::{Discovery, Endpoint, ServiceSet};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+
+/// How to reach the registry.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Base URL of the control plane, e.g. `http://127.0.0.1:4400`.
+    pub url: String,
+    /// Bearer token for writes, when the registry requires one.
+    pub token: Option<String>,
+    /// How long each blocking query waits for a change. Default 30 s.
+    pub wait: Duration,
+    /// Deadline of a non-blocking call. Default 5 s.
+    pub timeout: Duration,
+    /// First retry delay while the registry is down; doubles up to `max_backoff`. Default 200 ms.
+    pub min_backoff: Duration,
+    /// Longest retry delay. Default 10 s.
+    pub max_backoff: Duration,
+}
+
+impl ClientOptions {
+    /// Defaults for a registry at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            token: None,
+            wait: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+            min_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) options: ClientOptions,
+    base: String,
+    http: Client<HttpConnector, Full<Bytes>>,
+    cache: Mutex<HashMap<ServiceName, watch::Sender<ServiceSet>>>,
+    runtime: tokio::runtime::Handle,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A client of the registry's HTTP API and a [`Discovery`] source. Cheap to clone; followers
+/// stop when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct RegistryClient {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// One page of a blocking query.
+#[derive(Debug, Deserialize)]
+pub(crate) struct InstancesPage {
+    pub(crate) revision: u64,
+    pub(crate) instances: Vec<Endpoint>,
+}
+
+impl RegistryClient {
+    /// A client for `options.url`. Must be called inside a Tokio runtime: followers run there.
+    pub fn new(options: ClientOptions) -> Result<Self, Error> {
+        let uri: http::Uri = options
+            .url
+            .parse()
+            .map_err(|e| Error::Options(format!("url {:?}: {e}", options.url)))?;
+        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            return Err(Error::Options(format!(
+                "url {:?} must be http://host:port",
+                options.url
+            )));
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::Options("RegistryClient::new must run inside a Tokio runtime".into())
+        })?;
+        let base = options.url.trim_end_matches('/').to_owned();
+        let http = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let inner = Inner {
+            options,
+            base,
+            http,
+            cache: Mutex::default(),
+            runtime,
+            shutdown: CancellationToken::new(),
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Sends one request; answers the body of a 2xx, or the error the registry gave.
+    pub(crate) async fn call(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        deadline: Duration,
+    ) -> Result<Bytes, Error> {
+        let mut builder = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.inner.base));
+        if let Some(token) = &self.inner.options.token {
+            builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| Error::Options(format!("cannot build request for {path}: {e}")))?;
+        let exchange = async {
+            let response = self
+                .inner
+                .http
+                .request(request)
+                .await
+                .map_err(|e| Error::Unreachable(e.to_string()))?;
+            let status = response.status();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| Error::Unreachable(e.to_string()))?
+                .to_bytes();
+            Ok::<_, Error>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(deadline, exchange)
+            .await
+            .map_err(|_| Error::Unreachable(format!("no answer within {deadline:?}")))??;
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(200).collect());
+        Err(Error::Status {
+            status: status.as_u16(),
+            detail,
+        })
+    }
+
+    /// Every instance of `service`, whatever its status, with the service revision; with an
+    /// `index`, waits up to `wait` for a revision other than `index` (0 waits for a service that
+    /// does not exist yet).
+    pub async fn instances(
+        &self,
+        service: &ServiceName,
+        index: Option<u64>,
+        wait: Duration,
+    ) -> Result<(u64, Vec<Endpoint>), Error> {
+        let wait_s = wait.as_secs().max(1);
+        let blocking = index.map_or(String::new(), |i| format!("&index={i}&wait={wait_s}s"));
+        let path = format!("/api/v1/registry/services/{service}?status=any{blocking}");
+        let deadline = Duration::from_secs(wait_s) + self.inner.options.timeout;
+        let bytes = self.call(http::Method::GET, &path, None, deadline).await?;
+        let page: InstancesPage =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))?;
+        Ok((page.revision, page.instances))
+    }
+
+    fn sender(&self, service: &ServiceName) -> (watch::Sender<ServiceSet>, bool) {
+        let mut cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = cache.get(service) {
+            return (tx.clone(), false);
+        }
+        let tx = watch::channel(ServiceSet::default()).0;
+        cache.insert(service.clone(), tx.clone());
+        (tx, true)
+    }
+}
+
+impl Discovery for RegistryClient {
+    fn watch(&self, service: &ServiceName) -> watch::Receiver<ServiceSet> {
+        let (tx, new) = self.sender(service);
+        let rx = tx.subscribe();
+        if new {
+            let follower = crate::follower::follow(
+                Arc::downgrade(&self.inner),
+                self.inner.shutdown.clone(),
+                service.clone(),
+                tx,
+            );
+            self.inner.runtime.spawn(follower);
+        }
+        rx
+    }
+}

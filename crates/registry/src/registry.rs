@@ -1,0 +1,412 @@
+//! [`Registry`]: the handle everything else calls — registration, health updates, discovery
+//! reads, watches — and the owner of the check tasks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use flotilla_core::{Clock, ServiceName, SystemClock};
+use flotilla_discovery::catalog::CatalogStore;
+use flotilla_discovery::{Discovery, HealthStatus, Query, ServiceSet};
+use serde::Serialize;
+use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::{Catalog, Slot};
+use crate::check::probe::{self, HttpClient};
+use crate::check::runner;
+use crate::metrics::Metrics;
+use crate::record::{InstanceRecord, Registration};
+use crate::{Error, Options};
+
+type Key = (ServiceName, String);
+
+#[derive(Debug)]
+struct CheckTask {
+    abort: AbortHandle,
+    heartbeat: Arc<Notify>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    options: Options,
+    catalog: Catalog,
+    tasks: Mutex<HashMap<Key, CheckTask>>,
+    running: Mutex<bool>,
+    permits: Semaphore,
+    client: HttpClient,
+    metrics: Metrics,
+    prometheus: Mutex<prometheus_client::registry::Registry>,
+}
+
+/// A service's summary in the service list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceSummary {
+    /// Service name.
+    pub name: ServiceName,
+    /// The service's revision.
+    pub revision: u64,
+    /// Instances by status.
+    pub instances: usize,
+    /// Instances passing or warning.
+    pub routable: usize,
+    /// Union of the instances' tags.
+    pub tags: Vec<String>,
+}
+
+/// The registry: cheap to clone, all clones share one catalog.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+impl Registry {
+    /// Opens the registry over `store` (loading the stored catalog), with the system clock.
+    pub async fn new(options: Options, store: Arc<dyn CatalogStore>) -> Result<Self, Error> {
+        Self::with_clock(options, store, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Registry::new`], with the clock used for check timestamps.
+    pub async fn with_clock(
+        options: Options,
+        store: Arc<dyn CatalogStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
+        options.validate()?;
+        let catalog = Catalog::load(store, clock).await?;
+        let mut prometheus = prometheus_client::registry::Registry::default();
+        let metrics = Metrics::new(&mut prometheus);
+        let inner = Inner {
+            permits: Semaphore::new(options.max_concurrent_checks),
+            options,
+            catalog,
+            tasks: Mutex::default(),
+            running: Mutex::new(false),
+            client: probe::http_client(),
+            metrics,
+            prometheus: Mutex::new(prometheus),
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The options it runs with.
+    pub fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    /// Runs the health checks of every instance until `shutdown` is cancelled. Instances loaded
+    /// from storage keep their stored status until their check says otherwise.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        *self.inner.running.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        for slot in self.inner.catalog.all_slots().into_values() {
+            for record in slot.records() {
+                self.start_check(&record);
+            }
+        }
+        shutdown.cancelled().await;
+        *self.inner.running.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        let tasks =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks.into_values() {
+            task.abort.abort();
+        }
+    }
+
+    /// Registers (or replaces) an instance and starts its check.
+    pub async fn register(&self, registration: Registration) -> Result<InstanceRecord, Error> {
+        let explicit = registration.status.is_some();
+        let (instance, check, status) = registration.into_parts()?;
+        let record = self
+            .inner
+            .catalog
+            .register(instance, check, status, explicit)
+            .await?;
+        self.start_check(&record);
+        Ok(record)
+    }
+
+    /// Removes an instance and stops its check.
+    pub async fn deregister(
+        &self,
+        service: &ServiceName,
+        id: &str,
+    ) -> Result<InstanceRecord, Error> {
+        let record = self.inner.catalog.deregister(service, id).await?;
+        self.stop_check(service, id);
+        Ok(record)
+    }
+
+    /// A heartbeat (TTL pass, or warn/fail as the instance reports itself): sets the status at
+    /// once and restarts the TTL. Draining instances stay draining.
+    pub async fn heartbeat(
+        &self,
+        service: &ServiceName,
+        id: &str,
+        status: HealthStatus,
+        output: Option<String>,
+    ) -> Result<InstanceRecord, Error> {
+        if status == HealthStatus::Draining {
+            return Err(Error::Invalid(
+                "status: use drain to mark an instance draining".into(),
+            ));
+        }
+        let now = self.inner.catalog.now_ms();
+        let note = output.clone();
+        let record = self
+            .inner
+            .catalog
+            .update(service, id, false, |r| {
+                let mut r = r?.clone();
+                let moved = r.status != status && r.status != HealthStatus::Draining;
+                if moved {
+                    r.status = status;
+                }
+                if let Some(o) = output {
+                    r.output = o;
+                }
+                r.last_check_unix_ms = Some(now);
+                moved.then_some(r)
+            })
+            .await?;
+        let output = note.unwrap_or_else(|| record.output.clone());
+        self.inner.catalog.note_output(service, id, output);
+        self.notify_heartbeat(service, id);
+        Ok(record)
+    }
+
+    /// Marks an instance draining: discovery stops returning it at once; it stays listed until
+    /// deregistered.
+    pub async fn drain(&self, service: &ServiceName, id: &str) -> Result<InstanceRecord, Error> {
+        self.inner
+            .catalog
+            .update(service, id, false, |r| {
+                let r = r?;
+                (r.status != HealthStatus::Draining).then(|| InstanceRecord {
+                    status: HealthStatus::Draining,
+                    output: "draining".into(),
+                    ..r.clone()
+                })
+            })
+            .await
+    }
+
+    /// The service's revision and the instances matching `query`, in id order.
+    pub fn instances(&self, service: &ServiceName, query: &Query) -> (u64, Vec<InstanceRecord>) {
+        match self.inner.catalog.existing_slot(service) {
+            None => (0, Vec::new()),
+            Some(slot) => {
+                let records = slot
+                    .records()
+                    .into_iter()
+                    .filter(|r| query.matches(&r.endpoint()));
+                (slot.revision(), records.collect())
+            }
+        }
+    }
+
+    /// One instance.
+    pub fn record(&self, service: &ServiceName, id: &str) -> Option<InstanceRecord> {
+        let slot = self.inner.catalog.existing_slot(service)?;
+        slot.records().into_iter().find(|r| r.instance.id == id)
+    }
+
+    /// Finds the service of instance `id`.
+    pub fn find_by_id(&self, id: &str) -> Option<ServiceName> {
+        self.inner.catalog.find_by_id(id)
+    }
+
+    /// Every service with at least one instance, by name.
+    pub fn services(&self) -> Vec<ServiceSummary> {
+        let mut out: Vec<_> = self
+            .inner
+            .catalog
+            .all_slots()
+            .into_iter()
+            .filter_map(|(name, slot)| summary(name, &slot))
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// The catalog-wide index: the highest revision of any service.
+    pub fn index(&self) -> u64 {
+        self.inner.catalog.index()
+    }
+
+    /// Wakes on any change to any service (for catalog-wide blocking queries).
+    pub fn watch_index(&self) -> watch::Receiver<u64> {
+        self.inner.catalog.subscribe_index()
+    }
+
+    /// Every change as it happens (for the all-services event stream).
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<crate::Change> {
+        self.inner.catalog.subscribe_changes()
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        let mut counts = [
+            (HealthStatus::Passing, 0),
+            (HealthStatus::Warning, 0),
+            (HealthStatus::Critical, 0),
+            (HealthStatus::Draining, 0),
+        ];
+        let mut watchers = 0;
+        for slot in self.inner.catalog.all_slots().into_values() {
+            watchers += slot.watchers();
+            for r in slot.records() {
+                if let Some(c) = counts.iter_mut().find(|(s, _)| *s == r.status) {
+                    c.1 += 1;
+                }
+            }
+        }
+        self.inner.metrics.set_gauges(counts, watchers);
+        let mut text = String::new();
+        let registry = self
+            .inner
+            .prometheus
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+            tracing::error!(error = %e, "cannot encode registry metrics");
+        }
+        text
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn http_client(&self) -> &HttpClient {
+        &self.inner.client
+    }
+
+    pub(crate) async fn check_permit(&self) -> Option<SemaphorePermit<'_>> {
+        // The semaphore is never closed; `None` would only mean "run without a permit".
+        self.inner.permits.acquire().await.ok()
+    }
+
+    /// Stores a check's verdict; false when the instance is gone (the check task then ends).
+    pub(crate) async fn apply_check(
+        &self,
+        service: &ServiceName,
+        id: &str,
+        status: HealthStatus,
+        output: String,
+    ) -> bool {
+        let result = self
+            .inner
+            .catalog
+            .update(service, id, false, |r| {
+                let r = r?;
+                (r.status != status).then(|| InstanceRecord {
+                    status,
+                    output: output.clone(),
+                    ..r.clone()
+                })
+            })
+            .await;
+        match result {
+            Ok(_) => {
+                self.inner.catalog.note_output(service, id, output);
+                true
+            }
+            Err(Error::NotFound(_)) => false,
+            Err(e) => {
+                // Keep checking: the next verdict will try to store again.
+                tracing::warn!(%service, id, error = %e, "cannot store a health-check result");
+                true
+            }
+        }
+    }
+
+    /// Deregisters an instance that stayed critical past its `deregister_after`.
+    pub(crate) async fn reap(&self, service: &ServiceName, id: &str) {
+        tracing::info!(%service, id, "deregistering an instance critical past deregister_after");
+        match self.inner.catalog.deregister(service, id).await {
+            Ok(_) | Err(Error::NotFound(_)) => {}
+            Err(e) => {
+                tracing::warn!(%service, id, error = %e, "cannot deregister a critical instance")
+            }
+        }
+        self.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(service.clone(), id.to_owned()));
+    }
+
+    fn start_check(&self, record: &InstanceRecord) {
+        let key = (record.instance.name.clone(), record.instance.id.clone());
+        let running = *self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = tasks.remove(&key) {
+            old.abort.abort();
+        }
+        let (true, Some(spec)) = (running, record.check.clone()) else {
+            return;
+        };
+        let heartbeat = Arc::new(Notify::new());
+        let task = tokio::spawn(runner::run(
+            self.clone(),
+            key.0.clone(),
+            key.1.clone(),
+            spec,
+            heartbeat.clone(),
+        ));
+        tasks.insert(
+            key,
+            CheckTask {
+                abort: task.abort_handle(),
+                heartbeat,
+            },
+        );
+    }
+
+    fn stop_check(&self, service: &ServiceName, id: &str) {
+        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(task) = tasks.remove(&(service.clone(), id.to_owned())) {
+            task.abort.abort();
+        }
+    }
+
+    fn notify_heartbeat(&self, service: &ServiceName, id: &str) {
+        let tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(task) = tasks.get(&(service.clone(), id.to_owned())) {
+            task.heartbeat.notify_one();
+        }
+    }
+
+    pub(crate) fn slot(&self, service: &ServiceName) -> Arc<Slot> {
+        self.inner.catalog.slot(service)
+    }
+}
+
+fn summary(name: ServiceName, slot: &Slot) -> Option<ServiceSummary> {
+    let records = slot.records();
+    if records.is_empty() {
+        return None;
+    }
+    let mut tags: Vec<String> = records
+        .iter()
+        .flat_map(|r| r.instance.tags.clone())
+        .collect();
+    tags.sort();
+    tags.dedup();
+    Some(ServiceSummary {
+        name,
+        revision: slot.revision(),
+        instances: records.len(),
+        routable: records.iter().filter(|r| r.status.is_routable()).count(),
+        tags,
+    })
+}
+
+/// In-process discovery straight from the catalog: what `flotilla up` hands the gateway.
+impl Discovery for Registry {
+    fn watch(&self, service: &ServiceName) -> watch::Receiver<ServiceSet> {
+        self.inner.catalog.slot(service).subscribe()
+    }
+}
