@@ -11,6 +11,8 @@
 
 #[cfg(feature = "catalog")]
 pub mod catalog;
+#[cfg(feature = "bus")]
+pub mod bus;
 mod db;
 #[cfg(feature = "eventstore")]
 pub mod eventstore;
