@@ -254,3 +254,38 @@ async fn keep_registered(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_core::ServiceName;
+
+    #[test]
+    fn registrations_encode_as_the_registry_expects() {
+        let instance = ServiceInstance::new(ServiceName::new("users").unwrap(), "h", 80);
+        let ttl = Check::Ttl {
+            ttl: Duration::from_secs(15),
+            deregister_after: Some(Duration::from_secs(60)),
+        };
+        let body: Value =
+            serde_json::from_slice(&Registration::new(instance.clone(), ttl).body().unwrap())
+                .unwrap();
+        assert_eq!(body["name"], "users");
+        assert_eq!(body["id"], "users-h-80");
+        assert_eq!(
+            body["check"],
+            json!({"type": "ttl", "ttl": "15000ms", "deregister_after": "60000ms"})
+        );
+        let http = Check::Http {
+            path: "/health".into(),
+            interval: Duration::from_secs(2),
+            deregister_after: None,
+        };
+        let body: Value =
+            serde_json::from_slice(&Registration::new(instance, http).body().unwrap()).unwrap();
+        assert_eq!(
+            body["check"],
+            json!({"type": "http", "path": "/health", "interval": "2000ms", "timeout": "2000ms"})
+        );
+    }
+}

@@ -207,3 +207,23 @@ impl Discovery for RegistryClient {
         rx
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_plain_http_base_urls_are_accepted() {
+        for bad in ["localhost:4400", "https://r:4400", "not a url"] {
+            let e = RegistryClient::new(ClientOptions::new(bad)).unwrap_err();
+            assert!(matches!(e, Error::Options(_)), "{bad}: {e}");
+        }
+        assert!(RegistryClient::new(ClientOptions::new("http://127.0.0.1:4400/")).is_ok());
+    }
+
+    #[test]
+    fn a_client_needs_a_runtime() {
+        let e = RegistryClient::new(ClientOptions::new("http://127.0.0.1:4400")).unwrap_err();
+        assert!(e.to_string().contains("Tokio runtime"), "{e}");
+    }
+}

@@ -52,3 +52,20 @@ impl Classify for Error {
         ErrorClass::of(self.kind())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_classify_by_kind() {
+        let e = |status| Error::Status {
+            status,
+            detail: String::new(),
+        };
+        assert!(e(404).is_not_found());
+        assert_eq!(e(503).kind(), ErrorKind::Unavailable);
+        assert_eq!(e(400).kind(), ErrorKind::InvalidInput);
+        assert!(Error::Unreachable("x".into()).class().retryable);
+    }
+}

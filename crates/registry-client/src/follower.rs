@@ -68,3 +68,19 @@ pub(crate) async fn follow(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jittered_delays_stay_between_half_and_full() {
+        for _ in 0..1000 {
+            let d = jittered(Duration::from_millis(400));
+            assert!(
+                d >= Duration::from_millis(200) && d <= Duration::from_millis(400),
+                "{d:?}"
+            );
+        }
+    }
+}

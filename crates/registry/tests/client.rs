@@ -1,0 +1,179 @@
+//! The registry client against a real registry over HTTP: the discovery cache and the
+//! self-registration agent.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use flotilla_core::{ServiceInstance, ServiceName};
+use flotilla_discovery::catalog::MemoryCatalogStore;
+use flotilla_discovery::{Discovery, HealthStatus, ServiceSet};
+use flotilla_registry::{Options, Registration, Registry};
+use flotilla_registry_client::{Agent, Check, ClientOptions, RegistryClient};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+fn users() -> ServiceName {
+    ServiceName::new("users").unwrap()
+}
+
+/// Starts a registry over `store` serving on `addr` (or a fresh port).
+async fn start(
+    store: &MemoryCatalogStore,
+    addr: Option<SocketAddr>,
+) -> (Registry, SocketAddr, CancellationToken) {
+    let (r, run) = common::registry(store, Options::default()).await;
+    let listener = match addr {
+        Some(a) => tokio::net::TcpListener::bind(a).await.unwrap(),
+        None => common::listener().await.0,
+    };
+    let addr = listener.local_addr().unwrap();
+    common::serve(listener, r.router(), run.clone());
+    (r, addr, run)
+}
+
+fn client(addr: SocketAddr) -> RegistryClient {
+    let mut o = ClientOptions::new(format!("http://{addr}"));
+    o.wait = Duration::from_secs(1);
+    o.timeout = Duration::from_secs(1);
+    o.min_backoff = Duration::from_millis(20);
+    o.max_backoff = Duration::from_millis(200);
+    RegistryClient::new(o).unwrap()
+}
+
+async fn wait_for(
+    rx: &mut watch::Receiver<ServiceSet>,
+    what: &str,
+    f: impl Fn(&ServiceSet) -> bool,
+) {
+    let r = tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|s| f(s))).await;
+    assert!(r.is_ok(), "gave up waiting for: {what}");
+}
+
+fn instance(id: &str, port: u16) -> ServiceInstance {
+    let mut i = ServiceInstance::new(users(), "127.0.0.1", port);
+    i.id = id.into();
+    i
+}
+
+#[tokio::test]
+async fn the_cache_follows_changes_and_keeps_the_last_set_when_the_registry_is_down() {
+    let (r, addr, run) = start(&MemoryCatalogStore::new(), None).await;
+    let c = client(addr);
+    let mut rx = c.watch(&users());
+    r.register(Registration::new(instance("a", 1)))
+        .await
+        .unwrap();
+    wait_for(&mut rx, "a appears", |s| s.routable().count() == 1).await;
+    r.drain(&users(), "a").await.unwrap();
+    wait_for(&mut rx, "a drains", |s| {
+        s.routable().count() == 0 && s.endpoints.len() == 1
+    })
+    .await;
+    let last = rx.borrow().clone();
+    run.cancel();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        *c.watch(&users()).borrow(),
+        last,
+        "the last known set survives the registry going away"
+    );
+}
+
+#[tokio::test]
+async fn a_service_that_starts_before_the_registry_registers_when_it_appears() {
+    let addr = common::listener().await.1; // a free port, nobody listening yet
+    let agent = Agent::start(
+        client(addr),
+        flotilla_registry_client::Registration::new(
+            instance("early", 7),
+            Check::Ttl {
+                ttl: Duration::from_secs(30),
+                deregister_after: None,
+            },
+        ),
+    );
+    let mut registered = agent.registered();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!*registered.borrow(), "nothing to register with yet");
+    let (r, _, _run) = start(&MemoryCatalogStore::new(), Some(addr)).await;
+    tokio::time::timeout(Duration::from_secs(20), registered.wait_for(|r| *r))
+        .await
+        .unwrap()
+        .unwrap();
+    let record = r.record(&users(), "early").unwrap();
+    assert_eq!(
+        record.status,
+        HealthStatus::Passing,
+        "registered, then heartbeated"
+    );
+}
+
+#[tokio::test]
+async fn the_agent_registers_again_when_a_restarted_registry_forgot_it() {
+    let (_r, addr, run) = start(&MemoryCatalogStore::new(), None).await;
+    let mut reg = flotilla_registry_client::Registration::new(
+        instance("comeback", 8),
+        Check::Http {
+            path: "/health".into(),
+            interval: Duration::from_secs(10),
+            deregister_after: None,
+        },
+    );
+    reg.verify_every = Duration::from_millis(100);
+    let agent = Agent::start(client(addr), reg);
+    let mut registered = agent.registered();
+    tokio::time::timeout(Duration::from_secs(20), registered.wait_for(|r| *r))
+        .await
+        .unwrap()
+        .unwrap();
+    run.cancel();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (fresh, _, _run2) = start(&MemoryCatalogStore::new(), Some(addr)).await;
+    let mut rx = fresh.watch(&users());
+    wait_for(&mut rx, "re-registered", |s| {
+        s.endpoints.iter().any(|e| e.instance.id == "comeback")
+    })
+    .await;
+    assert_eq!(
+        fresh.record(&users(), "comeback").unwrap().status,
+        HealthStatus::Critical,
+        "not routed until its check passes"
+    );
+}
+
+#[tokio::test]
+async fn a_draining_instance_leaves_discovery_before_the_agent_finishes_shutting_down() {
+    let (r, addr, _run) = start(&MemoryCatalogStore::new(), None).await;
+    let mut reg = flotilla_registry_client::Registration::new(
+        instance("leaving", 9),
+        Check::Ttl {
+            ttl: Duration::from_secs(30),
+            deregister_after: None,
+        },
+    );
+    reg.drain_grace = Duration::from_secs(1);
+    let agent = Agent::start(client(addr), reg);
+    let caller = client(addr);
+    let mut rx = caller.watch(&users());
+    wait_for(&mut rx, "routable", |s| s.routable().count() == 1).await;
+    let shutdown = tokio::spawn(agent.shutdown());
+    wait_for(&mut rx, "draining seen by a caller", |s| {
+        s.routable().count() == 0
+            && s.endpoints
+                .iter()
+                .any(|e| e.status == HealthStatus::Draining)
+    })
+    .await;
+    assert!(
+        !shutdown.is_finished(),
+        "callers saw the drain while the service was still up"
+    );
+    shutdown.await.unwrap().unwrap();
+    assert!(
+        r.record(&users(), "leaving").is_none(),
+        "deregistered at the end"
+    );
+}
