@@ -1,0 +1,174 @@
+//! The [`EventStore`] implementation: each operation in its own short transaction.
+
+use super::*;
+
+impl PgEventStore {
+    async fn query_events(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let stmt = client.prepare_cached(sql).await.map_err(pg)?;
+        let rows = client.query(&stmt, params).await.map_err(pg)?;
+        rows.iter().map(sql::event).collect()
+    }
+}
+
+#[async_trait]
+impl EventStore for PgEventStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, Error> {
+        validate_batch(&events)?;
+        let mut client = self.pool.get().await.map_err(unavailable)?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let result = self.append_in(&tx, stream, expected, &events).await?;
+        tx.commit().await.map_err(pg)?;
+        self.announce(result.last_position);
+        Ok(result)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        read: ReadStream,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        validate_limit(read.limit)?;
+        // One snapshot for the deletion check and the rows.
+        let mut client = self.pool.get().await.map_err(unavailable)?;
+        let tx = client.transaction().await.map_err(pg)?;
+        self.live_version(&tx, stream).await?;
+        let sql = match read.direction {
+            Direction::Forward => &self.sql.read_forward,
+            Direction::Backward => &self.sql.read_backward,
+        };
+        let stmt = tx.prepare_cached(sql).await.map_err(pg)?;
+        let params = (stream.as_str(), clamp(read.from), clamp(read.limit as u64));
+        let rows = tx
+            .query(&stmt, &[&params.0, &params.1, &params.2])
+            .await
+            .map_err(pg)?;
+        rows.iter().map(sql::event).collect()
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Option<Version>, Error> {
+        let mut client = self.pool.get().await.map_err(unavailable)?;
+        let tx = client.transaction().await.map_err(pg)?;
+        self.live_version(&tx, stream).await
+    }
+
+    async fn read_all(&self, read: ReadAll) -> Result<Vec<RecordedEvent>, Error> {
+        validate_limit(read.limit)?;
+        let (after, limit) = (clamp(read.after), clamp(read.limit as u64));
+        match &read.filter {
+            Filter::All => {
+                self.query_events(&self.sql.read_all, &[&after, &limit])
+                    .await
+            }
+            Filter::Category(c) => {
+                let sql = &self.sql.read_category;
+                self.query_events(sql, &[&after, &limit, &c.as_str()]).await
+            }
+            Filter::EventType(t) => {
+                let sql = &self.sql.read_type;
+                self.query_events(sql, &[&after, &limit, &t.as_str()]).await
+            }
+        }
+    }
+
+    async fn delete_stream(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+    ) -> Result<(), Error> {
+        let mut client = self.pool.get().await.map_err(unavailable)?;
+        let tx = client.transaction().await.map_err(pg)?;
+        // Under the append lock, so no append can land between the check and the delete.
+        tx.execute(&self.sql.lock, &[&self.lock_key])
+            .await
+            .map_err(pg)?;
+        let state = self.stream_state(&tx, stream).await?;
+        if state.deleted {
+            return Ok(());
+        }
+        if !expected.admits(state.version) {
+            return Err(Error::WrongExpectedVersion {
+                stream: stream.clone(),
+                expected,
+                actual: state.version,
+            });
+        }
+        let s = stream.as_str();
+        tx.execute(&self.sql.delete, &[&s]).await.map_err(pg)?;
+        tx.execute(&self.sql.drop_snapshot, &[&s])
+            .await
+            .map_err(pg)?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn truncate_stream(&self, stream: &StreamId, before: Version) -> Result<u64, Error> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let n = client
+            .execute(&self.sql.truncate, &[&stream.as_str(), &clamp(before)])
+            .await
+            .map_err(pg)?;
+        Ok(n)
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), Error> {
+        let mut client = self.pool.get().await.map_err(unavailable)?;
+        let tx = client.transaction().await.map_err(pg)?;
+        check_snapshot_version(&snapshot, self.live_version(&tx, &snapshot.stream).await?)?;
+        let params = (snapshot.stream.as_str(), snapshot.version as i64);
+        tx.execute(
+            &self.sql.save_snapshot,
+            &[&params.0, &params.1, &snapshot.state],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, Error> {
+        let mut client = self.pool.get().await.map_err(unavailable)?;
+        let tx = client.transaction().await.map_err(pg)?;
+        self.live_version(&tx, stream).await?;
+        let row = tx
+            .query_opt(&self.sql.load_snapshot, &[&stream.as_str()])
+            .await
+            .map_err(pg)?;
+        Ok(row.map(|r| Snapshot {
+            stream: stream.clone(),
+            version: r.get::<_, i64>(0) as u64,
+            state: r.get(1),
+        }))
+    }
+
+    async fn load_checkpoint(&self, subscriber: &str) -> Result<Option<Position>, Error> {
+        validate_subscriber(subscriber)?;
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let row = client
+            .query_opt(&self.sql.load_checkpoint, &[&subscriber])
+            .await
+            .map_err(pg)?;
+        Ok(row.map(|r| r.get::<_, i64>(0) as u64))
+    }
+
+    async fn save_checkpoint(&self, subscriber: &str, position: Position) -> Result<(), Error> {
+        validate_subscriber(subscriber)?;
+        let client = self.pool.get().await.map_err(unavailable)?;
+        client
+            .execute(&self.sql.save_checkpoint, &[&subscriber, &clamp(position)])
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    fn head(&self) -> watch::Receiver<Position> {
+        self.head.subscribe()
+    }
+}
