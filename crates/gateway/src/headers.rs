@@ -69,12 +69,11 @@ pub fn add_forwarding(
         ip.to_string()
     };
     let mut fwd = format!("for={node};proto={}", client.proto);
-    if let Some(h) = client.host.and_then(|h| h.to_str().ok()) {
-        if h.bytes()
+    if let Some(h) = client.host.and_then(|h| h.to_str().ok())
+        && h.bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-        {
-            fwd.push_str(&format!(";host=\"{h}\""));
-        }
+    {
+        fwd.push_str(&format!(";host=\"{h}\""));
     }
     append_list(headers, header::FORWARDED, &fwd);
     append_list(

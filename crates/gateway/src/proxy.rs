@@ -127,10 +127,10 @@ async fn guard_and_forward(
         Some(l) => Some(l.check(ctx.peer.ip(), req.headers(), &id)?),
         None => None,
     };
-    if let (Some(limit), Some(len)) = (route.max_body, content_length(&req)?) {
-        if len > limit {
-            return Err(Error::BodyTooLarge(limit));
-        }
+    if let (Some(limit), Some(len)) = (route.max_body, content_length(&req)?)
+        && len > limit
+    {
+        return Err(Error::BodyTooLarge(limit));
     }
     let upstream_req = build_upstream_request(shared, route, ctx, req, path, params, &id)?;
     let resp = forward(shared, route, upstream_req).await?;

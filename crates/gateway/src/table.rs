@@ -117,7 +117,7 @@ impl RouteTable {
             let route = build_route(cfg, i, opts, &upstreams, &validators, &keys)?;
             ranked.push((route.matcher.rank(i), route));
         }
-        ranked.sort_by(|a, b| a.0.cmp(&b.0));
+        ranked.sort_by_key(|(rank, _)| *rank);
         Ok(Self {
             routes: ranked.into_iter().map(|(_, r)| r).collect(),
             upstreams,

@@ -31,7 +31,10 @@ fn assert_problem(r: &Resp, status: u16) {
     assert_eq!(r.headers["content-type"], "application/problem+json");
     let id = r.headers["x-request-id"].to_str().unwrap();
     assert_eq!(r.json()["request_id"], id);
-    assert!(!String::from_utf8_lossy(&r.body).contains("127.0.0.1"), "no internal detail");
+    assert!(
+        !String::from_utf8_lossy(&r.body).contains("127.0.0.1"),
+        "no internal detail"
+    );
 }
 
 #[tokio::test]
@@ -45,11 +48,16 @@ async fn refused_connections_are_502_and_open_the_breaker_after_the_threshold() 
     let admin = gw.gateway.admin_router();
     let resp = tower::ServiceExt::oneshot(
         admin,
-        http::Request::get("/upstreams").body(axum::body::Body::empty()).unwrap(),
+        http::Request::get("/upstreams")
+            .body(axum::body::Body::empty())
+            .unwrap(),
     )
     .await
     .unwrap();
-    let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["upstreams"][0]["instances"][0]["breaker"], "open");
 }
@@ -102,7 +110,10 @@ async fn an_upstream_that_resets_mid_body_truncates_the_response() {
     let resp = client().get(uri).await.unwrap();
     assert_eq!(resp.status(), 200, "the head was already sent");
     let body = http_body_util::BodyExt::collect(resp.into_body()).await;
-    assert!(body.is_err(), "the client must see the body fail, not a short success");
+    assert!(
+        body.is_err(),
+        "the client must see the body fail, not a short success"
+    );
 }
 
 #[tokio::test]

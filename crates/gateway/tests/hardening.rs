@@ -42,12 +42,17 @@ async fn hardened() -> (Running, Arc<AtomicUsize>) {
 #[tokio::test]
 async fn content_length_with_transfer_encoding_cannot_smuggle_a_second_request() {
     let (gw, hits) = hardened().await;
-    let probe = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n\
+    let probe =
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n\
                   0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
     let out = raw(gw.addr, probe).await;
     assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out}");
     assert!(out.contains("connection: close"), "{out}");
-    assert_eq!(hits.load(Ordering::SeqCst), 1, "the smuggled request never reaches the upstream");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "the smuggled request never reaches the upstream"
+    );
 }
 
 #[tokio::test]
@@ -60,7 +65,12 @@ async fn duplicate_or_malformed_content_length_is_refused() {
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x4\r\n\r\nabcd",
     ] {
         let out = raw(gw.addr, probe).await;
-        assert_eq!(first_status(&out), 400, "{}: {out}", String::from_utf8_lossy(probe));
+        assert_eq!(
+            first_status(&out),
+            400,
+            "{}: {out}",
+            String::from_utf8_lossy(probe)
+        );
     }
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }
@@ -68,7 +78,11 @@ async fn duplicate_or_malformed_content_length_is_refused() {
 #[tokio::test]
 async fn obsolete_line_folding_is_refused() {
     let (gw, hits) = hardened().await;
-    let out = raw(gw.addr, b"GET / HTTP/1.1\r\nHost: a\r\nX-A: one\r\n two\r\n\r\n").await;
+    let out = raw(
+        gw.addr,
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-A: one\r\n two\r\n\r\n",
+    )
+    .await;
     assert_eq!(first_status(&out), 400, "{out}");
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }
@@ -79,7 +93,10 @@ async fn chunked_bodies_with_bad_chunk_sizes_never_reach_the_upstream_as_two_req
     let probe = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
                   zz\r\nGET /smuggled HTTP/1.1\r\n\r\n0\r\n\r\n";
     let _ = raw(gw.addr, probe).await;
-    assert!(hits.load(Ordering::SeqCst) <= 1, "at most the outer request is forwarded");
+    assert!(
+        hits.load(Ordering::SeqCst) <= 1,
+        "at most the outer request is forwarded"
+    );
 }
 
 #[tokio::test]
@@ -92,7 +109,10 @@ async fn too_many_headers_and_long_uris_are_refused() {
     many.push_str("\r\n");
     let out = raw(gw.addr, many.as_bytes()).await;
     assert_eq!(first_status(&out), 431, "{out}");
-    let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "a".repeat(400));
+    let long = format!(
+        "GET /{} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        "a".repeat(400)
+    );
     let out = raw(gw.addr, long.as_bytes()).await;
     assert_eq!(first_status(&out), 414, "{out}");
 }
@@ -113,7 +133,10 @@ async fn a_slowloris_client_is_disconnected_after_the_head_timeout() {
     }
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut buf)).await;
-    assert!(closed || read.is_ok(), "the gateway must close the connection");
+    assert!(
+        closed || read.is_ok(),
+        "the gateway must close the connection"
+    );
     let text = String::from_utf8_lossy(&buf);
     assert!(text.is_empty() || first_status(&text) == 408, "{text}");
     assert_eq!(hits.load(Ordering::SeqCst), 0);

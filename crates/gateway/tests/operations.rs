@@ -36,8 +36,9 @@ async fn reloading_under_load_fails_no_request() {
         let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
         let uri: http::Uri = format!("http://{}/x", gw.addr).parse().unwrap();
         workers.push(tokio::spawn(async move {
-            let c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Empty<bytes::Bytes>>();
+            let c =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<Empty<bytes::Bytes>>();
             while !stop.load(Ordering::Relaxed) {
                 match c.get(uri.clone()).await {
                     Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
@@ -90,7 +91,8 @@ async fn upgrade_echo() -> String {
                 Ok::<_, std::convert::Infallible>(resp)
             });
             tokio::spawn(async move {
-                let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(s), svc);
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc);
                 let _ = conn.with_upgrades().await;
             });
         }
@@ -142,9 +144,18 @@ async fn metrics_count_requests_per_route_and_status_class() {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     flotilla_testkit::prometheus::parse(&text).unwrap();
-    assert!(text.contains("gateway_requests_total{route=\"users\",class=\"2xx\"} 2"), "{text}");
-    assert!(text.contains("gateway_requests_total{route=\"_none\",class=\"4xx\"} 1"), "{text}");
-    assert!(text.contains("gateway_upstream_duration_seconds_count{route=\"users\"} 2"), "{text}");
+    assert!(
+        text.contains("gateway_requests_total{route=\"users\",class=\"2xx\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("gateway_requests_total{route=\"_none\",class=\"4xx\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("gateway_upstream_duration_seconds_count{route=\"users\"} 2"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -162,19 +173,39 @@ async fn the_admin_api_lists_routes_in_precedence_order_and_reloads() {
         async move {
             let resp = tower::ServiceExt::oneshot(admin, req).await.unwrap();
             let status = resp.status().as_u16();
-            let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
-            (status, serde_json::from_slice::<serde_json::Value>(&body).unwrap())
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            )
         }
     };
-    let (_, v) = call(http::Request::get("/routes").body(axum::body::Body::empty()).unwrap()).await;
+    let (_, v) = call(
+        http::Request::get("/routes")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(v["routes"][0]["name"], "exact");
     assert_eq!(v["routes"][1]["name"], "catch");
     let bad = serde_json::json!({"routes": [{"prefix": "/", "upstream": "nope"}]});
     let (status, v) = call(
-        http::Request::post("/reload").body(axum::body::Body::from(bad.to_string())).unwrap(),
+        http::Request::post("/reload")
+            .body(axum::body::Body::from(bad.to_string()))
+            .unwrap(),
     )
     .await;
     assert_eq!(status, 400);
-    assert!(v["detail"].as_str().unwrap().contains("routes[0].upstream"), "{v}");
-    assert_eq!(get(&gw, "/x", &[]).await.status, 200, "old config still serves");
+    assert!(
+        v["detail"].as_str().unwrap().contains("routes[0].upstream"),
+        "{v}"
+    );
+    assert_eq!(
+        get(&gw, "/x", &[]).await.status,
+        200,
+        "old config still serves"
+    );
 }

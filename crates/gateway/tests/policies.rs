@@ -17,7 +17,10 @@ fn fixture(name: &str) -> String {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 async fn auth_gateway() -> Running {
@@ -88,7 +91,12 @@ async fn auth_gateway() -> Running {
 }
 
 fn hs_token(claims: serde_json::Value, secret: &str) -> String {
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
 }
 
 fn good_claims() -> serde_json::Value {
@@ -109,7 +117,13 @@ async fn valid_jwts_pass_and_claims_are_forwarded_as_headers() {
     let r = get(
         &gw,
         "/hs/x",
-        &[("authorization", &format!("Bearer {}", hs_token(good_claims(), SECRET))), ("x-user", "mallory")],
+        &[
+            (
+                "authorization",
+                &format!("Bearer {}", hs_token(good_claims(), SECRET)),
+            ),
+            ("x-user", "mallory"),
+        ],
     )
     .await;
     assert_eq!(r.json()["headers"]["x-user"], "alice");
@@ -125,7 +139,12 @@ async fn valid_jwts_pass_and_claims_are_forwarded_as_headers() {
             _ => EncodingKey::from_ed_pem(&pem),
         }
         .unwrap();
-        let t = jsonwebtoken::encode(&Header::new(alg), &json!({"sub": "b", "exp": now() + 60}), &key).unwrap();
+        let t = jsonwebtoken::encode(
+            &Header::new(alg),
+            &json!({"sub": "b", "exp": now() + 60}),
+            &key,
+        )
+        .unwrap();
         assert_eq!(bearer(&gw, path, &t).await.status, 200, "{alg:?}");
     }
 }
@@ -149,10 +168,20 @@ async fn wrong_key_expired_alg_none_and_algorithm_confusion_are_refused() {
         &EncodingKey::from_secret(&public),
     )
     .unwrap();
-    for (path, token) in [("/hs/x", wrong), ("/hs/x", hs_token(expired, SECRET)), ("/hs/x", none), ("/rs/x", confused)] {
-        let r = bearer(&gw, &path, &token).await;
+    for (path, token) in [
+        ("/hs/x", wrong),
+        ("/hs/x", hs_token(expired, SECRET)),
+        ("/hs/x", none),
+        ("/rs/x", confused),
+    ] {
+        let r = bearer(&gw, path, &token).await;
         assert_eq!(r.status, 401, "{path} {token}");
-        assert!(r.headers["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+        assert!(
+            r.headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
     }
     let missing = get(&gw, "/hs/x", &[]).await;
     assert_eq!(missing.status, 401);
@@ -177,7 +206,12 @@ async fn api_keys_are_checked_against_hashes() {
     let ok = get(&gw, "/key/x", &[("x-api-key", "k-live-123")]).await;
     assert_eq!(ok.status, 200);
     assert_eq!(ok.json()["headers"]["x-api-key-name"], "billing");
-    assert_eq!(get(&gw, "/key/x", &[("x-api-key", "k-live-124")]).await.status, 401);
+    assert_eq!(
+        get(&gw, "/key/x", &[("x-api-key", "k-live-124")])
+            .await
+            .status,
+        401
+    );
     assert_eq!(get(&gw, "/key/x", &[]).await.status, 401);
 }
 
@@ -192,7 +226,10 @@ async fn over_the_limit_gets_429_with_retry_after_and_ratelimit_headers() {
     for left in [2, 1, 0] {
         let r = get(&gw, "/x", &[]).await;
         assert_eq!(r.status, 200);
-        assert_eq!(r.headers["ratelimit"], format!("\"route\";r={left};t=0").as_str());
+        assert_eq!(
+            r.headers["ratelimit"],
+            format!("\"route\";r={left};t=0").as_str()
+        );
         assert_eq!(r.headers["ratelimit-policy"], "\"route\";q=3;w=60");
     }
     let r = get(&gw, "/x", &[]).await;
@@ -200,7 +237,12 @@ async fn over_the_limit_gets_429_with_retry_after_and_ratelimit_headers() {
     assert_eq!(r.headers["content-type"], "application/problem+json");
     let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=20).contains(&retry), "one request every 20 s: {retry}");
-    assert!(r.headers["ratelimit"].to_str().unwrap().starts_with("\"route\";r=0;t="));
+    assert!(
+        r.headers["ratelimit"]
+            .to_str()
+            .unwrap()
+            .starts_with("\"route\";r=0;t=")
+    );
 }
 
 #[tokio::test]
@@ -211,7 +253,11 @@ async fn bodies_over_the_route_limit_are_413() {
          [[routes]]\nprefix = \"/\"\nupstream = \"u\"\nmax_body_bytes = 1024"
     ))
     .await;
-    let req = |n: usize| http::Request::post("/x").body(Full::new(Bytes::from(vec![b'a'; n]))).unwrap();
+    let req = |n: usize| {
+        http::Request::post("/x")
+            .body(Full::new(Bytes::from(vec![b'a'; n])))
+            .unwrap()
+    };
     assert_eq!(send(&gw, req(1024)).await.status, 200);
     assert_eq!(send(&gw, req(1025)).await.status, 413);
 }

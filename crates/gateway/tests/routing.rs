@@ -121,7 +121,12 @@ async fn hop_by_hop_headers_are_removed_and_forwarding_headers_added() {
     }
     assert_eq!(h["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "http");
-    assert!(h["forwarded"].as_str().unwrap().starts_with("for=127.0.0.1;proto=http"));
+    assert!(
+        h["forwarded"]
+            .as_str()
+            .unwrap()
+            .starts_with("for=127.0.0.1;proto=http")
+    );
     assert_eq!(h["via"], "1.1 flotilla");
     assert_eq!(h["x-route"], "strip");
     assert_eq!(r.headers["x-served-by"], "flotilla");
@@ -131,7 +136,12 @@ async fn hop_by_hop_headers_are_removed_and_forwarding_headers_added() {
 async fn request_id_and_trace_context_are_continued_or_created() {
     let gw = gateway(&config(&echo_upstream().await)).await;
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let r = get(&gw, "/api/t", &[("x-request-id", "abc-123"), ("traceparent", tp)]).await;
+    let r = get(
+        &gw,
+        "/api/t",
+        &[("x-request-id", "abc-123"), ("traceparent", tp)],
+    )
+    .await;
     let h = &r.json()["headers"];
     assert_eq!(h["x-request-id"], "abc-123");
     assert_eq!(r.headers["x-request-id"], "abc-123");
@@ -139,7 +149,10 @@ async fn request_id_and_trace_context_are_continued_or_created() {
     assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
     assert_ne!(sent, tp, "the gateway is a new span");
     let fresh = get(&gw, "/api/t", &[("x-request-id", "bad id\twith tab")]).await;
-    let id = fresh.json()["headers"]["x-request-id"].as_str().unwrap().to_owned();
+    let id = fresh.json()["headers"]["x-request-id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(id, "bad id\twith tab");
     assert_eq!(fresh.headers["x-request-id"].to_str().unwrap(), id);
 }
@@ -172,6 +185,10 @@ async fn discovery_upstreams_follow_instance_changes_and_filters() {
     v2.version = "2.0.0".into();
     gw.discovery.set_passing(&svc, vec![v1, v2]);
     for _ in 0..4 {
-        assert_eq!(get(&gw, "/x", &[]).await.status, 200, "only the ^1 instance is used");
+        assert_eq!(
+            get(&gw, "/x", &[]).await.status,
+            200,
+            "only the ^1 instance is used"
+        );
     }
 }

@@ -48,7 +48,9 @@ async fn big_upstream(received: Arc<AtomicU64>) -> String {
             "/download",
             route_get(|| async {
                 let chunk = Bytes::from(vec![7u8; CHUNK]);
-                let s = futures_util::stream::iter((0..CHUNKS).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+                let s = futures_util::stream::iter(
+                    (0..CHUNKS).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+                );
                 AxumBody::from_stream(s)
             }),
         );
@@ -67,12 +69,19 @@ async fn large_bodies_stream_both_ways_with_flat_memory() {
     let before = peak_rss_kb();
 
     let chunk = Bytes::from(vec![1u8; CHUNK]);
-    let frames = futures_util::stream::iter((0..CHUNKS).map(move |_| Ok::<_, std::io::Error>(Frame::data(chunk.clone()))));
+    let frames = futures_util::stream::iter(
+        (0..CHUNKS).map(move |_| Ok::<_, std::io::Error>(Frame::data(chunk.clone()))),
+    );
     let client = Client::builder(TokioExecutor::new()).build_http();
-    let req = http::Request::post(format!("http://{}/upload", gw.addr)).body(StreamBody::new(frames)).unwrap();
+    let req = http::Request::post(format!("http://{}/upload", gw.addr))
+        .body(StreamBody::new(frames))
+        .unwrap();
     let resp = client.request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(received.load(Ordering::Relaxed), (TOTAL_MB * 1024 * 1024) as u64);
+    assert_eq!(
+        received.load(Ordering::Relaxed),
+        (TOTAL_MB * 1024 * 1024) as u64
+    );
 
     let resp = download(&gw).await;
     let mut body = resp.into_body();
@@ -86,7 +95,10 @@ async fn large_bodies_stream_both_ways_with_flat_memory() {
 
     let growth_mb = (peak_rss_kb().saturating_sub(before)) / 1024;
     eprintln!("streamed {TOTAL_MB} MB up and {TOTAL_MB} MB down; peak RSS grew by {growth_mb} MB");
-    assert!(growth_mb < 64, "peak RSS grew by {growth_mb} MB: bodies are being buffered");
+    assert!(
+        growth_mb < 64,
+        "peak RSS grew by {growth_mb} MB: bodies are being buffered"
+    );
 }
 
 async fn download(gw: &Running) -> http::Response<hyper::body::Incoming> {

@@ -130,5 +130,8 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
 
 /// The status code of the first response in raw HTTP/1.1 output (0 when there is none).
 pub fn first_status(raw: &str) -> u16 {
-    raw.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    raw.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
