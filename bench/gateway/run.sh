@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# The gateway and nginx side by side in front of the same trivial upstream, in the same run.
+#
+# The proxy under test is pinned to one core (PROXY_CPU), the load generator (wrk) and the
+# upstream to the other (LOAD_CPU). For each connection count it measures requests/s, CPU time
+# per request of the proxy process (utime+stime deltas from /proc/<pid>/stat), and median and
+# p99 latency; "added" latency is the proxy's minus the upstream called directly.
+#
+# Scenarios: routing + metrics (gateway) vs a plain keep-alive reverse proxy (nginx), then rate
+# limiting + JWT (gateway) vs rate limiting (nginx; open-source nginx cannot verify JWTs).
+#
+#   bench/gateway/run.sh                 # 10 s per point, 1/64/256 connections
+#   DURATION=5 CONNS="1 64" bench/gateway/run.sh
+set -euo pipefail
+
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-"1 64 256"}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/root/.cache/flotilla/target}
+OUT=${OUT:-$ROOT/bench/gateway/results.md}
+SECRET="bench-secret-bench-secret-bench-secret-0123"
+P_UP=18080 P_NGINX=18081 P_GW=18082 P_NGINX_RL=18083 P_GW_JWT=18084
+
+need() { # command package
+  command -v "$1" >/dev/null 2>&1 && return
+  echo "installing $2 from Debian's packages" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2") >/dev/null \
+    || { echo "cannot install $2; install it and rerun" >&2; exit 1; }
+}
+need nginx nginx
+need wrk wrk
+need taskset util-linux
+
+cargo build --release -q -p flotilla-gateway --example bench_gateway
+BIN=$CARGO_TARGET_DIR/release/examples/bench_gateway
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# ---- configurations ----------------------------------------------------------------------
+cat >"$WORK/nginx.conf" <<EOF
+worker_processes 1;
+daemon on;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/body; proxy_temp_path $WORK/proxy;
+  fastcgi_temp_path $WORK/fcgi; uwsgi_temp_path $WORK/uwsgi; scgi_temp_path $WORK/scgi;
+  upstream up { server 127.0.0.1:$P_UP; keepalive 256; }
+  limit_req_zone \$binary_remote_addr zone=perip:10m rate=1000000r/s;
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  proxy_set_header Host \$host;
+  proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+  proxy_set_header X-Forwarded-Proto \$scheme;
+  proxy_set_header X-Request-Id \$request_id;
+  server { listen 127.0.0.1:$P_NGINX; location / { proxy_pass http://up; } }
+  server {
+    listen 127.0.0.1:$P_NGINX_RL;
+    location / { limit_req zone=perip burst=1000000 nodelay; proxy_pass http://up; }
+  }
+}
+EOF
+
+cat >"$WORK/gateway.toml" <<EOF
+[server]
+max_connections = 4096
+[[upstreams]]
+name = "up"
+urls = ["http://127.0.0.1:$P_UP"]
+[[routes]]
+name = "users"
+path = "/users/{id}"
+upstream = "up"
+[[routes]]
+name = "all"
+prefix = "/"
+upstream = "up"
+EOF
+
+cat >"$WORK/gateway-jwt.toml" <<EOF
+[server]
+max_connections = 4096
+[[upstreams]]
+name = "up"
+urls = ["http://127.0.0.1:$P_UP"]
+[[jwt]]
+name = "main"
+algorithm = "HS256"
+secret = "$SECRET"
+[[routes]]
+name = "all"
+prefix = "/"
+upstream = "up"
+auth = { jwt = "main", forward_claims = { sub = "x-user" } }
+rate_limit = { requests = 1000000, per = "second", key = "client_ip" }
+EOF
+
+# ---- processes ---------------------------------------------------------------------------
+taskset -c "$LOAD_CPU" "$BIN" upstream 127.0.0.1:$P_UP & PIDS+=($!)
+taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK"
+taskset -c "$PROXY_CPU" "$BIN" serve "$WORK/gateway.toml" 127.0.0.1:$P_GW & GW=$!; PIDS+=($GW)
+taskset -c "$PROXY_CPU" "$BIN" serve "$WORK/gateway-jwt.toml" 127.0.0.1:$P_GW_JWT & GWJ=$!; PIDS+=($GWJ)
+TOKEN=$("$BIN" token "$SECRET")
+for p in $P_UP $P_NGINX $P_GW $P_NGINX_RL $P_GW_JWT; do
+  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
+done
+NGINX_WORKER=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+to_us() { # wrk latency like 52.00us / 1.20ms / 1.01s -> microseconds
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000;
+                         else if (v ~ /s$/) print n * 1000000; else print n }'
+}
+
+# measure NAME PID PORT CONNS [HEADER] -> "reqs/s cpu_us_per_req p50_us p99_us"
+measure() {
+  local name=$1 pid=$2 port=$3 c=$4 header=${5:-}
+  local args=(-t1 -c"$c" -d"${DURATION}s" --latency)
+  [ -n "$header" ] && args+=(-H "$header")
+  local before=0 after=0
+  [ "$pid" != "-" ] && before=$(ticks "$pid")
+  local out
+  out=$(taskset -c "$LOAD_CPU" wrk "${args[@]}" "http://127.0.0.1:$port/users/42")
+  [ "$pid" != "-" ] && after=$(ticks "$pid")
+  local reqs rps p50 p99 errors
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(to_us "$(echo "$out" | awk '$1 == "50%" {print $2}')")
+  p99=$(to_us "$(echo "$out" | awk '$1 == "99%" {print $2}')")
+  errors=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
+  [ -n "$errors" ] && echo "WARNING $name c=$c: $errors" >&2
+  local cpu="-"
+  if [ "$pid" != "-" ]; then
+    cpu=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$reqs" \
+      'BEGIN { printf "%.1f", t * 1000000 / hz / n }')
+  fi
+  echo "$rps $cpu $p50 $p99"
+}
+
+{
+  echo "Gateway vs nginx, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, ${DURATION}s per point"
+  echo
+  echo "| scenario | conns | req/s | CPU µs/req | p50 µs | p99 µs | added p50 µs | added p99 µs |"
+  echo "|---|---|---|---|---|---|---|---|"
+} >"$OUT"
+declare -A R
+for c in $CONNS; do
+  read -r d_rps _ d50 d99 <<<"$(measure direct - $P_UP "$c")"
+  echo "| upstream direct | $c | $d_rps | - | $d50 | $d99 | - | - |" >>"$OUT"
+  for s in nginx gateway nginx-ratelimit gateway-jwt-ratelimit; do
+    case $s in
+      nginx) pid=$NGINX_WORKER port=$P_NGINX hdr="" ;;
+      gateway) pid=$GW port=$P_GW hdr="" ;;
+      nginx-ratelimit) pid=$NGINX_WORKER port=$P_NGINX_RL hdr="" ;;
+      gateway-jwt-ratelimit) pid=$GWJ port=$P_GW_JWT hdr="Authorization: Bearer $TOKEN" ;;
+    esac
+    read -r rps cpu p50 p99 <<<"$(measure "$s" "$pid" "$port" "$c" "$hdr")"
+    a50=$(awk -v a="$p50" -v b="$d50" 'BEGIN { printf "%.0f", a - b }')
+    a99=$(awk -v a="$p99" -v b="$d99" 'BEGIN { printf "%.0f", a - b }')
+    R[$s,$c]="$rps $cpu $a50"
+    echo "| $s | $c | $rps | $cpu | $p50 | $p99 | $a50 | $a99 |" >>"$OUT"
+  done
+done
+{
+  echo
+  echo "Ratios gateway ÷ nginx (CPU per request, added median latency; lower is better; req/s higher is better):"
+  echo
+  echo "| pair | conns | req/s ratio | CPU/req ratio | added p50 ratio |"
+  echo "|---|---|---|---|---|"
+  for c in $CONNS; do
+    for pair in "gateway nginx" "gateway-jwt-ratelimit nginx-ratelimit"; do
+      read -r g n <<<"$pair"
+      read -r grps gcpu ga50 <<<"${R[$g,$c]}"
+      read -r nrps ncpu na50 <<<"${R[$n,$c]}"
+      awk -v p="$g / $n" -v c="$c" -v gr="$grps" -v nr="$nrps" -v gc="$gcpu" -v nc="$ncpu" \
+        -v ga="$ga50" -v na="$na50" 'BEGIN {
+          printf "| %s | %s | %.2f | %.2f | %s |\n", p, c, gr / nr, gc / nc, (na > 0 ? sprintf("%.2f", ga / na) : "n/a") }'
+    done
+  done
+} >>"$OUT"
+cat "$OUT"

@@ -1,0 +1,72 @@
+//! Benchmark helper for `bench/gateway/run.sh`: runs the gateway from a TOML file, a trivial
+//! upstream, or prints an HS256 token, each on a one-worker runtime so a `taskset` pin
+//! compares like with like against a one-worker nginx.
+//!
+//! ```text
+//! bench_gateway serve <config.toml> <addr>
+//! bench_gateway upstream <addr>
+//! bench_gateway token <secret>
+//! ```
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use flotilla_discovery::StaticDiscovery;
+use flotilla_gateway::{Gateway, GatewayOptions};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    match args.get(1).map(String::as_str) {
+        Some("serve") if args.len() == 4 => rt.block_on(serve(&args[2], &args[3])),
+        Some("upstream") if args.len() == 3 => rt.block_on(upstream(&args[2])),
+        Some("token") if args.len() == 3 => token(&args[2]),
+        _ => bail!("usage: bench_gateway serve <config.toml> <addr> | upstream <addr> | token <secret>"),
+    }
+}
+
+async fn serve(config: &str, addr: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(config).with_context(|| format!("reading {config}"))?;
+    let gw = Gateway::new(GatewayOptions::from_toml(&text)?, Arc::new(StaticDiscovery::new()))?;
+    let listener = TcpListener::bind(addr).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let (gw, s) = (gw.clone(), shutdown.clone());
+        async move { gw.run(s).await }
+    });
+    gw.serve(listener, shutdown).await?;
+    Ok(())
+}
+
+async fn upstream(addr: &str) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    loop {
+        let (s, _) = listener.accept().await?;
+        let _ = s.set_nodelay(true);
+        tokio::spawn(async move {
+            let svc = service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(s), svc)
+                .await;
+        });
+    }
+}
+
+fn token(secret: &str) -> anyhow::Result<()> {
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 86_400;
+    let claims = serde_json::json!({"sub": "bench", "exp": exp});
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    println!("{}", jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key)?);
+    Ok(())
+}
