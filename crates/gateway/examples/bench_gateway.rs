@@ -30,13 +30,18 @@ fn main() -> anyhow::Result<()> {
         Some("serve") if args.len() == 4 => rt.block_on(serve(&args[2], &args[3])),
         Some("upstream") if args.len() == 3 => rt.block_on(upstream(&args[2])),
         Some("token") if args.len() == 3 => token(&args[2]),
-        _ => bail!("usage: bench_gateway serve <config.toml> <addr> | upstream <addr> | token <secret>"),
+        _ => bail!(
+            "usage: bench_gateway serve <config.toml> <addr> | upstream <addr> | token <secret>"
+        ),
     }
 }
 
 async fn serve(config: &str, addr: &str) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(config).with_context(|| format!("reading {config}"))?;
-    let gw = Gateway::new(GatewayOptions::from_toml(&text)?, Arc::new(StaticDiscovery::new()))?;
+    let gw = Gateway::new(
+        GatewayOptions::from_toml(&text)?,
+        Arc::new(StaticDiscovery::new()),
+    )?;
     let listener = TcpListener::bind(addr).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn({
@@ -54,7 +59,9 @@ async fn upstream(addr: &str) -> anyhow::Result<()> {
         let _ = s.set_nodelay(true);
         tokio::spawn(async move {
             let svc = service_fn(|_req| async {
-                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                    Bytes::from_static(b"ok"),
+                )))
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(s), svc)
@@ -64,9 +71,15 @@ async fn upstream(addr: &str) -> anyhow::Result<()> {
 }
 
 fn token(secret: &str) -> anyhow::Result<()> {
-    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 86_400;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 86_400;
     let claims = serde_json::json!({"sub": "bench", "exp": exp});
     let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
-    println!("{}", jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key)?);
+    println!(
+        "{}",
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key)?
+    );
     Ok(())
 }

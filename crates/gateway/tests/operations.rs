@@ -209,3 +209,25 @@ async fn the_admin_api_lists_routes_in_precedence_order_and_reloads() {
         "old config still serves"
     );
 }
+
+#[tokio::test]
+async fn h2c_clients_are_proxied_to_http1_upstreams() {
+    let up = echo_upstream().await;
+    let gw = gateway(&format!(
+        "[[upstreams]]\nname = \"u\"\nurls = [\"{up}\"]\n[[routes]]\nprefix = \"/\"\nupstream = \"u\""
+    ))
+    .await;
+    let c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Empty<bytes::Bytes>>();
+    let uri: http::Uri = format!("http://{}/h2?q=1", gw.addr).parse().unwrap();
+    let resp = c.get(uri).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["uri"], "/h2?q=1");
+    assert_eq!(v["headers"]["via"], "2 flotilla");
+}
