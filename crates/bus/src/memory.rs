@@ -155,10 +155,16 @@ impl State {
         out
     }
 
-    /// The next time something in `group` may become deliverable.
+    /// The next time something in `group` becomes deliverable. Entries already visible but
+    /// held back by their ordering key are not counted: an ack wakes their waiters.
     fn next_visible(&self, group: &GroupName) -> Option<Instant> {
+        let now = Instant::now();
         let g = self.groups.get(group)?;
-        g.entries.values().map(|e| e.visible_at).min()
+        g.entries
+            .values()
+            .map(|e| e.visible_at)
+            .filter(|t| *t > now)
+            .min()
     }
 
     fn held(&mut self, receipt: &Receipt) -> Result<(u64, &mut Group), Error> {
