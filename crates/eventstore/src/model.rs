@@ -279,9 +279,10 @@ pub fn validate_batch(events: &[NewEvent]) -> crate::Result<()> {
     }
     let mut ids = std::collections::HashSet::new();
     for e in events {
-        if e.event_type.is_empty() || e.event_type.len() > 200 {
+        let control = e.event_type.chars().any(char::is_control);
+        if e.event_type.is_empty() || e.event_type.len() > 200 || control {
             return Err(crate::Error::InvalidInput(format!(
-                "event {}: type {:?} must be 1 to 200 characters",
+                "event {}: type {:?} must be 1 to 200 characters, none of them control characters",
                 e.id, e.event_type
             )));
         }

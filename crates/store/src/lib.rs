@@ -1,0 +1,107 @@
+//! The event store's HTTP API (layer L3).
+//!
+//! This crate owns the `/api/v1/streams` surface of the control plane — append with an
+//! expected version (header or field), read a stream, read `$all`, subscribe over SSE, delete —
+//! with RFC 9457 problem+json errors (409 for version conflicts) and size limits, and the event
+//! store's Prometheus metrics ([`metrics::Instrumented`] wraps any store). It owns no storage:
+//! it serves whatever [`EventStore`] the binary (`flotilla-cli`) built from configuration, and
+//! it depends on no backend and no other component.
+//!
+//! Wiring: `StoreApi::new(options, store)` then `.router()` merged into the control plane's
+//! axum router; register metrics with [`metrics::Metrics::register`] and wrap the store with
+//! [`metrics::Instrumented`] before handing it here so every caller is measured.
+
+mod http;
+pub mod metrics;
+mod problem;
+
+use std::sync::Arc;
+
+use flotilla_core::error::Classify;
+use flotilla_core::{ErrorClass, ErrorKind};
+use flotilla_eventstore::EventStore;
+use serde::{Deserialize, Serialize};
+
+/// Limits of the HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    /// Largest append body accepted, in bytes (413 beyond). Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// Most events in one append (413 beyond). Default 1,000.
+    pub max_events_per_append: usize,
+    /// Largest `limit` a read may ask for (larger ones are capped). Default 1,000.
+    pub max_read_limit: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            max_events_per_append: 1000,
+            max_read_limit: 1000,
+        }
+    }
+}
+
+/// Why the options were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// An option is out of range; the message names it.
+    #[error("invalid event store API option: {0}")]
+    InvalidOption(String),
+}
+
+impl Classify for Error {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::of(ErrorKind::InvalidInput)
+    }
+}
+
+impl Error {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.class().kind
+    }
+}
+
+impl Options {
+    /// Checks every limit is at least 1.
+    pub fn validate(&self) -> Result<(), Error> {
+        for (name, v) in [
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_events_per_append", self.max_events_per_append),
+            ("max_read_limit", self.max_read_limit),
+        ] {
+            if v == 0 {
+                return Err(Error::InvalidOption(format!(
+                    "{name} must be at least 1, got 0"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The HTTP API over one store; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StoreApi {
+    options: Arc<Options>,
+    store: Arc<dyn EventStore>,
+}
+
+impl StoreApi {
+    /// Validates `options` and serves `store`.
+    pub fn new(options: Options, store: Arc<dyn EventStore>) -> Result<Self, Error> {
+        options.validate()?;
+        Ok(Self {
+            options: Arc::new(options),
+            store,
+        })
+    }
+
+    /// The routes under `/api/v1/streams`.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.clone())
+    }
+}

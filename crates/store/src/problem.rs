@@ -1,0 +1,85 @@
+//! RFC 9457 problem details.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use flotilla_core::error::Classify;
+use flotilla_eventstore::Error;
+use serde_json::{Map, Value, json};
+
+/// A problem+json response.
+#[derive(Debug)]
+pub(crate) struct Problem {
+    status: StatusCode,
+    title: &'static str,
+    detail: String,
+    extra: Map<String, Value>,
+}
+
+impl Problem {
+    pub(crate) fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            title,
+            detail: detail.into(),
+            extra: Map::new(),
+        }
+    }
+
+    pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "Invalid request", detail)
+    }
+
+    fn with(mut self, key: &str, value: Value) -> Self {
+        self.extra.insert(key.into(), value);
+        self
+    }
+}
+
+impl From<Error> for Problem {
+    fn from(e: Error) -> Self {
+        let status = StatusCode::from_u16(e.class().kind.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        match &e {
+            Error::WrongExpectedVersion { actual, .. } => {
+                Self::new(status, "Wrong expected version", e.to_string())
+                    .with("actual_version", json!(actual))
+            }
+            Error::IdempotencyViolation { .. } => Self::new(
+                status,
+                "Event id reused with different content",
+                e.to_string(),
+            ),
+            Error::StreamDeleted { .. } => Self::new(status, "Stream deleted", e.to_string()),
+            Error::InvalidInput(_) => Self::new(status, "Invalid request", e.to_string()),
+            Error::Storage { .. } | Error::Handler { .. } => {
+                // Internal details are logged, not sent.
+                tracing::error!(error = %e, "event store failure");
+                Self::new(
+                    status,
+                    "Event store unavailable",
+                    "the event store failed; retry",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "type": "about:blank",
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if let Value::Object(m) = &mut body {
+            m.extend(self.extra);
+        }
+        let mut res = (self.status, body.to_string()).into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        res
+    }
+}

@@ -1,0 +1,263 @@
+//! The HTTP API against the in-memory store: appends with expected versions, 409 problems,
+//! reads, size limits, SSE, metrics.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use flotilla_eventstore::{EventStore, MemoryEventStore};
+use flotilla_store::metrics::{Instrumented, Metrics};
+use flotilla_store::{Options, StoreApi};
+use http_body_util::BodyExt;
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+fn api_with(options: Options) -> (axum::Router, Registry) {
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let store: Arc<dyn EventStore> = Arc::new(MemoryEventStore::new());
+    let store = Arc::new(Instrumented::new(store, metrics));
+    (StoreApi::new(options, store).unwrap().router(), registry)
+}
+
+async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, String, Value) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let ctype = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, ctype, body)
+}
+
+fn post(path: &str, expected: Option<&str>, body: Value) -> Request<Body> {
+    let mut b = Request::post(path).header("content-type", "application/json");
+    if let Some(e) = expected {
+        b = b.header("expected-version", e);
+    }
+    b.body(Body::from(body.to_string())).unwrap()
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
+fn one_event() -> Value {
+    json!({"events": [{"type": "OrderPlaced", "data": {"n": 1}}]})
+}
+
+#[tokio::test]
+async fn append_honours_expected_version_and_conflicts_are_409_problems() {
+    let (app, _) = api_with(Options::default());
+    let (s, _, body) = call(
+        &app,
+        post("/api/v1/streams/order-1", Some("no-stream"), one_event()),
+    )
+    .await;
+    assert_eq!(
+        (s, body["last_version"].clone()),
+        (StatusCode::CREATED, json!(1))
+    );
+    let (s, ctype, body) = call(
+        &app,
+        post("/api/v1/streams/order-1", Some("no-stream"), one_event()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(ctype, "application/problem+json");
+    assert_eq!(
+        (body["status"].clone(), body["actual_version"].clone()),
+        (json!(409), json!(1))
+    );
+    let mut with_field = one_event();
+    with_field["expected_version"] = json!(1);
+    let (s, _, body) = call(&app, post("/api/v1/streams/order-1", None, with_field)).await;
+    assert_eq!(
+        (s, body["last_version"].clone()),
+        (StatusCode::CREATED, json!(2))
+    );
+}
+
+#[tokio::test]
+async fn a_retried_append_with_the_same_ids_is_not_duplicated() {
+    let (app, _) = api_with(Options::default());
+    let id = uuid::Uuid::now_v7();
+    let body = json!({"events": [{"id": id, "type": "Paid", "data": {}}]});
+    for _ in 0..2 {
+        let (s, _, b) = call(
+            &app,
+            post("/api/v1/streams/pay-1", Some("any"), body.clone()),
+        )
+        .await;
+        assert_eq!(
+            (s, b["last_version"].clone()),
+            (StatusCode::CREATED, json!(1))
+        );
+    }
+    let (_, _, read) = call(&app, get("/api/v1/streams/pay-1")).await;
+    assert_eq!(read["events"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn reads_return_streams_both_ways_and_all_by_category() {
+    let (app, _) = api_with(Options::default());
+    for stream in ["order-1", "user-1", "order-2"] {
+        let events = json!({"events": [{"type": "A"}, {"type": "B"}]});
+        call(
+            &app,
+            post(&format!("/api/v1/streams/{stream}"), None, events),
+        )
+        .await;
+    }
+    let (s, _, r) = call(
+        &app,
+        get("/api/v1/streams/order-1?direction=backward&limit=1"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (r["events"][0]["version"].clone(), r["next"].clone()),
+        (json!(2), json!(1))
+    );
+    let (_, _, r) = call(&app, get("/api/v1/streams/$all?category=order")).await;
+    let streams: Vec<_> = r["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["stream"].clone())
+        .collect();
+    assert_eq!(
+        streams,
+        vec![
+            json!("order-1"),
+            json!("order-1"),
+            json!("order-2"),
+            json!("order-2")
+        ]
+    );
+    let (_, _, r) = call(&app, get("/api/v1/streams/$all?type=B&after=2")).await;
+    assert_eq!(
+        r["events"].as_array().unwrap().len(),
+        2,
+        "B at positions 4 and 6"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_and_oversized_requests_get_problems_naming_the_value() {
+    let options = Options {
+        max_body_bytes: 512,
+        max_events_per_append: 2,
+        ..Options::default()
+    };
+    let (app, _) = api_with(options);
+    let (s, ctype, b) = call(&app, post("/api/v1/streams/bad%20id", None, one_event())).await;
+    assert_eq!(
+        (s, ctype.as_str()),
+        (StatusCode::BAD_REQUEST, "application/problem+json")
+    );
+    assert!(b["detail"].as_str().unwrap().contains("bad id"), "{b}");
+    let (s, _, b) = call(&app, post("/api/v1/streams/o-1", Some("soon"), one_event())).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["detail"].as_str().unwrap().contains("soon"), "{b}");
+    let big = json!({"events": [{"type": "A", "data": "x".repeat(600)}]});
+    let (s, _, _) = call(&app, post("/api/v1/streams/o-1", None, big)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let many = json!({"events": [{"type": "A"}, {"type": "A"}, {"type": "A"}]});
+    let (s, _, _) = call(&app, post("/api/v1/streams/o-1", None, many)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let (s, _, _) = call(&app, get("/api/v1/streams/$all?type=A&category=o")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn deleted_streams_answer_404_problems() {
+    let (app, _) = api_with(Options::default());
+    call(&app, post("/api/v1/streams/doc-1", None, one_event())).await;
+    let del = Request::delete("/api/v1/streams/doc-1").header("expected-version", "1");
+    let res = app
+        .clone()
+        .oneshot(del.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let (s, ctype, _) = call(&app, get("/api/v1/streams/doc-1")).await;
+    assert_eq!(
+        (s, ctype.as_str()),
+        (StatusCode::NOT_FOUND, "application/problem+json")
+    );
+}
+
+#[tokio::test]
+async fn sse_delivers_stored_then_live_events_with_positions_as_ids() {
+    let (app, _) = api_with(Options::default());
+    call(&app, post("/api/v1/streams/order-1", None, one_event())).await;
+    let res = app
+        .clone()
+        .oneshot(get("/api/v1/streams/$all/subscribe?category=order"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body();
+    call(&app, post("/api/v1/streams/order-2", None, one_event())).await;
+    let mut text = String::new();
+    while text.matches("id: ").count() < 2 {
+        let frame = body.frame().await.unwrap().unwrap();
+        if let Some(data) = frame.data_ref() {
+            text.push_str(std::str::from_utf8(data).unwrap());
+        }
+    }
+    assert!(
+        text.contains("id: 1\n") && text.contains("id: 2\n"),
+        "{text}"
+    );
+    assert!(text.contains("event: OrderPlaced"), "{text}");
+}
+
+#[tokio::test]
+async fn metrics_count_appends_and_conflicts() {
+    let (app, registry) = api_with(Options::default());
+    call(
+        &app,
+        post("/api/v1/streams/m-1", Some("no-stream"), one_event()),
+    )
+    .await;
+    call(
+        &app,
+        post("/api/v1/streams/m-1", Some("no-stream"), one_event()),
+    )
+    .await;
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let samples = flotilla_testkit::prometheus::parse(&text).unwrap();
+    let value = |name: &str, result: Option<&str>| {
+        samples
+            .iter()
+            .find(|s| {
+                s.name == name
+                    && result.is_none_or(|r| s.labels.get("result").map(String::as_str) == Some(r))
+            })
+            .map(|s| s.value)
+    };
+    assert_eq!(
+        value("flotilla_eventstore_appends_total", Some("ok")),
+        Some(1.0)
+    );
+    assert_eq!(
+        value("flotilla_eventstore_appends_total", Some("conflict")),
+        Some(1.0)
+    );
+    assert_eq!(
+        value("flotilla_eventstore_appended_events_total", None),
+        Some(1.0)
+    );
+    assert_eq!(
+        value("flotilla_eventstore_append_duration_seconds_count", None),
+        Some(2.0)
+    );
+}
