@@ -1,0 +1,199 @@
+//! The client: one per process, cheap to clone; holds the pool, the policies and the
+//! per-service stacks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use flotilla_core::ServiceName;
+use flotilla_discovery::Discovery;
+use flotilla_resilience::balance::Balancer;
+use flotilla_resilience::metrics::Metrics;
+use flotilla_resilience::policy::{PolicySet, Resilience};
+use flotilla_resilience::BoxError;
+use http::{Method, Request, Response};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tower::util::BoxCloneSyncService;
+
+use crate::endpoint::{Endpoint, HttpClient};
+use crate::request::RequestBuilder;
+
+pub(crate) type Stack = BoxCloneSyncService<Request<Full<Bytes>>, Response<Bytes>, BoxError>;
+
+/// Calls other services by name: discovery, load balancing and the policy stack of
+/// `flotilla-resilience`, over one pooled HTTP client.
+///
+/// ```no_run
+/// # async fn demo(discovery: std::sync::Arc<dyn flotilla_discovery::Discovery>) -> Result<(), flotilla_client::Error> {
+/// let client = flotilla_client::ServiceClient::new(discovery);
+/// let user: serde_json::Value = client.service("users").get("/users/42").send().await?.json()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServiceClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    discovery: Arc<dyn Discovery>,
+    http: HttpClient,
+    policies: PolicySet,
+    resilience: Resilience,
+    upstreams: Mutex<HashMap<ServiceName, Upstream>>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Upstream {
+    pub(crate) stack: Stack,
+}
+
+/// Builds a [`ServiceClient`].
+#[derive(Debug)]
+pub struct ClientBuilder {
+    discovery: Arc<dyn Discovery>,
+    policies: PolicySet,
+    metrics: Option<Metrics>,
+    pool_idle_timeout: Duration,
+    pool_max_idle_per_host: usize,
+}
+
+impl ClientBuilder {
+    /// Policies per target service (default: the built-in defaults for every service).
+    pub fn policies(mut self, policies: PolicySet) -> Self {
+        self.policies = policies;
+        self
+    }
+
+    /// Registers breaker, retry, rejection and ejection metrics into `registry` (the one the
+    /// service serves at `/metrics`).
+    pub fn metrics(mut self, registry: &mut prometheus_client::registry::Registry) -> Self {
+        self.metrics = Some(Metrics::registered(registry));
+        self
+    }
+
+    /// Reports into metrics already registered elsewhere (shared with a gateway, say).
+    pub fn shared_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// How long an idle pooled connection is kept (default 90 s).
+    pub fn pool_idle_timeout(mut self, idle: Duration) -> Self {
+        self.pool_idle_timeout = idle;
+        self
+    }
+
+    /// Idle connections kept per instance (default 32).
+    pub fn pool_max_idle_per_host(mut self, n: usize) -> Self {
+        self.pool_max_idle_per_host = n;
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> ServiceClient {
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(self.pool_idle_timeout)
+            .pool_max_idle_per_host(self.pool_max_idle_per_host)
+            .build_http();
+        ServiceClient {
+            inner: Arc::new(Inner {
+                discovery: self.discovery,
+                http,
+                policies: self.policies,
+                resilience: Resilience::new(self.metrics),
+                upstreams: Mutex::default(),
+            }),
+        }
+    }
+}
+
+impl ServiceClient {
+    /// A client with built-in default policies and no metrics.
+    pub fn new(discovery: Arc<dyn Discovery>) -> Self {
+        Self::builder(discovery).build()
+    }
+
+    /// A builder, to set policies, metrics and pool settings.
+    pub fn builder(discovery: Arc<dyn Discovery>) -> ClientBuilder {
+        ClientBuilder {
+            discovery,
+            policies: PolicySet::default(),
+            metrics: None,
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_host: 32,
+        }
+    }
+
+    /// Calls to `service`. An invalid name fails when the request is sent.
+    pub fn service(&self, service: &str) -> ServiceRef {
+        ServiceRef { client: self.clone(), service: ServiceName::new(service).map_err(|e| e.to_string()) }
+    }
+
+    /// The shared resilience state (breakers, to subscribe to their transitions).
+    pub fn resilience(&self) -> &Resilience {
+        &self.inner.resilience
+    }
+
+    pub(crate) fn upstream(&self, service: &ServiceName) -> Upstream {
+        let mut map = self.inner.upstreams.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(service.clone()).or_insert_with(|| self.build_upstream(service)).clone()
+    }
+
+    fn build_upstream(&self, service: &ServiceName) -> Upstream {
+        let inner = &self.inner;
+        let policy = inner.policies.resolve(service.as_str());
+        let metrics = inner.resilience.metrics().cloned();
+        let endpoint = Endpoint {
+            service: service.as_str().into(),
+            http: inner.http.clone(),
+            balancer: Arc::new(Balancer::new(service.as_str(), policy.balance.clone(), metrics)),
+            instances: inner.discovery.watch(service),
+            hash_header: policy.hash_header.clone(),
+        };
+        let stack = inner.resilience.stack(service.as_str(), &policy, endpoint);
+        Upstream { stack: BoxCloneSyncService::new(stack) }
+    }
+}
+
+/// Calls to one service; build requests from it.
+#[derive(Debug, Clone)]
+pub struct ServiceRef {
+    client: ServiceClient,
+    service: Result<ServiceName, String>,
+}
+
+impl ServiceRef {
+    /// A request with any method.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        RequestBuilder::new(self.client.clone(), self.service.clone(), method, path)
+    }
+
+    /// A GET request.
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.request(Method::GET, path)
+    }
+
+    /// A POST request (not retried unless it gets an idempotency key).
+    pub fn post(&self, path: &str) -> RequestBuilder {
+        self.request(Method::POST, path)
+    }
+
+    /// A PUT request.
+    pub fn put(&self, path: &str) -> RequestBuilder {
+        self.request(Method::PUT, path)
+    }
+
+    /// A PATCH request (not retried unless it gets an idempotency key).
+    pub fn patch(&self, path: &str) -> RequestBuilder {
+        self.request(Method::PATCH, path)
+    }
+
+    /// A DELETE request.
+    pub fn delete(&self, path: &str) -> RequestBuilder {
+        self.request(Method::DELETE, path)
+    }
+}

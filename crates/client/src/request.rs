@@ -1,0 +1,183 @@
+//! Building, sending and reading one call.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use flotilla_core::{RequestId, ServiceName, TraceParent};
+use flotilla_resilience::deadline::Deadline;
+use flotilla_resilience::retry::IDEMPOTENCY_KEY;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::Full;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tower::ServiceExt;
+
+use crate::{Error, ServiceClient};
+
+/// The request-id header sent to every upstream.
+pub const REQUEST_ID: &str = "x-request-id";
+/// The W3C trace-context header.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// One call being built; finish it with [`RequestBuilder::send`].
+#[derive(Debug)]
+pub struct RequestBuilder {
+    client: ServiceClient,
+    service: Result<ServiceName, String>,
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    body: Result<Bytes, Error>,
+    deadline: Option<Deadline>,
+    request_id: Option<RequestId>,
+    parent: Option<TraceParent>,
+    error: Option<Error>,
+}
+
+impl RequestBuilder {
+    pub(crate) fn new(client: ServiceClient, service: Result<ServiceName, String>, method: Method, path: &str) -> Self {
+        Self {
+            client,
+            service,
+            method,
+            path: path.to_owned(),
+            headers: HeaderMap::new(),
+            body: Ok(Bytes::new()),
+            deadline: None,
+            request_id: None,
+            parent: None,
+            error: None,
+        }
+    }
+
+    /// Adds a header; an invalid name or value fails the call when sent.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            (Ok(n), Ok(v)) => {
+                self.headers.append(n, v);
+            }
+            _ => self.error = Some(Error::InvalidRequest(format!("invalid header {name:?}: {value:?}"))),
+        }
+        self
+    }
+
+    /// A raw body.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = Ok(body.into());
+        self
+    }
+
+    /// A JSON body, with `content-type: application/json`.
+    pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
+        self.body = serde_json::to_vec(value).map(Bytes::from).map_err(Error::Json);
+        self.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self
+    }
+
+    /// Sets `Idempotency-Key`, which also makes a POST or PATCH retryable.
+    pub fn idempotency_key(self, key: &str) -> Self {
+        self.header(IDEMPOTENCY_KEY, key)
+    }
+
+    /// Finishes within `budget` at the latest (the tighter of this, the policy's timeout and
+    /// any propagated deadline wins).
+    pub fn timeout(mut self, budget: Duration) -> Self {
+        self.deadline = Some(Deadline::after(budget).min(self.deadline));
+        self
+    }
+
+    /// Finishes by `deadline` at the latest: pass the [`Deadline`] parsed when the incoming
+    /// request arrived (`Deadline::from_headers`), so time spent since counts against it.
+    pub fn deadline(mut self, deadline: Deadline) -> Self {
+        self.deadline = Some(deadline.min(self.deadline));
+        self
+    }
+
+    /// Continues the work of an incoming request: its `x-request-id`, trace (as a child span)
+    /// and remaining deadline travel on. Malformed incoming values are replaced, not passed on.
+    /// The deadline header holds a budget relative to when it arrived; when time has passed
+    /// since, also pass the deadline parsed at arrival to [`RequestBuilder::deadline`].
+    pub fn propagate(mut self, incoming: &HeaderMap) -> Self {
+        let text = |name: &str| incoming.get(name).and_then(|v| v.to_str().ok());
+        self.request_id = text(REQUEST_ID).and_then(RequestId::parse);
+        self.parent = text(TRACEPARENT).and_then(TraceParent::parse);
+        if let Some(d) = Deadline::from_headers(incoming) {
+            self.deadline = Some(d.min(self.deadline));
+        }
+        self
+    }
+
+    /// Uses this request id and trace instead of generating new ones.
+    pub fn context(mut self, request_id: RequestId, parent: Option<TraceParent>) -> Self {
+        self.request_id = Some(request_id);
+        self.parent = parent;
+        self
+    }
+
+    fn build(self) -> Result<(ServiceClient, ServiceName, Request<Full<Bytes>>), Error> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let service = self.service.map_err(Error::InvalidRequest)?;
+        if !self.path.starts_with('/') {
+            return Err(Error::InvalidRequest(format!("path {:?} must start with '/'", self.path)));
+        }
+        let mut req = Request::builder()
+            .method(self.method)
+            .uri(&self.path)
+            .body(Full::new(self.body?))
+            .map_err(|e| Error::InvalidRequest(format!("path {:?}: {e}", self.path)))?;
+        let mut headers = self.headers;
+        let id = self.request_id.unwrap_or_else(RequestId::generate);
+        let trace = self.parent.map_or_else(TraceParent::generate, |p| p.child());
+        for (name, value) in [(REQUEST_ID, id.to_string()), (TRACEPARENT, trace.to_string())] {
+            let value = HeaderValue::from_str(&value).map_err(|e| Error::Internal(e.to_string()))?;
+            headers.insert(name, value);
+        }
+        *req.headers_mut() = headers;
+        if let Some(d) = self.deadline {
+            req.extensions_mut().insert(d);
+        }
+        Ok((self.client, service, req))
+    }
+
+    /// Sends the call through discovery, balancing and the service's policy. A status of 400
+    /// or more is returned as [`Error::Status`].
+    pub async fn send(self) -> Result<Response, Error> {
+        let (client, service, req) = self.build()?;
+        let upstream = client.upstream(&service);
+        let resp = upstream
+            .stack
+            .oneshot(req)
+            .await
+            .map_err(|e| Error::from_stack(service.as_str(), e))?;
+        let (parts, body) = resp.into_parts();
+        if parts.status.as_u16() >= 400 {
+            return Err(Error::Status { status: parts.status, body });
+        }
+        Ok(Response { status: parts.status, headers: parts.headers, body })
+    }
+}
+
+/// A successful answer, body read in full.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The status (below 400).
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Response {
+    /// The body decoded as JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        Ok(serde_json::from_slice(&self.body)?)
+    }
+
+    /// The body as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
