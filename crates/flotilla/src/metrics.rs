@@ -20,15 +20,15 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct RequestLabels {
-    pub(crate) method: String,
-    pub(crate) route: String,
+    pub(crate) method: &'static str,
+    pub(crate) route: std::sync::Arc<String>,
     pub(crate) status: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct RouteLabels {
-    pub(crate) method: String,
-    pub(crate) route: String,
+    pub(crate) method: &'static str,
+    pub(crate) route: std::sync::Arc<String>,
 }
 
 /// The SDK's own HTTP metrics.

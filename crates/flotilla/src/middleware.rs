@@ -1,6 +1,8 @@
 //! The request pipeline every service gets: request id, trace context, a tracing span, the
 //! access log line, HTTP metrics, and rewriting of framework error responses into problem+json.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -18,8 +20,9 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// The W3C trace context header.
 pub const TRACEPARENT: &str = "traceparent";
 
-/// Correlation data of the request being handled, available to handlers as an extension and to
-/// any code on the request's task through [`RequestContext::current`].
+/// Correlation data of the request being handled, available to handlers as an
+/// `Extension<Arc<RequestContext>>` and to any code on the request's task through
+/// [`RequestContext::current`].
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     /// The request id (accepted from the caller when valid, else generated).
@@ -33,13 +36,13 @@ pub struct RequestContext {
 }
 
 tokio::task_local! {
-    static CURRENT: RequestContext;
+    static CURRENT: Arc<RequestContext>;
 }
 
 impl RequestContext {
     /// The context of the request whose task is running, if any.
-    pub fn current() -> Option<Self> {
-        CURRENT.try_with(Clone::clone).ok()
+    pub fn current() -> Option<Arc<Self>> {
+        CURRENT.try_with(Arc::clone).ok()
     }
 
     fn from_request(req: &Request) -> Self {
@@ -66,6 +69,39 @@ impl RequestContext {
 #[derive(Debug, Clone)]
 pub(crate) struct Observe {
     pub(crate) metrics: HttpMetrics,
+    pub(crate) routes: RouteNames,
+}
+
+/// Interned route templates, so labelling a request's metrics allocates nothing once a route
+/// has been seen. The set is bounded by the router's routes (plus "unmatched").
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RouteNames(Arc<RwLock<HashMap<String, Arc<String>>>>);
+
+impl RouteNames {
+    fn get(&self, route: &str) -> Arc<String> {
+        if let Some(r) = self.0.read().unwrap_or_else(|p| p.into_inner()).get(route) {
+            return r.clone();
+        }
+        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
+        map.entry(route.to_owned())
+            .or_insert_with(|| Arc::new(route.to_owned()))
+            .clone()
+    }
+}
+
+/// Methods as static labels; extension methods share one label so clients cannot create
+/// unbounded series.
+fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::PATCH => "PATCH",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 /// The outermost middleware of every service.
@@ -75,14 +111,16 @@ pub(crate) async fn observe(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let ctx = RequestContext::from_request(&req);
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
-    set_header(req.headers_mut(), REQUEST_ID, ctx.request_id.as_str());
+    let ctx = Arc::new(RequestContext::from_request(&req));
+    let method = method_label(req.method());
+    let matched = req.extensions().get::<MatchedPath>();
+    let route = state
+        .routes
+        .get(matched.map_or("unmatched", MatchedPath::as_str));
+    let request_id = HeaderValue::from_str(ctx.request_id.as_str()).ok();
+    if let Some(v) = &request_id {
+        req.headers_mut().insert(REQUEST_ID, v.clone());
+    }
     set_header(req.headers_mut(), TRACEPARENT, &ctx.trace.to_string());
     req.extensions_mut().insert(ctx.clone());
     let span = tracing::info_span!(
@@ -98,8 +136,10 @@ pub(crate) async fn observe(
         .instrument(span.clone())
         .await;
     state.metrics.in_flight.dec();
-    let mut response = CURRENT.sync_scope(ctx.clone(), || normalize_error(response));
-    set_header(response.headers_mut(), REQUEST_ID, ctx.request_id.as_str());
+    let mut response = CURRENT.sync_scope(ctx, || normalize_error(response));
+    if let Some(v) = request_id {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     record(&state.metrics, method, route, status, elapsed.as_secs_f64());
@@ -119,9 +159,15 @@ fn set_header(headers: &mut http::HeaderMap, name: &'static str, value: &str) {
     }
 }
 
-fn record(metrics: &HttpMetrics, method: String, route: String, status: u16, seconds: f64) {
+fn record(
+    metrics: &HttpMetrics,
+    method: &'static str,
+    route: Arc<String>,
+    status: u16,
+    seconds: f64,
+) {
     let labels = RequestLabels {
-        method: method.clone(),
+        method,
         route: route.clone(),
         status: status_class(status),
     };

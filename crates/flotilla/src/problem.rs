@@ -129,7 +129,7 @@ impl IntoResponse for Problem {
         if let Some(ctx) = crate::middleware::RequestContext::current() {
             self.request_id
                 .get_or_insert_with(|| ctx.request_id.to_string());
-            self.instance.get_or_insert(ctx.path);
+            self.instance.get_or_insert_with(|| ctx.path.clone());
         }
         let status = self.status_code();
         let body = serde_json::to_vec(&self).unwrap_or_default();

@@ -223,6 +223,7 @@ fn assemble(
         .route("/", get(move || async move { axum::Json(info) }));
     let observe_state = Observe {
         metrics: metrics.http.clone(),
+        routes: Default::default(),
     };
     // Router::layer wraps in order: the last layer added is the outermost.
     routes

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# SDK overhead: server CPU time per request, requests/s and p99 latency of a hello route served
+# by a full `Microservice` versus the same route on bare axum, same machine, same load
+# generator, same run. CPU per request (utime+stime of the server process over the requests it
+# served) is the figure that stays meaningful on a busy machine; req/s and p99 move with load.
+# The server is pinned to CPU 0 and wrk to CPU 1; the two servers alternate ROUNDS times and
+# the median of each is reported.
+#
+#   bench/sdk/run.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+duration=${1:-10}
+conns=${2:-64}
+rounds=${3:-3}
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/flotilla/target}
+cargo build --release -q -p flotilla --example hello
+bin=$CARGO_TARGET_DIR/release/examples/hello
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+measure() { # mode port -> "rps p99_ms cpu_us_per_request"
+  taskset -c 0 "$bin" "$1" "127.0.0.1:$2" &
+  local pid=$!
+  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$2) 2>/dev/null && break; sleep 0.1; done
+  taskset -c 1 wrk -t1 -c"$conns" -d2s "http://127.0.0.1:$2/hello" >/dev/null # warm-up
+  local out t0 t1
+  t0=$(cpu_ticks "$pid")
+  out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${duration}s" --latency "http://127.0.0.1:$2/hello")
+  t1=$(cpu_ticks "$pid")
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  local rps p99 reqs cpu
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub("us","",v); v=v/1000} else if (v ~ /ms$/) {sub("ms","",v)} else if (v ~ /s$/) {sub("s","",v); v=v*1000}; print v}' <<<"$out")
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  cpu=$(awk -v a="$t0" -v b="$t1" -v n="$reqs" 'BEGIN {printf "%.2f", (b - a) * 10000 / n}')
+  echo "$rps $p99 $cpu"
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+bare_rps=(); bare_p99=(); bare_cpu=(); sdk_rps=(); sdk_p99=(); sdk_cpu=()
+for r in $(seq "$rounds"); do
+  read -r rps p99 cpu < <(measure bare 9101); bare_rps+=("$rps"); bare_p99+=("$p99"); bare_cpu+=("$cpu")
+  read -r rps p99 cpu < <(measure sdk 9102); sdk_rps+=("$rps"); sdk_p99+=("$p99"); sdk_cpu+=("$cpu")
+  echo "round $r: bare ${bare_rps[-1]} req/s p99 ${bare_p99[-1]} ms ${bare_cpu[-1]} us-cpu/req | sdk ${sdk_rps[-1]} req/s p99 ${sdk_p99[-1]} ms ${sdk_cpu[-1]} us-cpu/req"
+done
+bc=$(printf '%s\n' "${bare_cpu[@]}" | median); sc=$(printf '%s\n' "${sdk_cpu[@]}" | median)
+br=$(printf '%s\n' "${bare_rps[@]}" | median); bp=$(printf '%s\n' "${bare_p99[@]}" | median)
+sr=$(printf '%s\n' "${sdk_rps[@]}" | median); sp=$(printf '%s\n' "${sdk_p99[@]}" | median)
+echo
+echo "| server | CPU µs/request (median) | req/s (median) | p99 ms (median) |"
+echo "|---|---|---|---|"
+echo "| bare axum | $bc | $br | $bp |"
+echo "| Microservice | $sc | $sr | $sp |"
+awk -v c="$sc" -v bc="$bc" -v s="$sr" -v b="$br" -v sp="$sp" -v bp="$bp" \
+  'BEGIN {printf "| ratio (SDK / bare) | %.2f | %.3f | %.2f |\n", c/bc, s/b, sp/bp}'
