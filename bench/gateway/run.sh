@@ -11,6 +11,7 @@
 #
 #   bench/gateway/run.sh                 # 10 s per point, 1/64/256 connections
 #   DURATION=5 CONNS="1 64" bench/gateway/run.sh
+#   SKIP_BUILD=1 bench/gateway/run.sh    # reuse the last release build
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -33,7 +34,7 @@ need nginx nginx
 need wrk wrk
 need taskset util-linux
 
-cargo build --release -q -p flotilla-gateway --example bench_gateway
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p flotilla-gateway --example bench_gateway
 BIN=$CARGO_TARGET_DIR/release/examples/bench_gateway
 WORK=$(mktemp -d)
 PIDS=()

@@ -92,7 +92,11 @@ pub struct UpstreamConfig {
     pub tags: Vec<String>,
     /// Static base URLs (`http://127.0.0.1:8080`). Exclusive with `service`.
     pub urls: Vec<String>,
-    /// Consecutive failures (connect error, timeout, 5xx-free protocol error) that open the
+    /// How an instance is chosen: `round_robin`, `random`, `weighted`, `least_outstanding`,
+    /// `peak_ewma` (default: power of two choices by latency x load) or `consistent_hash`
+    /// (keyed by the client address).
+    pub balance: flotilla_resilience::balance::Strategy,
+    /// Consecutive failures (connect error, timeout, reset, 5xx answer) that open the
     /// breaker for an instance; 0 disables it. Default 5.
     pub breaker_failures: Option<u32>,
     /// How long an open breaker refuses traffic before letting a probe through; default 10 s.

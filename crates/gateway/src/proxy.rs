@@ -70,7 +70,7 @@ async fn admit(
     req: Request<Incoming>,
 ) -> (String, Response<Body>) {
     let none = || "_none".to_owned();
-    if req.uri().to_string().len() > shared.server.max_uri_bytes {
+    if uri_len(req.uri()) > shared.server.max_uri_bytes {
         return (none(), uri_too_long(ctx));
     }
     let path = match NormalPath::parse(req.uri().path()) {
@@ -133,7 +133,7 @@ async fn guard_and_forward(
         return Err(Error::BodyTooLarge(limit));
     }
     let upstream_req = build_upstream_request(shared, route, ctx, req, path, params, &id)?;
-    let resp = forward(shared, route, upstream_req).await?;
+    let resp = forward(shared, route, ctx, upstream_req).await?;
     Ok(respond(route, ctx, resp, allowed))
 }
 
@@ -222,67 +222,78 @@ struct ClientUpgrade(Arc<std::sync::Mutex<Option<hyper::upgrade::OnUpgrade>>>);
 async fn forward(
     shared: &Shared,
     route: &Route,
+    ctx: &Ctx,
     mut req: Request<UpstreamBody>,
 ) -> Result<Response<Incoming>, Error> {
+    // Consistent hashing keeps a client on one instance.
+    let key = ctx.peer.ip().to_string().into_bytes();
     let PathAndQuery(pq, bodyless) = req
         .extensions_mut()
         .remove::<PathAndQuery>()
         .unwrap_or(PathAndQuery("/".into(), false));
     let client_upgrade = req.extensions_mut().remove::<ClientUpgrade>();
     let retryable = route.retries > 0 && is_idempotent(req.method()) && bodyless;
-    let mut attempt = 0;
+    let labels = crate::metrics::RouteLabels {
+        route: route.name.clone(),
+    };
     let (parts, body) = req.into_parts();
-    let mut body = Some(body);
+    let (mut parts, mut body) = (Some(parts), Some(body));
+    let mut tried: Vec<String> = Vec::new();
     loop {
-        let target = route.upstream.pick()?;
-        let this_body = if retryable {
-            Empty::new().map_err(|n| match n {}).boxed()
-        } else {
-            body.take()
-                .unwrap_or_else(|| Empty::new().map_err(|n| match n {}).boxed())
+        let chosen = route.upstream.pick(Some(&key), &tried)?;
+        // Only a retryable (bodyless) request needs its head kept for another attempt.
+        let head = match (retryable, parts.take()) {
+            (true, Some(p)) => {
+                parts = Some(p.clone());
+                p
+            }
+            (_, Some(p)) => p,
+            (_, None) => return Err(Error::Internal("request head already sent".into())),
         };
-        let mut attempt_req = Request::from_parts(parts.clone(), this_body);
-        *attempt_req.uri_mut() = upstream_uri(&target, &pq)?;
+        let this_body = body.take().filter(|_| !retryable).unwrap_or_else(empty);
+        let mut attempt_req = Request::from_parts(head, this_body);
+        *attempt_req.uri_mut() = upstream_uri(&chosen.target, &pq)?;
         let started = Instant::now();
         let result = tokio::time::timeout(route.timeout, shared.client.request(attempt_req)).await;
-        let labels = crate::metrics::RouteLabels {
-            route: route.name.clone(),
-        };
+        let upstream_time = started.elapsed().as_secs_f64();
         shared
             .metrics
             .upstream_duration
             .get_or_create(&labels)
-            .observe(started.elapsed().as_secs_f64());
+            .observe(upstream_time);
         let err = match result {
             Ok(Ok(resp)) => {
-                route
-                    .upstream
-                    .record(&target.id, resp.status().as_u16() < 500);
+                route.upstream.record(chosen, resp.status().as_u16() < 500);
                 let client_side = client_upgrade.and_then(|c| c.0.lock().ok()?.take());
                 if let (StatusCode::SWITCHING_PROTOCOLS, Some(c)) = (resp.status(), client_side) {
                     return Ok(splice_upgrade(c, resp));
                 }
                 return Ok(resp);
             }
-            Ok(Err(e)) => classify_client_error(&e),
+            Ok(Err(e)) => classify_client_error(&e, route.max_body.unwrap_or(0)),
             Err(_) => Error::Timeout,
         };
-        route.upstream.record(&target.id, false);
-        tracing::warn!(route = %route.name, upstream = %target.id, error = %err, "upstream attempt failed");
-        let can_retry = retryable && attempt < route.retries && matches!(err, Error::Upstream(_));
+        tracing::warn!(route = %route.name, upstream = %chosen.target.id, error = %err, "upstream attempt failed");
+        tried.push(chosen.target.id.clone());
+        route.upstream.record(chosen, false);
+        let can_retry =
+            retryable && tried.len() <= route.retries as usize && matches!(err, Error::Upstream(_));
         if !can_retry {
             return Err(err);
         }
-        attempt += 1;
         shared.metrics.retries.get_or_create(&labels).inc();
     }
 }
 
-fn classify_client_error(e: &hyper_util::client::legacy::Error) -> Error {
+fn empty() -> UpstreamBody {
+    Empty::new().map_err(|n| match n {}).boxed()
+}
+
+fn classify_client_error(e: &hyper_util::client::legacy::Error, limit: u64) -> Error {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = source {
         if s.is::<http_body_util::LengthLimitError>() {
-            return Error::BodyTooLarge(0);
+            return Error::BodyTooLarge(limit);
         }
         source = s.source();
     }
@@ -352,6 +363,13 @@ fn uri_too_long(ctx: &Ctx) -> Response<Body> {
         ctx.request_id.as_str(),
         &err,
     )
+}
+
+/// The request target's length without allocating it.
+fn uri_len(uri: &Uri) -> usize {
+    let authority = uri.authority().map_or(0, |a| a.as_str().len() + 2);
+    let scheme = uri.scheme_str().map_or(0, |s| s.len() + 1);
+    scheme + authority + uri.path_and_query().map_or(1, |p| p.as_str().len())
 }
 
 fn header_str<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {

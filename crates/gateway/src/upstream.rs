@@ -2,18 +2,20 @@
 //!
 //! Instances come from static URLs or from a [`Discovery`] watch (a memory read per request,
 //! re-filtered only when the service's revision changes). Balancing is round robin over the
-//! instances whose breaker admits traffic.
+//! instances chosen by the upstream's `flotilla-resilience` [`Balancer`] (peak-EWMA P2C by
+//! default, with passive outlier ejection), skipping instances whose breaker is open.
 //!
-//! The breaker here is a small consecutive-failure breaker per instance, kept in this crate
-//! until `flotilla-resilience` provides one the gateway can share with the SDK.
+//! The breaker here is a small consecutive-failure breaker per instance: the resilience
+//! crate's breaker is a tower layer around a whole service, while the gateway needs to skip one
+//! instance and answer 503 only when every instance is refused.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flotilla_core::ServiceName;
+use flotilla_core::{ServiceInstance, ServiceName};
 use flotilla_discovery::{Discovery, Query, ServiceSet};
+use flotilla_resilience::balance::{BalanceConfig, Balancer, Pick};
 use http::uri::{Authority, Scheme};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -29,6 +31,8 @@ pub struct Target {
     pub id: String,
     /// `host:port`.
     pub authority: Authority,
+    /// The instance, as the balancer sees it.
+    pub instance: ServiceInstance,
 }
 
 #[derive(Debug)]
@@ -39,6 +43,15 @@ enum Source {
         query: Query,
         cache: Mutex<(u64, Arc<[Target]>)>,
     },
+}
+
+/// An instance chosen for one attempt; report how it went with [`Upstream::record`].
+#[derive(Debug)]
+pub struct Chosen {
+    /// Where to send the attempt.
+    pub target: Target,
+    /// The balancer's ticket; absent when the instance was chosen by the fallback scan.
+    pick: Option<Pick>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -63,7 +76,7 @@ pub struct Upstream {
     /// Its configured name.
     pub name: String,
     source: Source,
-    next: AtomicUsize,
+    balancer: Balancer,
     threshold: u32,
     open_for: Duration,
     breakers: Mutex<HashMap<String, Breaker>>,
@@ -92,10 +105,14 @@ impl Upstream {
                 ));
             }
         };
+        let config = BalanceConfig {
+            strategy: cfg.balance,
+            ..BalanceConfig::default()
+        };
         Ok(Self {
             name: cfg.name.clone(),
             source,
-            next: AtomicUsize::new(0),
+            balancer: Balancer::new(&cfg.name, config, None),
             threshold: cfg.breaker_failures.unwrap_or(5),
             open_for: cfg.breaker_open_for.unwrap_or(Duration::from_secs(10)),
             breakers: Mutex::new(HashMap::new()),
@@ -104,33 +121,59 @@ impl Upstream {
 
     /// Every instance currently known (routable by the upstream's query).
     pub fn targets(&self) -> Arc<[Target]> {
-        match &self.source {
-            Source::Static(t) => t.clone(),
+        let (revision, targets) = match &self.source {
+            Source::Static(t) => (0, t.clone()),
             Source::Discovery { rx, query, cache } => {
                 let set = rx.borrow();
                 let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-                if cache.0 != set.revision || set.revision == 0 {
+                if cache.0 != set.revision {
                     cache.1 = set.select(query).filter_map(endpoint_target).collect();
                     cache.0 = set.revision;
                 }
-                cache.1.clone()
+                (cache.0, cache.1.clone())
             }
-        }
+        };
+        // A no-op unless the revision changed; instances that stay keep their statistics.
+        self.balancer
+            .update(revision, targets.iter().map(|t| &t.instance));
+        targets
     }
 
-    /// The next instance whose breaker admits a request, round robin; `Unavailable` when there
-    /// is none (no instance, or every breaker open).
-    pub fn pick(&self) -> Result<Target, Error> {
+    /// An instance chosen by the balancer whose breaker admits a request (`key` drives
+    /// consistent hashing), avoiding the `tried` instance ids while another one is available;
+    /// `Unavailable` when there is none (no instance, or every breaker refused).
+    pub fn pick(&self, key: Option<&[u8]>, tried: &[String]) -> Result<Chosen, Error> {
         let targets = self.targets();
         if targets.is_empty() {
             return Err(Error::Unavailable("no healthy upstream instance"));
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for i in 0..targets.len() {
-            let t = &targets[(start + i) % targets.len()];
-            if self.admit(&t.id) {
-                return Ok(t.clone());
+        // Random strategies may draw a refused instance again: try a few more times than
+        // there are instances before giving up.
+        for _ in 0..targets.len() * 2 + 1 {
+            let Some(pick) = self.balancer.pick(key) else {
+                break;
+            };
+            let id = pick.instance().id.as_str();
+            let fresh_left = targets.iter().any(|t| !tried.contains(&t.id));
+            if (fresh_left && tried.iter().any(|t| t == id)) || !self.admit(id) {
+                continue;
             }
+            if let Some(t) = targets.iter().find(|t| t.instance.id == id) {
+                let target = t.clone();
+                return Ok(Chosen {
+                    target,
+                    pick: Some(pick),
+                });
+            }
+        }
+        // The balancer keeps preferring refused or already-tried instances (a dead instance
+        // fails fast, so its latency looks good): scan for any other admissible one.
+        let untried = targets.iter().filter(|t| !tried.contains(&t.id));
+        if let Some(t) = untried.clone().find(|t| self.admit(&t.id)) {
+            return Ok(Chosen {
+                target: t.clone(),
+                pick: None,
+            });
         }
         Err(Error::Unavailable(
             "circuit breaker open for every upstream instance",
@@ -156,8 +199,16 @@ impl Upstream {
         }
     }
 
-    /// Records the outcome of a request to `id`; failures past the threshold open its breaker.
-    pub fn record(&self, id: &str, success: bool) {
+    /// Records the outcome of an attempt: feeds the balancer's latency and outlier statistics
+    /// and the instance's breaker.
+    pub fn record(&self, chosen: Chosen, success: bool) {
+        self.record_breaker(&chosen.target.id, success);
+        if let Some(p) = chosen.pick {
+            p.finish(success);
+        }
+    }
+
+    fn record_breaker(&self, id: &str, success: bool) {
         if self.threshold == 0 {
             return;
         }
@@ -226,6 +277,7 @@ fn endpoint_target(e: &flotilla_discovery::Endpoint) -> Option<Target> {
     Some(Target {
         id: e.instance.id.clone(),
         authority,
+        instance: e.instance.clone(),
     })
 }
 
@@ -243,9 +295,14 @@ fn static_targets(urls: &[String], key: &str) -> Result<Arc<[Target]>, Error> {
                 return Err(bad("a base URL has no path; use a rewrite to add one"));
             }
             let authority = uri.authority().cloned().ok_or_else(|| bad("no host"))?;
+            let port = authority.port_u16().unwrap_or(80);
+            let name = ServiceName::new("static").map_err(|e| bad(&e.to_string()))?;
+            let mut instance = ServiceInstance::new(name, authority.host(), port);
+            instance.id = u.clone();
             Ok(Target {
                 id: u.clone(),
                 authority,
+                instance,
             })
         })
         .collect()
@@ -255,6 +312,7 @@ fn static_targets(urls: &[String], key: &str) -> Result<Arc<[Target]>, Error> {
 mod tests {
     use super::*;
     use flotilla_discovery::StaticDiscovery;
+    use flotilla_resilience::balance::Strategy;
 
     fn fixed(urls: &[&str], threshold: u32) -> Upstream {
         let cfg = UpstreamConfig {
@@ -266,26 +324,42 @@ mod tests {
         Upstream::build(&cfg, "upstreams[0]", &StaticDiscovery::new()).unwrap()
     }
 
+    fn pick_id(u: &Upstream) -> Result<String, Error> {
+        let c = u.pick(None, &[])?;
+        let id = c.target.id.clone();
+        drop(c);
+        Ok(id)
+    }
+
     #[test]
     fn round_robin_visits_every_instance() {
-        let u = fixed(&["http://127.0.0.1:1", "http://127.0.0.1:2"], 5);
-        let a = u.pick().unwrap().id;
-        let b = u.pick().unwrap().id;
+        let mut u = fixed(&["http://127.0.0.1:1", "http://127.0.0.1:2"], 5);
+        u.balancer = Balancer::new(
+            "u",
+            BalanceConfig {
+                strategy: Strategy::RoundRobin,
+                ..Default::default()
+            },
+            None,
+        );
+        let a = pick_id(&u).unwrap();
+        let b = pick_id(&u).unwrap();
         assert_ne!(a, b);
     }
 
     #[tokio::test(start_paused = true)]
     async fn breaker_opens_after_threshold_and_half_opens_after_the_wait() {
         let u = fixed(&["http://127.0.0.1:1"], 2);
-        u.record("http://127.0.0.1:1", false);
-        assert!(u.pick().is_ok());
-        u.record("http://127.0.0.1:1", false);
-        assert!(matches!(u.pick(), Err(Error::Unavailable(_))));
+        let fail = |u: &Upstream| u.record(u.pick(None, &[]).unwrap(), false);
+        fail(&u);
+        assert!(pick_id(&u).is_ok());
+        fail(&u);
+        assert!(matches!(pick_id(&u), Err(Error::Unavailable(_))));
         tokio::time::advance(Duration::from_secs(11)).await;
-        assert!(u.pick().is_ok(), "one probe is let through");
-        assert!(u.pick().is_err(), "only one probe while half-open");
-        u.record("http://127.0.0.1:1", true);
-        assert!(u.pick().is_ok());
+        let probe = u.pick(None, &[]).expect("one probe is let through");
+        assert!(pick_id(&u).is_err(), "only one probe while half-open");
+        u.record(probe, true);
+        assert!(pick_id(&u).is_ok());
     }
 
     #[test]
