@@ -22,7 +22,9 @@ fn users() -> ServiceName {
 }
 
 async fn registry_with(n: usize) -> Registry {
-    let r = Registry::new(Options::default(), Arc::new(MemoryCatalogStore::new())).await.unwrap();
+    let r = Registry::new(Options::default(), Arc::new(MemoryCatalogStore::new()))
+        .await
+        .unwrap();
     for i in 0..n {
         let mut inst = ServiceInstance::new(users(), "10.0.0.1", u16::try_from(1000 + i).unwrap());
         inst.tags = vec!["primary".into()];
@@ -43,7 +45,9 @@ async fn discover() {
     use http_body_util::{BodyExt, Empty};
     let r = registry_with(10).await;
     let addr = serve(&r, "127.0.0.1:0").await;
-    let uri: http::Uri = format!("http://{addr}/api/v1/registry/services/users").parse().unwrap();
+    let uri: http::Uri = format!("http://{addr}/api/v1/registry/services/users")
+        .parse()
+        .unwrap();
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Empty<bytes::Bytes>>();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -66,7 +70,10 @@ async fn discover() {
     for t in tasks {
         total += t.await.unwrap();
     }
-    println!("discover over HTTP (10 instances, 32 keep-alive connections, in-process client): {:.0} req/s", total as f64 / 5.0);
+    println!(
+        "discover over HTTP (10 instances, 32 keep-alive connections, in-process client): {:.0} req/s",
+        total as f64 / 5.0
+    );
 }
 
 async fn resolve() {
@@ -87,7 +94,9 @@ async fn resolve() {
         }
     }
     let ns = started.elapsed().as_nanos() as f64 / iterations as f64;
-    println!("resolve from the client cache (borrow + pick, 10 instances): {ns:.1} ns/op (checksum {picked})");
+    println!(
+        "resolve from the client cache (borrow + pick, 10 instances): {ns:.1} ns/op (checksum {picked})"
+    );
     let started = Instant::now();
     for _ in 0..1_000_000 {
         std::hint::black_box(client.snapshot(&users()));
@@ -115,9 +124,18 @@ async fn fanout(n: usize) {
         ready.wait().await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let started = Instant::now();
-        r.heartbeat(&users(), "users-10.0.0.1-1000", if times.len() % 2 == 0 { HealthStatus::Warning } else { HealthStatus::Passing }, None)
-            .await
-            .unwrap();
+        r.heartbeat(
+            &users(),
+            "users-10.0.0.1-1000",
+            if times.len() % 2 == 0 {
+                HealthStatus::Warning
+            } else {
+                HealthStatus::Passing
+            },
+            None,
+        )
+        .await
+        .unwrap();
         let mut last = started;
         for _ in 0..n {
             last = last.max(rx.recv().await.unwrap());
@@ -125,7 +143,10 @@ async fn fanout(n: usize) {
         times.push(last - started);
     }
     times.sort();
-    println!("fan-out to {n} in-process watchers, change to last notified: median {:?} (min {:?}, max {:?}, 5 runs)", times[2], times[0], times[4]);
+    println!(
+        "fan-out to {n} in-process watchers, change to last notified: median {:?} (min {:?}, max {:?}, 5 runs)",
+        times[2], times[0], times[4]
+    );
 }
 
 fn registry_cpu() -> Duration {
@@ -149,7 +170,12 @@ fn registry_cpu() -> Duration {
 
 fn checks(n: usize) {
     // Upstream health endpoints on their own runtime and threads.
-    let upstream = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("upstream").enable_all().build().unwrap();
+    let upstream = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("upstream")
+        .enable_all()
+        .build()
+        .unwrap();
     let ports: Vec<u16> = upstream.block_on(async {
         let mut ports = Vec::new();
         for _ in 0..50 {
@@ -160,7 +186,12 @@ fn checks(n: usize) {
         }
         ports
     });
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("registry").enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("registry")
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let r = Registry::new(Options::default(), Arc::new(MemoryCatalogStore::new())).await.unwrap();
         let stop = CancellationToken::new();
@@ -201,10 +232,18 @@ fn checks(n: usize) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let what = args.first().map(String::as_str).unwrap_or("all");
     let n = |default: usize| args.get(1).and_then(|v| v.parse().ok()).unwrap_or(default);
-    let rt = || tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
     match what {
         "serve" => rt().block_on(async {
             let r = registry_with(n(10)).await;

@@ -55,6 +55,11 @@ impl Slot {
         self.lock().values().cloned().collect()
     }
 
+    /// One record.
+    pub(crate) fn record(&self, id: &str) -> Option<InstanceRecord> {
+        self.lock().get(id).cloned()
+    }
+
     /// The service's current revision.
     pub(crate) fn revision(&self) -> u64 {
         self.tx.borrow().revision

@@ -118,12 +118,19 @@ impl Registry {
     pub async fn register(&self, registration: Registration) -> Result<InstanceRecord, Error> {
         let explicit = registration.status.is_some();
         let (instance, check, status) = registration.into_parts()?;
+        let before = self
+            .record(&instance.name, &instance.id)
+            .map(|r| r.modify_index);
         let record = self
             .inner
             .catalog
             .register(instance, check, status, explicit)
             .await?;
-        self.start_check(&record);
+        // An unchanged re-registration (Consul clients and agents repeat them) keeps the
+        // running check, its counters and its deregister timer.
+        if before != Some(record.modify_index) {
+            self.start_check(&record);
+        }
         Ok(record)
     }
 
@@ -208,8 +215,7 @@ impl Registry {
 
     /// One instance.
     pub fn record(&self, service: &ServiceName, id: &str) -> Option<InstanceRecord> {
-        let slot = self.inner.catalog.existing_slot(service)?;
-        slot.records().into_iter().find(|r| r.instance.id == id)
+        self.inner.catalog.existing_slot(service)?.record(id)
     }
 
     /// Finds the service of instance `id`.

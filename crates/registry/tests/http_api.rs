@@ -288,3 +288,36 @@ async fn metrics_report_instances_by_status_and_watchers() {
     );
     assert_eq!(sum("flotilla_registry_watchers", &[]), 2.0);
 }
+
+#[tokio::test]
+async fn re_registering_an_unchanged_instance_keeps_its_status_and_revision() {
+    let (r, _run) = common::registry(&MemoryCatalogStore::new(), Options::default()).await;
+    let users = ServiceName::new("users").unwrap();
+    let body = common::registration("users", "a", 80, r#""check":{"type":"ttl","ttl":"1m"}"#);
+    common::call(&r, Method::POST, REGISTER, Some(&body)).await;
+    common::call(
+        &r,
+        Method::PUT,
+        "/api/v1/registry/services/users/instances/a/heartbeat",
+        None,
+    )
+    .await;
+    let before = r.snapshot(&users);
+    let (status, _, json) = common::call(&r, Method::POST, REGISTER, Some(&body)).await;
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (StatusCode::OK, Some("passing"))
+    );
+    assert_eq!(r.snapshot(&users), before, "no new revision, no wake-up");
+    let changed = common::registration(
+        "users",
+        "a",
+        80,
+        r#""version":"2.0.0","check":{"type":"ttl","ttl":"1m"}"#,
+    );
+    let (_, _, json) = common::call(&r, Method::POST, REGISTER, Some(&changed)).await;
+    assert_eq!(
+        json["status"], "critical",
+        "a changed instance with a check starts over"
+    );
+}
