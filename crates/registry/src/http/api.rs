@@ -67,9 +67,7 @@ async fn list_instances(
     let name = service(&name)?;
     let query = discovery_query(&pairs)?;
     let blocking = Blocking::parse(&pairs, &r)?;
-    blocking
-        .wait_on(r.slot(&name).subscribe(), |set| set.revision)
-        .await;
+    blocking.wait_on_service(&r, &name).await;
     let (revision, instances) = r.instances(&name, &query);
     let body = json!({ "service": name, "revision": revision, "instances": instances });
     Ok(with_index(Json(body).into_response(), revision))

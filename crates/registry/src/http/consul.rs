@@ -289,9 +289,7 @@ async fn tagged(
     pairs: &[(String, String)],
 ) -> Result<(u64, Vec<InstanceRecord>), Error> {
     let name = ServiceName::new(name)?;
-    Blocking::parse(pairs, r)?
-        .wait_on(r.slot(&name).subscribe(), |s| s.revision)
-        .await;
+    Blocking::parse(pairs, r)?.wait_on_service(r, &name).await;
     let mut query = Query::default();
     query.status = vec![
         HealthStatus::Passing,

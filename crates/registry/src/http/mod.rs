@@ -20,6 +20,8 @@ use tokio::sync::watch as tokio_watch;
 
 pub use api::REVISION_HEADER;
 
+use flotilla_core::ServiceName;
+
 use crate::{Error, Registry};
 
 impl Registry {
@@ -109,6 +111,15 @@ impl Blocking {
             index,
             wait: wait.min(registry.options().max_wait),
         })
+    }
+
+    /// Waits on the revision of `service`. Only a blocking query creates a watch slot for a
+    /// service not seen yet, so plain reads of random names leave nothing behind.
+    pub(crate) async fn wait_on_service(self, registry: &Registry, service: &ServiceName) {
+        if self.index.is_some() {
+            let rx = registry.slot(service).subscribe();
+            self.wait_on(rx, |set| set.revision).await;
+        }
     }
 
     /// Waits until `current(rx)` differs from `index`, or `wait` passes. Without `index` it
