@@ -1,0 +1,119 @@
+//! Embedded bus figures: durable publish throughput with concurrent publishers, and
+//! publish-to-handler latency through the delivery engine. Run with `bench/bus/run.sh`.
+//!
+//! Every publish is `synchronous=FULL` durable when answered (the default); one consumer
+//! group is declared so each event is also routed (a delivery row), as in real use.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use flotilla_bus::{Backend, Bus, GroupName, GroupSpec, Outgoing};
+use flotilla_core::{CloudEvent, TopicName, TopicPattern};
+use flotilla_sqlite::bus::{BusOptions, SqliteBus};
+use flotilla_sqlite::{Database, Options};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+fn open(dir: &std::path::Path) -> Arc<SqliteBus> {
+    let db = Database::open(Options::new(dir.join("bench.db"))).unwrap();
+    Arc::new(SqliteBus::open(db, BusOptions::default()).unwrap())
+}
+
+async fn declare(bus: &SqliteBus, group: &str) {
+    let spec = GroupSpec {
+        name: GroupName::new(group).unwrap(),
+        pattern: TopicPattern::new("bench.*").unwrap(),
+    };
+    bus.declare_group(&spec).await.unwrap();
+}
+
+fn event(n: usize) -> Outgoing {
+    let e = CloudEvent::new("/bench", "bench.created")
+        .with_json(json!({ "n": n, "pad": "x".repeat(64) }));
+    Outgoing::new(TopicName::new("bench.created").unwrap(), e)
+}
+
+/// `publishers` tasks each publish `per` events in batches of `batch`; answers events/s.
+async fn throughput(publishers: usize, per: usize, batch: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = open(dir.path());
+    declare(&bus, "bench").await;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..publishers)
+        .map(|p| {
+            let bus = Arc::clone(&bus);
+            tokio::spawn(async move {
+                for chunk in 0..per / batch {
+                    let base = p * per + chunk * batch;
+                    let b: Vec<_> = (base..base + batch).map(event).collect();
+                    bus.publish(b).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (publishers * per) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn micros_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+/// Publishes `total` single events at `rate`/s through the engine to a handler; answers the
+/// publish-to-handler latencies (p50, p99) in microseconds.
+async fn latency(total: usize, rate: u64) -> (u64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = open(dir.path());
+    let bus = Bus::new(backend);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let sub = bus
+        .subscribe("bench.*")
+        .group("latency")
+        .concurrency(32)
+        .handler(move |r| {
+            let sent = r
+                .event
+                .json_data()
+                .and_then(|d| d["t"].as_u64())
+                .unwrap_or(0);
+            let _ = tx.send(micros_now().saturating_sub(sent));
+            async { Ok(()) }
+        })
+        .await
+        .unwrap();
+    let gap = Duration::from_micros(1_000_000 / rate);
+    let mut tick = tokio::time::interval(gap);
+    for _ in 0..total {
+        tick.tick().await;
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            let e =
+                CloudEvent::new("/bench", "bench.latency").with_json(json!({ "t": micros_now() }));
+            bus.publish(e).await.unwrap();
+        });
+    }
+    let mut lat = Vec::with_capacity(total);
+    while lat.len() < total {
+        lat.push(rx.recv().await.unwrap());
+    }
+    sub.stop().await;
+    lat.sort_unstable();
+    (lat[lat.len() / 2], lat[lat.len() * 99 / 100])
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    for (publishers, batch) in [(1, 1), (64, 1), (8, 100), (16, 500)] {
+        let per = if batch == 1 { 2_000 } else { 40_000 };
+        let rate = throughput(publishers, per.min(200_000 / publishers).max(batch), batch).await;
+        println!("publish  publishers={publishers:<3} batch={batch:<4} durable events/s={rate:.0}");
+    }
+    let (p50, p99) = latency(5_000, 1_000).await;
+    println!("latency  rate=1000/s events=5000 publish-to-handler p50={p50}us p99={p99}us");
+}
