@@ -8,34 +8,34 @@ use flotilla_core::{Clock, ServiceName, SystemClock};
 use flotilla_discovery::catalog::CatalogStore;
 use flotilla_discovery::{Discovery, HealthStatus, Query, ServiceSet};
 use serde::Serialize;
-use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, Slot};
 use crate::check::probe::{self, HttpClient};
-use crate::check::runner;
 use crate::metrics::Metrics;
 use crate::record::{InstanceRecord, Registration};
 use crate::{Error, Options};
 
 type Key = (ServiceName, String);
 
+/// A running check task and the handle that wakes it on a heartbeat.
 #[derive(Debug)]
-struct CheckTask {
-    abort: AbortHandle,
-    heartbeat: Arc<Notify>,
+pub(crate) struct CheckTask {
+    pub(crate) abort: AbortHandle,
+    pub(crate) heartbeat: Arc<Notify>,
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     options: Options,
-    catalog: Catalog,
-    tasks: Mutex<HashMap<Key, CheckTask>>,
-    running: Mutex<bool>,
-    permits: Semaphore,
-    client: HttpClient,
-    metrics: Metrics,
+    pub(crate) catalog: Catalog,
+    pub(crate) tasks: Mutex<HashMap<Key, CheckTask>>,
+    pub(crate) running: Mutex<bool>,
+    pub(crate) permits: Semaphore,
+    pub(crate) client: HttpClient,
+    pub(crate) metrics: Metrics,
     prometheus: Mutex<prometheus_client::registry::Registry>,
 }
 
@@ -57,7 +57,7 @@ pub struct ServiceSummary {
 /// The registry: cheap to clone, all clones share one catalog.
 #[derive(Debug, Clone)]
 pub struct Registry {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Registry {
@@ -279,110 +279,6 @@ impl Registry {
             tracing::error!(error = %e, "cannot encode registry metrics");
         }
         text
-    }
-
-    pub(crate) fn metrics(&self) -> &Metrics {
-        &self.inner.metrics
-    }
-
-    pub(crate) fn http_client(&self) -> &HttpClient {
-        &self.inner.client
-    }
-
-    pub(crate) async fn check_permit(&self) -> Option<SemaphorePermit<'_>> {
-        // The semaphore is never closed; `None` would only mean "run without a permit".
-        self.inner.permits.acquire().await.ok()
-    }
-
-    /// Stores a check's verdict; false when the instance is gone (the check task then ends).
-    pub(crate) async fn apply_check(
-        &self,
-        service: &ServiceName,
-        id: &str,
-        status: HealthStatus,
-        output: String,
-    ) -> bool {
-        let result = self
-            .inner
-            .catalog
-            .update(service, id, false, |r| {
-                let r = r?;
-                (r.status != status).then(|| InstanceRecord {
-                    status,
-                    output: output.clone(),
-                    ..r.clone()
-                })
-            })
-            .await;
-        match result {
-            Ok(_) => {
-                self.inner.catalog.note_output(service, id, output);
-                true
-            }
-            Err(Error::NotFound(_)) => false,
-            Err(e) => {
-                // Keep checking: the next verdict will try to store again.
-                tracing::warn!(%service, id, error = %e, "cannot store a health-check result");
-                true
-            }
-        }
-    }
-
-    /// Deregisters an instance that stayed critical past its `deregister_after`.
-    pub(crate) async fn reap(&self, service: &ServiceName, id: &str) {
-        tracing::info!(%service, id, "deregistering an instance critical past deregister_after");
-        match self.inner.catalog.deregister(service, id).await {
-            Ok(_) | Err(Error::NotFound(_)) => {}
-            Err(e) => {
-                tracing::warn!(%service, id, error = %e, "cannot deregister a critical instance")
-            }
-        }
-        self.inner
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(service.clone(), id.to_owned()));
-    }
-
-    fn start_check(&self, record: &InstanceRecord) {
-        let key = (record.instance.name.clone(), record.instance.id.clone());
-        let running = *self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
-        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = tasks.remove(&key) {
-            old.abort.abort();
-        }
-        let (true, Some(spec)) = (running, record.check.clone()) else {
-            return;
-        };
-        let heartbeat = Arc::new(Notify::new());
-        let task = tokio::spawn(runner::run(
-            self.clone(),
-            key.0.clone(),
-            key.1.clone(),
-            spec,
-            heartbeat.clone(),
-        ));
-        tasks.insert(
-            key,
-            CheckTask {
-                abort: task.abort_handle(),
-                heartbeat,
-            },
-        );
-    }
-
-    fn stop_check(&self, service: &ServiceName, id: &str) {
-        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(task) = tasks.remove(&(service.clone(), id.to_owned())) {
-            task.abort.abort();
-        }
-    }
-
-    fn notify_heartbeat(&self, service: &ServiceName, id: &str) {
-        let tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(task) = tasks.get(&(service.clone(), id.to_owned())) {
-            task.heartbeat.notify_one();
-        }
     }
 
     pub(crate) fn slot(&self, service: &ServiceName) -> Arc<Slot> {

@@ -3,6 +3,7 @@
 
 pub(crate) mod probe;
 pub(crate) mod runner;
+mod tasks;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

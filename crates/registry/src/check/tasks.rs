@@ -1,0 +1,121 @@
+//! The registry's side of check scheduling: starting, stopping and waking each instance's
+//! check task, and storing what the tasks find.
+
+use std::sync::Arc;
+
+use flotilla_core::ServiceName;
+use flotilla_discovery::HealthStatus;
+use tokio::sync::{Notify, SemaphorePermit};
+
+use super::probe::HttpClient;
+use super::runner;
+use crate::metrics::Metrics;
+use crate::record::InstanceRecord;
+use crate::registry::CheckTask;
+use crate::{Error, Registry};
+
+impl Registry {
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn http_client(&self) -> &HttpClient {
+        &self.inner.client
+    }
+
+    pub(crate) async fn check_permit(&self) -> Option<SemaphorePermit<'_>> {
+        // The semaphore is never closed; `None` would only mean "run without a permit".
+        self.inner.permits.acquire().await.ok()
+    }
+
+    /// Stores a check's verdict; false when the instance is gone (the check task then ends).
+    pub(crate) async fn apply_check(
+        &self,
+        service: &ServiceName,
+        id: &str,
+        status: HealthStatus,
+        output: String,
+    ) -> bool {
+        let result = self
+            .inner
+            .catalog
+            .update(service, id, false, |r| {
+                let r = r?;
+                (r.status != status).then(|| InstanceRecord {
+                    status,
+                    output: output.clone(),
+                    ..r.clone()
+                })
+            })
+            .await;
+        match result {
+            Ok(_) => {
+                self.inner.catalog.note_output(service, id, output);
+                true
+            }
+            Err(Error::NotFound(_)) => false,
+            Err(e) => {
+                // Keep checking: the next verdict will try to store again.
+                tracing::warn!(%service, id, error = %e, "cannot store a health-check result");
+                true
+            }
+        }
+    }
+
+    /// Deregisters an instance that stayed critical past its `deregister_after`.
+    pub(crate) async fn reap(&self, service: &ServiceName, id: &str) {
+        tracing::info!(%service, id, "deregistering an instance critical past deregister_after");
+        match self.inner.catalog.deregister(service, id).await {
+            Ok(_) | Err(Error::NotFound(_)) => {}
+            Err(e) => {
+                tracing::warn!(%service, id, error = %e, "cannot deregister a critical instance")
+            }
+        }
+        self.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(service.clone(), id.to_owned()));
+    }
+
+    pub(crate) fn start_check(&self, record: &InstanceRecord) {
+        let key = (record.instance.name.clone(), record.instance.id.clone());
+        let running = *self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = tasks.remove(&key) {
+            old.abort.abort();
+        }
+        let (true, Some(spec)) = (running, record.check.clone()) else {
+            return;
+        };
+        let heartbeat = Arc::new(Notify::new());
+        let task = tokio::spawn(runner::run(
+            self.clone(),
+            key.0.clone(),
+            key.1.clone(),
+            spec,
+            heartbeat.clone(),
+        ));
+        tasks.insert(
+            key,
+            CheckTask {
+                abort: task.abort_handle(),
+                heartbeat,
+            },
+        );
+    }
+
+    pub(crate) fn stop_check(&self, service: &ServiceName, id: &str) {
+        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(task) = tasks.remove(&(service.clone(), id.to_owned())) {
+            task.abort.abort();
+        }
+    }
+
+    pub(crate) fn notify_heartbeat(&self, service: &ServiceName, id: &str) {
+        let tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(task) = tasks.get(&(service.clone(), id.to_owned())) {
+            task.heartbeat.notify_one();
+        }
+    }
+}
