@@ -52,9 +52,10 @@ pub struct Gateway {
 impl Gateway {
     /// Validates `opts` and builds the gateway; the error names the first bad key.
     pub fn new(opts: GatewayOptions, discovery: Arc<dyn Discovery>) -> Result<Self, Error> {
-        let table = RouteTable::build(&opts, discovery.as_ref())?;
+        let metrics = metrics::Metrics::default();
+        let table = RouteTable::build(&opts, discovery.as_ref(), &metrics)?;
         Ok(Self {
-            shared: Arc::new(Shared::new(table, opts.server)),
+            shared: Arc::new(Shared::new(table, opts.server, metrics)),
             discovery,
         })
     }
@@ -64,7 +65,7 @@ impl Gateway {
     /// config is refused and the current one keeps serving. The `[server]` section is read
     /// only at start: listener limits change with a restart.
     pub fn reload(&self, opts: GatewayOptions) -> Result<(), Error> {
-        let table = RouteTable::build(&opts, self.discovery.as_ref())?;
+        let table = RouteTable::build(&opts, self.discovery.as_ref(), &self.shared.metrics)?;
         self.shared.table.store(Arc::new(table));
         tracing::info!("gateway configuration reloaded");
         Ok(())

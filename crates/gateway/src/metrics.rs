@@ -80,23 +80,58 @@ impl Metrics {
         );
     }
 
-    /// Records one answered request.
-    pub fn observe(&self, route: &str, status: u16, seconds: f64) {
-        let class = match status {
-            100..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
+    /// Handles to one route's series, resolved once so the request path neither allocates
+    /// labels nor looks them up.
+    pub fn route(&self, route: &str) -> RouteMetrics {
+        let labels = RouteLabels {
+            route: route.to_owned(),
         };
-        let route = route.to_owned();
-        self.requests
-            .get_or_create(&StatusLabels {
-                route: route.clone(),
+        let class = |class| {
+            let l = StatusLabels {
+                route: route.to_owned(),
                 class,
-            })
-            .inc();
-        self.duration
-            .get_or_create(&RouteLabels { route })
-            .observe(seconds);
+            };
+            self.requests.get_or_create(&l).clone()
+        };
+        RouteMetrics {
+            by_class: CLASSES.map(class),
+            duration: self.duration.get_or_create(&labels).clone(),
+            upstream: self.upstream_duration.get_or_create(&labels).clone(),
+            retries: self.retries.get_or_create(&labels).clone(),
+            rate_limited: self.rate_limited.get_or_create(&labels).clone(),
+        }
+    }
+}
+
+const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+
+/// One route's metric handles (cheap clones sharing the registered series).
+#[derive(Debug, Clone)]
+pub struct RouteMetrics {
+    by_class: [Counter; 4],
+    duration: Histogram,
+    upstream: Histogram,
+    /// Retried upstream attempts.
+    pub retries: Counter,
+    /// Requests refused by the rate limiter.
+    pub rate_limited: Counter,
+}
+
+impl RouteMetrics {
+    /// Records one answered request.
+    pub fn observe(&self, status: u16, seconds: f64) {
+        let i = match status {
+            100..=299 => 0,
+            300..=399 => 1,
+            400..=499 => 2,
+            _ => 3,
+        };
+        self.by_class[i].inc();
+        self.duration.observe(seconds);
+    }
+
+    /// Records one upstream attempt's time to response head.
+    pub fn upstream(&self, seconds: f64) {
+        self.upstream.observe(seconds);
     }
 }

@@ -50,11 +50,19 @@ pub(crate) async fn handle(
         upgrade: is_upgrade(&req),
     };
     let table = shared.table.load_full();
-    let (route_name, resp) = admit(&shared, &table, &ctx, req).await;
+    let (route, resp) = admit(&shared, &table, &ctx, req).await;
     let status = resp.status().as_u16();
-    shared
-        .metrics
-        .observe(&route_name, status, ctx.started.elapsed().as_secs_f64());
+    let seconds = ctx.started.elapsed().as_secs_f64();
+    let route_name = match route {
+        Some(r) => {
+            r.metrics.observe(status, seconds);
+            r.name.as_str()
+        }
+        None => {
+            shared.unmatched.observe(status, seconds);
+            "_none"
+        }
+    };
     tracing::info!(
         target: "flotilla_gateway::access",
         request_id = %ctx.request_id, peer = %ctx.peer, route = %route_name, status,
@@ -63,13 +71,13 @@ pub(crate) async fn handle(
     resp
 }
 
-async fn admit(
+async fn admit<'t>(
     shared: &Shared,
-    table: &RouteTable,
+    table: &'t RouteTable,
     ctx: &Ctx,
     req: Request<Incoming>,
-) -> (String, Response<Body>) {
-    let none = || "_none".to_owned();
+) -> (Option<&'t Route>, Response<Body>) {
+    let none = || None;
     if uri_len(req.uri()) > shared.server.max_uri_bytes {
         return (none(), uri_too_long(ctx));
     }
@@ -92,23 +100,19 @@ async fn admit(
             error_response(ctx, &Error::NoRoute(req.uri().path().to_owned())),
         );
     };
-    let name = route.name.clone();
     let resp = match guard_and_forward(shared, route, ctx, req, &path, &params).await {
         Ok(resp) => resp,
         Err(e) => {
             let mut resp = error_response(ctx, &e);
             if let (Error::RateLimited { retry_after_secs }, Some(l)) = (&e, &route.limiter) {
-                let labels = crate::metrics::RouteLabels {
-                    route: name.clone(),
-                };
-                shared.metrics.rate_limited.get_or_create(&labels).inc();
+                route.metrics.rate_limited.inc();
                 resp.headers_mut()
                     .extend(l.refusal_headers(*retry_after_secs));
             }
             resp
         }
     };
-    (name, resp)
+    (Some(route), resp)
 }
 
 async fn guard_and_forward(
@@ -226,21 +230,22 @@ async fn forward(
     mut req: Request<UpstreamBody>,
 ) -> Result<Response<Incoming>, Error> {
     // Consistent hashing keeps a client on one instance.
-    let key = ctx.peer.ip().to_string().into_bytes();
+    let octets = match ctx.peer.ip() {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        std::net::IpAddr::V6(v6) => v6.octets(),
+    };
+    let key: &[u8] = &octets;
     let PathAndQuery(pq, bodyless) = req
         .extensions_mut()
         .remove::<PathAndQuery>()
         .unwrap_or(PathAndQuery("/".into(), false));
     let client_upgrade = req.extensions_mut().remove::<ClientUpgrade>();
     let retryable = route.retries > 0 && is_idempotent(req.method()) && bodyless;
-    let labels = crate::metrics::RouteLabels {
-        route: route.name.clone(),
-    };
     let (parts, body) = req.into_parts();
     let (mut parts, mut body) = (Some(parts), Some(body));
     let mut tried: Vec<String> = Vec::new();
     loop {
-        let chosen = route.upstream.pick(Some(&key), &tried)?;
+        let chosen = route.upstream.pick(Some(key), &tried)?;
         // Only a retryable (bodyless) request needs its head kept for another attempt.
         let head = match (retryable, parts.take()) {
             (true, Some(p)) => {
@@ -256,11 +261,7 @@ async fn forward(
         let started = Instant::now();
         let result = tokio::time::timeout(route.timeout, shared.client.request(attempt_req)).await;
         let upstream_time = started.elapsed().as_secs_f64();
-        shared
-            .metrics
-            .upstream_duration
-            .get_or_create(&labels)
-            .observe(upstream_time);
+        route.metrics.upstream(upstream_time);
         let err = match result {
             Ok(Ok(resp)) => {
                 route.upstream.record(chosen, resp.status().as_u16() < 500);
@@ -281,7 +282,7 @@ async fn forward(
         if !can_retry {
             return Err(err);
         }
-        shared.metrics.retries.get_or_create(&labels).inc();
+        route.metrics.retries.inc();
     }
 }
 

@@ -21,13 +21,15 @@ pub(crate) struct Shared {
     pub client: Client<HttpConnector, Body>,
     /// Per-route metrics.
     pub metrics: Metrics,
+    /// Handles for requests no route matched (`route="_none"`).
+    pub unmatched: crate::metrics::RouteMetrics,
     /// Listener options, fixed for the gateway's life.
     pub server: ServerOptions,
 }
 
 impl Shared {
     /// Builds the shared state around a first table.
-    pub(crate) fn new(table: RouteTable, server: ServerOptions) -> Self {
+    pub(crate) fn new(table: RouteTable, server: ServerOptions, metrics: Metrics) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.enforce_http(true);
@@ -39,7 +41,8 @@ impl Shared {
         Self {
             table: ArcSwap::from_pointee(table),
             client,
-            metrics: Metrics::default(),
+            unmatched: metrics.route("_none"),
+            metrics,
             server,
         }
     }

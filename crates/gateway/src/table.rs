@@ -83,6 +83,8 @@ pub struct Route {
     pub limiter: Option<RouteLimiter>,
     /// Authentication.
     pub auth: Option<RouteAuth>,
+    /// Metric handles.
+    pub metrics: crate::metrics::RouteMetrics,
     /// The config this route was built from, for the admin API.
     pub config: RouteConfig,
 }
@@ -98,7 +100,11 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Validates and compiles `opts`; the error names the first bad key.
-    pub fn build(opts: &GatewayOptions, discovery: &dyn Discovery) -> Result<Self, Error> {
+    pub fn build(
+        opts: &GatewayOptions,
+        discovery: &dyn Discovery,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<Self, Error> {
         let mut upstreams = HashMap::new();
         for (i, u) in opts.upstreams.iter().enumerate() {
             let key = format!("upstreams[{i}]");
@@ -114,7 +120,7 @@ impl RouteTable {
         let keys = Arc::new(ApiKeys::build(&opts.api_keys)?);
         let mut ranked = Vec::with_capacity(opts.routes.len());
         for (i, cfg) in opts.routes.iter().enumerate() {
-            let route = build_route(cfg, i, opts, &upstreams, &validators, &keys)?;
+            let route = build_route(cfg, i, opts, (&upstreams, &validators, &keys), metrics)?;
             ranked.push((route.matcher.rank(i), route));
         }
         ranked.sort_by_key(|(rank, _)| *rank);
@@ -136,9 +142,8 @@ fn build_route(
     cfg: &RouteConfig,
     i: usize,
     opts: &GatewayOptions,
-    upstreams: &HashMap<String, Arc<Upstream>>,
-    validators: &Validators,
-    keys: &Arc<ApiKeys>,
+    (upstreams, validators, keys): (&HashMap<String, Arc<Upstream>>, &Validators, &Arc<ApiKeys>),
+    metrics: &crate::metrics::Metrics,
 ) -> Result<Route, Error> {
     let key = format!("routes[{i}]");
     let matcher = Matcher::build(cfg, &key)?;
@@ -167,8 +172,10 @@ fn build_route(
         None => None,
     };
     let max_body = cfg.max_body_bytes.unwrap_or(opts.server.max_body_bytes);
+    let name = cfg.name.clone().unwrap_or_else(|| format!("route-{i}"));
     Ok(Route {
-        name: cfg.name.clone().unwrap_or_else(|| format!("route-{i}")),
+        metrics: metrics.route(&name),
+        name,
         upstream,
         rewrite,
         request_headers: Edits::build(&cfg.request_headers, &format!("{key}.request_headers"))?,
