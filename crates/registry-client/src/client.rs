@@ -71,6 +71,21 @@ pub struct RegistryClient {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// One service in the registry's service list.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ServiceSummary {
+    /// Service name.
+    pub name: ServiceName,
+    /// The service's revision.
+    pub revision: u64,
+    /// Registered instances, whatever their status.
+    pub instances: usize,
+    /// Instances passing or warning.
+    pub routable: usize,
+    /// Union of the instances' tags.
+    pub tags: Vec<String>,
+}
+
 /// One page of a blocking query.
 #[derive(Debug, Deserialize)]
 pub(crate) struct InstancesPage {
@@ -178,6 +193,20 @@ impl RegistryClient {
         let page: InstancesPage =
             serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))?;
         Ok((page.revision, page.instances))
+    }
+
+    /// Every service the registry knows, by name (for `flotilla services ls`).
+    pub async fn services(&self) -> Result<Vec<ServiceSummary>, Error> {
+        let timeout = self.inner.options.timeout;
+        let bytes = self
+            .call(
+                http::Method::GET,
+                "/api/v1/registry/services",
+                None,
+                timeout,
+            )
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))
     }
 
     fn sender(&self, service: &ServiceName) -> (watch::Sender<ServiceSet>, bool) {

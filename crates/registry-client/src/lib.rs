@@ -17,5 +17,5 @@ mod error;
 mod follower;
 
 pub use agent::{Agent, Check, Registration};
-pub use client::{ClientOptions, RegistryClient};
+pub use client::{ClientOptions, RegistryClient, ServiceSummary};
 pub use error::Error;

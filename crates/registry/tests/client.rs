@@ -7,6 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use flotilla_core::error::Classify;
 use flotilla_core::{ServiceInstance, ServiceName};
 use flotilla_discovery::catalog::MemoryCatalogStore;
 use flotilla_discovery::{Discovery, HealthStatus, ServiceSet};
@@ -175,5 +176,40 @@ async fn a_draining_instance_leaves_discovery_before_the_agent_finishes_shutting
     assert!(
         r.record(&users(), "leaving").is_none(),
         "deregistered at the end"
+    );
+}
+
+#[tokio::test]
+async fn the_client_lists_services_and_instances_for_the_cli() {
+    let (r, addr, _run) = start(&MemoryCatalogStore::new(), None).await;
+    r.register(Registration::new(instance("a", 1)))
+        .await
+        .unwrap();
+    let c = client(addr);
+    let services = c.services().await.unwrap();
+    assert_eq!(services.len(), 1);
+    assert_eq!(
+        (
+            services[0].name.as_str(),
+            services[0].instances,
+            services[0].routable
+        ),
+        ("users", 1, 1)
+    );
+    let (revision, endpoints) = c
+        .instances(&users(), None, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        (revision, endpoints.len()),
+        (r.snapshot(&users()).revision, 1)
+    );
+    let missing = client(common::listener().await.1)
+        .services()
+        .await
+        .unwrap_err();
+    assert!(
+        missing.class().retryable,
+        "an unreachable registry is worth retrying: {missing}"
     );
 }
