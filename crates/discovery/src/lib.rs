@@ -93,6 +93,31 @@ impl ServiceSet {
     pub fn select<'a>(&'a self, query: &'a Query) -> impl Iterator<Item = &'a Endpoint> {
         self.endpoints.iter().filter(move |e| query.matches(e))
     }
+
+    /// The routable instance with this id, if any (the seed's `getServiceUrl(name, id)`).
+    pub fn routable_by_id(&self, id: &str) -> Option<&ServiceInstance> {
+        self.routable().find(|i| i.id == id)
+    }
+
+    /// A routable instance chosen by weighted round robin: call with an increasing `turn`
+    /// (a counter the caller keeps) and each instance is picked `weight` times per cycle.
+    /// Instances with weight 0 are never picked. For smarter balancing use the resilience
+    /// crate's load balancers.
+    pub fn pick_weighted(&self, turn: u64) -> Option<&ServiceInstance> {
+        let total: u64 = self.routable().map(|i| u64::from(i.weight)).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut slot = turn % total;
+        self.routable().find(|i| {
+            let w = u64::from(i.weight);
+            if slot < w {
+                return true;
+            }
+            slot -= w;
+            false
+        })
+    }
 }
 
 /// Why discovery failed.
@@ -126,5 +151,58 @@ pub trait Discovery: Send + Sync + fmt::Debug + 'static {
 impl<D: Discovery + ?Sized> Discovery for Arc<D> {
     fn watch(&self, service: &ServiceName) -> watch::Receiver<ServiceSet> {
         (**self).watch(service)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(weights: &[(u32, HealthStatus)]) -> ServiceSet {
+        let name = ServiceName::new("users").expect("valid name");
+        let endpoints: Vec<Endpoint> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, (weight, status))| {
+                let mut instance = ServiceInstance::new(name.clone(), format!("h{i}"), 80);
+                instance.weight = *weight;
+                Endpoint {
+                    instance,
+                    status: *status,
+                }
+            })
+            .collect();
+        ServiceSet {
+            revision: 1,
+            endpoints: endpoints.into(),
+        }
+    }
+
+    #[test]
+    fn weighted_picks_follow_weights_and_skip_unroutable_instances() {
+        use HealthStatus::*;
+        let s = set(&[(2, Passing), (5, Critical), (1, Warning), (0, Passing)]);
+        let picks: Vec<String> = (0..6)
+            .map(|t| {
+                s.pick_weighted(t)
+                    .expect("something routable")
+                    .address
+                    .clone()
+            })
+            .collect();
+        assert_eq!(picks, ["h0", "h0", "h2", "h0", "h0", "h2"]);
+        assert!(
+            set(&[(1, Critical), (0, Passing)])
+                .pick_weighted(0)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn by_id_finds_only_routable_instances() {
+        use HealthStatus::*;
+        let s = set(&[(1, Passing), (1, Draining)]);
+        assert_eq!(s.routable_by_id("users-h0-80").map(|i| i.port), Some(80));
+        assert!(s.routable_by_id("users-h1-80").is_none());
     }
 }

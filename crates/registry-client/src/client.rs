@@ -1,11 +1,12 @@
 //! [`RegistryClient`]: the registry's HTTP API as async calls, and the local discovery cache.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use flotilla_core::ServiceName;
+use flotilla_core::{ServiceInstance, ServiceName};
 use flotilla_discovery::{Discovery, Endpoint, ServiceSet};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -56,6 +57,7 @@ pub(crate) struct Inner {
     cache: Mutex<HashMap<ServiceName, watch::Sender<ServiceSet>>>,
     runtime: tokio::runtime::Handle,
     pub(crate) shutdown: CancellationToken,
+    turn: AtomicU64,
 }
 
 impl Drop for Inner {
@@ -118,6 +120,7 @@ impl RegistryClient {
             cache: Mutex::default(),
             runtime,
             shutdown: CancellationToken::new(),
+            turn: AtomicU64::new(0),
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -193,6 +196,19 @@ impl RegistryClient {
         let page: InstancesPage =
             serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))?;
         Ok((page.revision, page.instances))
+    }
+
+    /// The base URL of a routable instance of `service` from the local cache: the instance
+    /// `id` when given, otherwise the next one by weighted round robin (the seed's
+    /// `getServiceUrl`). `None` when nothing routable is known yet.
+    pub fn service_url(&self, service: &ServiceName, id: Option<&str>) -> Option<String> {
+        let rx = self.watch(service);
+        let set = rx.borrow();
+        let instance = match id {
+            Some(id) => set.routable_by_id(id),
+            None => set.pick_weighted(self.inner.turn.fetch_add(1, Ordering::Relaxed)),
+        };
+        instance.map(ServiceInstance::base_url)
     }
 
     /// Every service the registry knows, by name (for `flotilla services ls`).

@@ -213,3 +213,34 @@ async fn the_client_lists_services_and_instances_for_the_cli() {
         "an unreachable registry is worth retrying: {missing}"
     );
 }
+
+#[tokio::test]
+async fn service_url_resolves_by_id_or_round_robin_from_the_cache() {
+    let (r, addr, _run) = start(&MemoryCatalogStore::new(), None).await;
+    r.register(Registration::new(instance("a", 1)))
+        .await
+        .unwrap();
+    r.register(Registration::new(instance("b", 2)))
+        .await
+        .unwrap();
+    let c = client(addr);
+    let mut rx = c.watch(&users());
+    wait_for(&mut rx, "both known", |s| s.routable().count() == 2).await;
+    let urls: Vec<_> = (0..4)
+        .map(|_| c.service_url(&users(), None).unwrap())
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:2",
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:2"
+        ]
+    );
+    assert_eq!(
+        c.service_url(&users(), Some("b")).unwrap(),
+        "http://127.0.0.1:2"
+    );
+    assert!(c.service_url(&users(), Some("zzz")).is_none());
+}
