@@ -202,3 +202,44 @@ async fn the_event_stream_sends_a_snapshot_then_one_per_change() {
     read_until("\"id\":\"a1\"", &mut seen).await;
     stop.cancel();
 }
+
+#[tokio::test]
+async fn the_all_services_stream_announces_every_change_in_order() {
+    let (r, _run) = common::registry(&MemoryCatalogStore::new(), Options::default()).await;
+    let mut changes = r.changes();
+    common::call(
+        &r,
+        Method::POST,
+        REGISTER,
+        Some(&common::registration("alpha", "a1", 80, "")),
+    )
+    .await;
+    common::call(
+        &r,
+        Method::PUT,
+        "/api/v1/registry/services/alpha/instances/a1/drain",
+        None,
+    )
+    .await;
+    common::call(
+        &r,
+        Method::DELETE,
+        "/api/v1/registry/services/alpha/instances/a1",
+        None,
+    )
+    .await;
+    let seen: Vec<_> = (0..3).map(|_| changes.try_recv().unwrap()).collect();
+    let statuses: Vec<_> = seen
+        .iter()
+        .map(|c| c.status.map(|s| s.to_string()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            Some("passing".to_string()),
+            Some("draining".to_string()),
+            None
+        ]
+    );
+    assert!(seen.windows(2).all(|w| w[0].revision < w[1].revision));
+}
