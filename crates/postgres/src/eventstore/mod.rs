@@ -107,10 +107,37 @@ impl PgEventStore {
         events: &[NewEvent],
     ) -> Result<AppendResult, Error> {
         validate_batch(events)?;
-        let lock = tx.prepare_cached(&self.sql.lock).await.map_err(pg)?;
-        tx.execute(&lock, &[&self.lock_key]).await.map_err(pg)?;
-        let stored = self.stored(tx, events).await?;
-        let state = self.stream_state(tx, stream).await?;
+        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
+        let (lock, by_ids, state) = tokio::try_join!(
+            tx.prepare_cached(&self.sql.lock),
+            tx.prepare_cached(&self.sql.by_ids),
+            tx.prepare_cached(&self.sql.stream_state),
+        )
+        .map_err(pg)?;
+        // Pipelined: one round trip. The session runs them in order, so both reads happen
+        // under the lock.
+        let name = stream.as_str();
+        let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&self.lock_key];
+        let id_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
+        let state_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&name];
+        let (_, found, state) = tokio::try_join!(
+            tx.execute(&lock, &lock_params),
+            tx.query(&by_ids, &id_params),
+            tx.query_opt(&state, &state_params),
+        )
+        .map_err(pg)?;
+        let found = found
+            .iter()
+            .map(sql::event)
+            .collect::<Result<Vec<_>, _>>()?;
+        let stored: Vec<_> = events
+            .iter()
+            .map(|e| found.iter().find(|f| f.id == e.id).cloned())
+            .collect();
+        let state = state.map_or_else(StreamState::default, |r| StreamState {
+            version: Some(r.get::<_, i64>(0) as u64),
+            deleted: r.get(1),
+        });
         match plan_append(stream, expected, state, events, &stored)? {
             Plan::AlreadyStored(r) => Ok(r),
             Plan::Write { first_version } => self.insert(tx, stream, first_version, events).await,
@@ -140,21 +167,6 @@ impl PgEventStore {
         }
     }
 
-    async fn stored(
-        &self,
-        tx: &Transaction<'_>,
-        events: &[NewEvent],
-    ) -> Result<Vec<Option<RecordedEvent>>, Error> {
-        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
-        let stmt = tx.prepare_cached(&self.sql.by_ids).await.map_err(pg)?;
-        let rows = tx.query(&stmt, &[&ids]).await.map_err(pg)?;
-        let found = rows.iter().map(sql::event).collect::<Result<Vec<_>, _>>()?;
-        Ok(events
-            .iter()
-            .map(|e| found.iter().find(|f| f.id == e.id).cloned())
-            .collect())
-    }
-
     async fn stream_state(
         &self,
         tx: &Transaction<'_>,
@@ -179,12 +191,7 @@ impl PgEventStore {
         events: &[NewEvent],
     ) -> Result<AppendResult, Error> {
         let n = events.len() as i64;
-        let reserve = tx.prepare_cached(&self.sql.reserve).await.map_err(pg)?;
-        let last_position: i64 = tx.query_one(&reserve, &[&n]).await.map_err(pg)?.get(0);
-        let first_position = last_position - n + 1;
-        let positions: Vec<i64> = (first_position..=last_position).collect();
         let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
-        let versions: Vec<i64> = (0..n).map(|i| first as i64 + i).collect();
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         let data: Vec<&serde_json::Value> = events.iter().map(|e| &e.data).collect();
         let metadata = events
@@ -192,24 +199,23 @@ impl PgEventStore {
             .map(|e| serde_json::to_value(&e.metadata))
             .collect::<Result<Vec<_>, _>>()
             .map_err(Error::storage)?;
-        let insert = tx.prepare_cached(&self.sql.insert).await.map_err(pg)?;
-        let (s, cat) = (stream.as_str(), stream.category());
-        tx.execute(
-            &insert,
-            &[
-                &positions, &ids, &s, &cat, &versions, &types, &data, &metadata,
-            ],
-        )
-        .await
-        .map_err(pg)?;
         let last_version = first + events.len() as u64 - 1;
-        let upsert = tx
-            .prepare_cached(&self.sql.upsert_stream)
-            .await
-            .map_err(pg)?;
-        tx.execute(&upsert, &[&s, &(last_version as i64)])
-            .await
-            .map_err(pg)?;
+        let (s, cat, first_i) = (stream.as_str(), stream.category(), first as i64);
+        let (insert, upsert) = tokio::try_join!(
+            tx.prepare_cached(&self.sql.insert),
+            tx.prepare_cached(&self.sql.upsert_stream),
+        )
+        .map_err(pg)?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] =
+            [&ids, &s, &cat, &types, &data, &metadata, &n, &first_i];
+        let last_i = last_version as i64;
+        let upsert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&s, &last_i];
+        let (rows, _) = tokio::try_join!(
+            tx.query(&insert, &params),
+            tx.execute(&upsert, &upsert_params),
+        )
+        .map_err(pg)?;
+        let last_position = rows.iter().map(|r| r.get::<_, i64>(0)).max().unwrap_or(0);
         Ok(AppendResult {
             first_version: first,
             last_version,

@@ -13,7 +13,6 @@ pub(super) struct Sql {
     pub lock: String,
     pub by_ids: String,
     pub stream_state: String,
-    pub reserve: String,
     pub insert: String,
     pub upsert_stream: String,
     pub read_forward: String,
@@ -38,13 +37,16 @@ impl Sql {
             lock: f("SELECT pg_advisory_xact_lock($1)"),
             by_ids: f("SELECT {cols} FROM {s}.es_events WHERE id = ANY($1)"),
             stream_state: f("SELECT version, deleted FROM {s}.es_streams WHERE stream = $1"),
-            // Under the append lock nobody else draws from the sequence: reserve n positions.
-            reserve: f("SELECT setval('{s}.es_position', nextval('{s}.es_position') + $1 - 1)"),
-            insert: f("INSERT INTO {s}.es_events \
+            // Under the append lock nobody else draws from the sequence: reserve n positions
+            // and insert in one statement (a volatile CTE is evaluated once).
+            insert: f("WITH r AS (SELECT setval('{s}.es_position', \
+                 nextval('{s}.es_position') + $7 - 1) AS last) \
+                 INSERT INTO {s}.es_events \
                  (position, id, stream, version, category, type, data, metadata) \
-                 SELECT p, i, $3, v, $4, t, d, m \
-                 FROM unnest($1::bigint[], $2::uuid[], $5::bigint[], $6::text[], $7::jsonb[], \
-                 $8::jsonb[]) AS x(p, i, v, t, d, m)"),
+                 SELECT (SELECT last FROM r) - $7 + x.ord, x.i, $2, $8 + x.ord - 1, $3, x.t, \
+                 x.d, x.m \
+                 FROM unnest($1::uuid[], $4::text[], $5::jsonb[], $6::jsonb[]) \
+                 WITH ORDINALITY AS x(i, t, d, m, ord) RETURNING position"),
             upsert_stream: f(
                 "INSERT INTO {s}.es_streams (stream, version) VALUES ($1, $2) \
                  ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
