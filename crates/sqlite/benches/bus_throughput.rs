@@ -107,6 +107,34 @@ async fn latency(total: usize, rate: u64) -> (u64, u64) {
     (lat[lat.len() / 2], lat[lat.len() * 99 / 100])
 }
 
+/// Baseline: the same events (encoded the same way) inserted by bare rusqlite, one thread,
+/// WAL with `synchronous=FULL`, one transaction per `batch`: the ceiling of storing them
+/// durably in SQLite at all, with no routing, dedupe or delivery rows.
+fn bare_sqlite(total: usize, batch: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = rusqlite::Connection::open(dir.path().join("bare.db")).unwrap();
+    c.pragma_update(None, "journal_mode", "WAL").unwrap();
+    c.pragma_update(None, "synchronous", "FULL").unwrap();
+    c.execute_batch("CREATE TABLE m (seq INTEGER PRIMARY KEY, topic TEXT, event TEXT)")
+        .unwrap();
+    let start = Instant::now();
+    for chunk in 0..total / batch {
+        let tx = c.transaction().unwrap();
+        {
+            let mut st = tx
+                .prepare_cached("INSERT INTO m (topic, event) VALUES (?1, ?2)")
+                .unwrap();
+            for n in chunk * batch..(chunk + 1) * batch {
+                let o = event(n);
+                st.execute((o.topic.as_str(), o.event.to_json_value().to_string()))
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     for (publishers, batch) in [(1, 1), (64, 1), (8, 100), (16, 500)] {
@@ -114,6 +142,8 @@ async fn main() {
         let rate = throughput(publishers, per.min(200_000 / publishers).max(batch), batch).await;
         println!("publish  publishers={publishers:<3} batch={batch:<4} durable events/s={rate:.0}");
     }
+    let bare = bare_sqlite(200_000, 500);
+    println!("baseline bare rusqlite, 1 thread, batch=500, synchronous=FULL events/s={bare:.0}");
     let (p50, p99) = latency(5_000, 1_000).await;
     println!("latency  rate=1000/s events=5000 publish-to-handler p50={p50}us p99={p99}us");
 }

@@ -9,6 +9,7 @@
 
 mod dlq;
 mod lease;
+pub mod outbox;
 mod publish;
 mod schema;
 
