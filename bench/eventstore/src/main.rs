@@ -164,7 +164,11 @@ async fn main() {
         print("SQLite (WAL, synchronous=FULL, group commit)", &sqlite::run(sizes).await);
     }
     if which == "postgres" || which == "all" {
-        let sizes = Sizes { sequential: sizes.sequential / 2, per_stream: sizes.per_stream / 4, ..sizes };
+        let sizes = Sizes {
+            sequential: sizes.sequential / 2,
+            per_stream: (sizes.per_stream / 4).max(1),
+            ..sizes
+        };
         match pg::run(sizes).await {
             Some(rows) => print("PostgreSQL 15 (pool of 16)", &rows),
             None => println!("\nPostgreSQL: SKIPPED, no server"),
