@@ -27,4 +27,6 @@ fi
 "$BIN" resolve
 "$BIN" fanout 1000
 "$BIN" fanout 10000
+"$BIN" fanout-http 1000
+"$BIN" fanout-http 5000
 "$BIN" checks 5000

@@ -3,7 +3,8 @@
 //! - `serve N`: a registry with N passing instances of `users` on 127.0.0.1:4481, for wrk.
 //! - `discover`: discover requests/s over HTTP with an in-process keep-alive load loop.
 //! - `resolve`: resolving an instance from the client's local cache.
-//! - `fanout N`: time from a status change to the last of N watchers being notified.
+//! - `fanout N`: time from a status change to the last of N in-process watchers being notified.
+//! - `fanout-http N`: the same for N registry clients following over HTTP blocking queries.
 //! - `checks N`: CPU the registry spends health-checking N instances every second over HTTP.
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -149,6 +150,44 @@ async fn fanout(n: usize) {
     );
 }
 
+async fn fanout_http(n: usize) {
+    let r = registry_with(10).await;
+    let addr = serve(&r, "127.0.0.1:0").await;
+    let mut receivers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut o = ClientOptions::new(format!("http://{addr}"));
+        o.wait = Duration::from_secs(60);
+        let client = RegistryClient::new(o).unwrap();
+        let rx = client.watch(&users());
+        receivers.push((client, rx));
+    }
+    for (_, rx) in &mut receivers {
+        rx.wait_for(|s| s.endpoints.len() == 10).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await; // every follower is now parked
+    let (tx, mut done) = tokio::sync::mpsc::unbounded_channel();
+    for (_, rx) in &receivers {
+        let (mut rx, tx) = (rx.clone(), tx.clone());
+        rx.mark_unchanged();
+        tokio::spawn(async move {
+            rx.changed().await.unwrap();
+            tx.send(Instant::now()).unwrap();
+        });
+    }
+    let started = Instant::now();
+    r.heartbeat(&users(), "users-10.0.0.1-1000", HealthStatus::Warning, None)
+        .await
+        .unwrap();
+    let mut last = started;
+    for _ in 0..n {
+        last = last.max(done.recv().await.unwrap());
+    }
+    println!(
+        "fan-out to {n} registry clients over HTTP (blocking queries), change to last cache updated: {:?}",
+        last - started
+    );
+}
+
 fn registry_cpu() -> Duration {
     // Sum user+system time of the registry runtime's threads (named "registry"), so the
     // upstream health endpoints' CPU is not counted.
@@ -254,12 +293,14 @@ fn main() {
         "discover" => rt().block_on(discover()),
         "resolve" => rt().block_on(resolve()),
         "fanout" => rt().block_on(fanout(n(1000))),
+        "fanout-http" => rt().block_on(fanout_http(n(1000))),
         "checks" => checks(n(5000)),
         _ => {
             rt().block_on(discover());
             rt().block_on(resolve());
             rt().block_on(fanout(1000));
             rt().block_on(fanout(10_000));
+            rt().block_on(fanout_http(1000));
             checks(5000);
         }
     }
