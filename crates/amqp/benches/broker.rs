@@ -14,10 +14,10 @@ use flotilla_core::{CloudEvent, TopicName, TopicPattern};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    ExchangeDeclareOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
 const PUBLISHERS: usize = 4;
 const BATCH: usize = 50;
@@ -66,12 +66,12 @@ async fn flotilla_throughput(b: &Arc<AmqpBackend>, topic: &TopicName) -> f64 {
     EVENTS as f64 / start.elapsed().as_secs_f64()
 }
 
-async fn native_throughput(ch: &Channel, queue: &str) -> f64 {
+async fn native_throughput(ch: &Channel, exchange: &str) -> f64 {
     let base = Instant::now();
     let start = Instant::now();
     let tasks: Vec<_> = (0..PUBLISHERS)
         .map(|p| {
-            let (ch, queue) = (ch.clone(), queue.to_owned());
+            let (ch, exchange) = (ch.clone(), exchange.to_owned());
             tokio::spawn(async move {
                 for i in (0..EVENTS / PUBLISHERS).step_by(BATCH) {
                     let mut confirms = Vec::with_capacity(BATCH);
@@ -79,8 +79,8 @@ async fn native_throughput(ch: &Channel, queue: &str) -> f64 {
                         let e = event(p * EVENTS + i + j, base).to_json_value().to_string();
                         let opts = BasicPublishOptions::default();
                         let c = ch.basic_publish(
-                            "".into(),
-                            queue.as_str().into(),
+                            exchange.as_str().into(),
+                            "bench.events".into(),
                             opts,
                             e.as_bytes(),
                             persistent(),
@@ -127,7 +127,12 @@ async fn flotilla_latency(b: &Arc<AmqpBackend>, topic: &TopicName, g: &GroupName
     consumer.await.unwrap()
 }
 
-async fn native_latency(conn: &Connection, pubch: &Channel, queue: &str) -> Vec<u64> {
+async fn native_latency(
+    conn: &Connection,
+    pubch: &Channel,
+    exchange: &str,
+    queue: &str,
+) -> Vec<u64> {
     let base = Instant::now();
     let ch = conn.create_channel().await.unwrap();
     ch.basic_qos(256, Default::default()).await.unwrap();
@@ -154,7 +159,13 @@ async fn native_latency(conn: &Connection, pubch: &Channel, queue: &str) -> Vec<
         let e = event(n, base).to_json_value().to_string();
         let opts = BasicPublishOptions::default();
         pubch
-            .basic_publish("".into(), queue.into(), opts, e.as_bytes(), persistent())
+            .basic_publish(
+                exchange.into(),
+                "bench.latency".into(),
+                opts,
+                e.as_bytes(),
+                persistent(),
+            )
             .await
             .unwrap()
             .await
@@ -205,16 +216,43 @@ async fn main() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    let (nq, lq) = (format!("{prefix}.native"), format!("{prefix}.native_lat"));
-    quorum_queue(&ch, &nq).await;
-    quorum_queue(&ch, &lq).await;
+    // The native side gets the same topology shape: a topic exchange bound to quorum queues.
+    let (nq, lq, nx) = (
+        format!("{prefix}.native"),
+        format!("{prefix}.native_lat"),
+        format!("{prefix}.native_x"),
+    );
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.exchange_declare(
+        nx.as_str().into(),
+        ExchangeKind::Topic,
+        durable,
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    for (q, key) in [(&nq, "bench.events"), (&lq, "bench.latency")] {
+        quorum_queue(&ch, q).await;
+        ch.queue_bind(
+            q.as_str().into(),
+            nx.as_str().into(),
+            key.into(),
+            Default::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    }
 
     for round in 0..2 {
         let (ours, native) = if round == 0 {
             let o = flotilla_throughput(&b, &topic).await;
-            (o, native_throughput(&ch, &nq).await)
+            (o, native_throughput(&ch, &nx).await)
         } else {
-            let n = native_throughput(&ch, &nq).await;
+            let n = native_throughput(&ch, &nx).await;
             (flotilla_throughput(&b, &topic).await, n)
         };
         println!(
@@ -224,7 +262,7 @@ async fn main() {
     }
     let lt = TopicName::new("bench.latency").unwrap();
     let (f50, f99) = report("flotilla", flotilla_latency(&b, &lt, &g).await);
-    let (n50, n99) = report("lapin", native_latency(&conn, &ch, &lq).await);
+    let (n50, n99) = report("lapin", native_latency(&conn, &ch, &nx, &lq).await);
     println!(
         "amqp latency ratio p50 {:.3}  p99 {:.3}",
         f50 / n50,
