@@ -235,3 +235,87 @@ fn template_rewrite(text: &str, matcher: &Matcher, key: &str) -> Result<Rewrite,
     }
     Ok(Rewrite::Template(t))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_discovery::StaticDiscovery;
+
+    fn build(routes: &str) -> Result<RouteTable, Error> {
+        let text =
+            format!("[[upstreams]]\nname = \"u\"\nurls = [\"http://127.0.0.1:1\"]\n{routes}");
+        let opts = GatewayOptions::from_toml(&text)?;
+        RouteTable::build(
+            &opts,
+            &StaticDiscovery::new(),
+            &crate::metrics::Metrics::default(),
+        )
+    }
+
+    fn err_key(routes: &str) -> String {
+        match build(routes).unwrap_err() {
+            Error::Config { key, .. } => key,
+            other => panic!("expected a config error, got {other}"),
+        }
+    }
+
+    #[test]
+    fn invalid_routes_name_the_offending_key() {
+        let ok = "[[routes]]\nprefix = \"/\"\nupstream = \"u\"\n";
+        let cases = [
+            (
+                "[[routes]]\npath = \"/a\"\nprefix = \"/a\"\nupstream = \"u\"",
+                "routes[1]",
+            ),
+            (
+                "[[routes]]\npath = \"/a/{*x}/b\"\nupstream = \"u\"",
+                "routes[1].path",
+            ),
+            (
+                "[[routes]]\npath = \"/a/{id}\"\nupstream = \"u\"\nrewrite = { template = \"/b/{name}\" }",
+                "routes[1].rewrite.template",
+            ),
+            (
+                "[[routes]]\npath = \"/a\"\nupstream = \"u\"\nrewrite = { replace_prefix = \"/b\" }",
+                "routes[1].rewrite.replace_prefix",
+            ),
+            (
+                "[[routes]]\nprefix = \"/a\"\nupstream = \"u\"\nrewrite = { strip_prefix = \"/a\", replace_prefix = \"/b\" }",
+                "routes[1].rewrite",
+            ),
+            (
+                "[[routes]]\nprefix = \"/a\"\nupstream = \"u\"\nmethods = [\"GE T\"]",
+                "routes[1].methods[0]",
+            ),
+            (
+                "[[routes]]\nprefix = \"/a\"\nupstream = \"u\"\nauth = { jwt = \"nope\" }",
+                "routes[1].auth.jwt",
+            ),
+            (
+                "[[routes]]\nprefix = \"/a\"\nupstream = \"u\"\nrate_limit = { requests = 0, per = \"second\" }",
+                "routes[1].rate_limit.requests",
+            ),
+        ];
+        for (route, key) in cases {
+            assert_eq!(err_key(&format!("{ok}{route}")), key, "{route}");
+        }
+    }
+
+    #[test]
+    fn routes_are_ordered_by_the_documented_precedence() {
+        let t = build(
+            "[[routes]]\nname = \"prefix\"\nprefix = \"/a\"\nupstream = \"u\"\n\
+             [[routes]]\nname = \"catch\"\npath = \"/a/{*r}\"\nupstream = \"u\"\n\
+             [[routes]]\nname = \"param\"\npath = \"/a/{x}\"\nupstream = \"u\"\n\
+             [[routes]]\nname = \"exact\"\npath = \"/a/b\"\nupstream = \"u\"\n\
+             [[routes]]\nname = \"method\"\nprefix = \"/a\"\nmethods = [\"GET\"]\nupstream = \"u\"\n\
+             [[routes]]\nname = \"urgent\"\nprefix = \"/\"\npriority = 1\nupstream = \"u\"",
+        )
+        .unwrap();
+        let names: Vec<&str> = t.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["urgent", "exact", "param", "catch", "method", "prefix"]
+        );
+    }
+}
