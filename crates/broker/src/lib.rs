@@ -4,7 +4,8 @@
 //! CloudEvents structured mode (`application/cloudevents+json`), batch mode
 //! (`application/cloudevents-batch+json`) and binary mode (`ce-*` headers), long-poll pull
 //! with ack / nack / dead-letter, group declaration, topic and group listings, and the
-//! dead-letter endpoints (list, show, replay, purge). Errors are RFC 9457 problem+json.
+//! dead-letter endpoints (list, show, replay, purge), and push subscriptions (webhooks with
+//! the engine's retry/DLQ policy). Errors are RFC 9457 problem+json.
 //!
 //! It does not own delivery semantics or storage: everything goes through the
 //! `flotilla_bus::Backend` it is given (chosen and built by the binary). The binary mounts
@@ -12,6 +13,7 @@
 
 mod error;
 mod publish;
+mod push;
 mod routes;
 
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use flotilla_bus::Backend;
 use serde::{Deserialize, Serialize};
 
 pub use error::Error;
+pub use push::PushOptions;
 
 /// Configuration of the bus HTTP API (`[bus.http]` in `flotilla.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +37,8 @@ pub struct Options {
     pub max_wait_ms: u64,
     /// Most events one pull returns (default 256).
     pub max_pull: usize,
+    /// Push subscriptions, started by [`Broker::run`].
+    pub push: Vec<PushOptions>,
 }
 
 impl Default for Options {
@@ -43,6 +48,7 @@ impl Default for Options {
             max_body_bytes: 8 << 20,
             max_wait_ms: 30_000,
             max_pull: 256,
+            push: Vec::new(),
         }
     }
 }
@@ -88,5 +94,28 @@ impl Broker {
     /// `/api/v1/bus` prefix).
     pub fn router(&self) -> axum::Router {
         routes::router(self.clone())
+    }
+
+    /// Runs the push subscriptions until `shutdown` is cancelled; in-flight pushes finish
+    /// and are settled before it returns. Fails at once if one cannot start.
+    pub async fn run(&self, shutdown: tokio_util::sync::CancellationToken) -> Result<(), Error> {
+        let bus = flotilla_bus::Bus::new(Arc::clone(&self.backend));
+        let mut running = Vec::new();
+        for p in &self.options.push {
+            match push::start(&bus, p, &shutdown).await {
+                Ok(sub) => running.push(sub),
+                Err(e) => {
+                    for sub in running {
+                        sub.stop().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        shutdown.cancelled().await;
+        for sub in running {
+            sub.join().await;
+        }
+        Ok(())
     }
 }
