@@ -20,6 +20,25 @@ pub(crate) struct ConfigArgs {
     pub(crate) config: Option<PathBuf>,
 }
 
+/// Options every admin command takes.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct ApiArgs {
+    /// The control plane's base URL.
+    #[arg(
+        long,
+        env = "FLOTILLA_URL",
+        default_value = "http://127.0.0.1:4400",
+        global = true
+    )]
+    pub(crate) url: String,
+    /// Bearer token for writes (the registry's `token`).
+    #[arg(long, env = "FLOTILLA_TOKEN", global = true, hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the whole platform in one process, on embedded storage.
@@ -27,6 +46,103 @@ pub(crate) enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Services and instances in the registry.
+    Services {
+        #[command(subcommand)]
+        command: ServicesCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Topics of the event bus.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Publish events.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// The bus's dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Event-store streams.
+    Streams {
+        #[command(subcommand)]
+        command: StreamsCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServicesCommand {
+    /// List services with their instance counts.
+    Ls,
+    /// Show one service's instances and their health.
+    Show {
+        /// The service name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TopicsCommand {
+    /// List topics.
+    Ls,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EventsCommand {
+    /// Publish one CloudEvent to a topic.
+    Publish {
+        /// The topic (`orders.created`).
+        topic: String,
+        /// The event type (`com.example.order.created`).
+        #[arg(long = "type")]
+        ty: String,
+        /// The event source. Default `/flotilla-cli`.
+        #[arg(long, default_value = "/flotilla-cli")]
+        source: String,
+        /// JSON data.
+        #[arg(long, default_value = "null")]
+        data: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DlqCommand {
+    /// List dead-lettered events.
+    Ls,
+    /// Show one dead-lettered event with its failure.
+    Show {
+        /// The entry id.
+        id: String,
+    },
+    /// Deliver a dead-lettered event again.
+    Replay {
+        /// The entry id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StreamsCommand {
+    /// List streams.
+    Ls,
+    /// Read a stream forward.
+    Read {
+        /// The stream id (`order-42`).
+        stream: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

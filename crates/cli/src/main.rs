@@ -2,9 +2,11 @@
 //! backends into components and runs them. It holds no logic of its own beyond wiring; errors
 //! are reported once, here, with the exit code the class of failure calls for.
 
+mod admin;
 mod cli;
 mod commands;
 mod platform;
+mod wiring;
 
 use std::process::ExitCode;
 

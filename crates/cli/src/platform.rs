@@ -23,6 +23,109 @@ impl Default for StorageConfig {
     }
 }
 
+/// Which engine carries the event bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum BusKind {
+    /// Embedded SQLite in `storage.data_dir` (the default).
+    #[default]
+    Sqlite,
+    /// In memory: lost on exit; for trials and tests.
+    Memory,
+    /// NATS JetStream at `bus.url` (build feature `nats`).
+    Nats,
+    /// RabbitMQ at `bus.url` (build feature `rabbitmq`).
+    Rabbitmq,
+    /// Redis Streams at `bus.url` (build feature `redis`).
+    Redis,
+}
+
+/// `[bus]`: the event bus backend and its HTTP API limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct BusConfig {
+    /// The engine. Default `sqlite`.
+    pub(crate) kind: BusKind,
+    /// Server URL for `nats`, `rabbitmq` and `redis`.
+    pub(crate) url: Option<String>,
+    /// Prefix of every stream, queue, exchange or key Flotilla creates. Default `flotilla`.
+    pub(crate) prefix: String,
+    /// Limits of `/api/v1/bus`.
+    pub(crate) api: flotilla_broker::Options,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            kind: BusKind::Sqlite,
+            url: None,
+            prefix: "flotilla".into(),
+            api: Default::default(),
+        }
+    }
+}
+
+/// Which engine carries the event store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StoreKind {
+    /// Embedded SQLite in `storage.data_dir` (the default).
+    #[default]
+    Sqlite,
+    /// In memory: lost on exit.
+    Memory,
+    /// PostgreSQL at `eventstore.url` (build feature `postgres`).
+    Postgres,
+}
+
+/// `[eventstore]`: the event store backend and its HTTP API limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct EventStoreConfig {
+    /// The engine. Default `sqlite`.
+    pub(crate) kind: StoreKind,
+    /// PostgreSQL URL for `postgres`.
+    pub(crate) url: Option<String>,
+    /// PostgreSQL schema. Default `flotilla`.
+    pub(crate) schema: String,
+    /// Limits of `/api/v1/streams`.
+    pub(crate) api: flotilla_store::Options,
+}
+
+impl Default for EventStoreConfig {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Sqlite,
+            url: None,
+            schema: "flotilla".into(),
+            api: Default::default(),
+        }
+    }
+}
+
+/// `[gateway]`: the API gateway's listener and its routing file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct GatewayConfig {
+    /// Run the gateway. Default `true`.
+    pub(crate) enabled: bool,
+    /// Client traffic listener. Default `127.0.0.1:8080`.
+    pub(crate) listen: SocketAddr,
+    /// Routes, upstreams, auth and limits (see docs/gateway.md); reloaded on SIGHUP. Without
+    /// it the gateway starts with no routes and answers 404.
+    pub(crate) routes_file: Option<PathBuf>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            routes_file: None,
+        }
+    }
+}
+
 /// The whole configuration of `flotilla up`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -31,6 +134,14 @@ pub(crate) struct PlatformConfig {
     pub(crate) server: ServiceConfig,
     /// Embedded storage (`[storage]`).
     pub(crate) storage: StorageConfig,
+    /// The service registry (`[registry]`).
+    pub(crate) registry: flotilla_registry::Options,
+    /// The event bus (`[bus]`).
+    pub(crate) bus: BusConfig,
+    /// The event store (`[eventstore]`).
+    pub(crate) eventstore: EventStoreConfig,
+    /// The API gateway (`[gateway]`).
+    pub(crate) gateway: GatewayConfig,
 }
 
 impl Default for PlatformConfig {
@@ -42,6 +153,10 @@ impl Default for PlatformConfig {
         Self {
             server,
             storage: StorageConfig::default(),
+            registry: Default::default(),
+            bus: BusConfig::default(),
+            eventstore: EventStoreConfig::default(),
+            gateway: GatewayConfig::default(),
         }
     }
 }
@@ -56,6 +171,48 @@ impl Validate for PlatformConfig {
             return Err(ConfigError::invalid(
                 "storage.data_dir",
                 "must not be empty",
+            ));
+        }
+        let component =
+            |key: &str, r: Result<(), String>| r.map_err(|m| ConfigError::invalid(key, m));
+        component(
+            "registry",
+            self.registry.validate().map_err(|e| e.to_string()),
+        )?;
+        component(
+            "registry.token",
+            self.registry
+                .check_exposure(self.server.listen)
+                .map_err(|e| e.to_string()),
+        )?;
+        component(
+            "bus.api",
+            self.bus.api.validate().map_err(|e| e.to_string()),
+        )?;
+        component(
+            "eventstore.api",
+            self.eventstore.api.validate().map_err(|e| e.to_string()),
+        )?;
+        let needs_url = matches!(
+            self.bus.kind,
+            BusKind::Nats | BusKind::Rabbitmq | BusKind::Redis
+        );
+        if needs_url && self.bus.url.is_none() {
+            return Err(ConfigError::invalid(
+                "bus.url",
+                "is required for this bus.kind",
+            ));
+        }
+        if self.eventstore.kind == StoreKind::Postgres && self.eventstore.url.is_none() {
+            return Err(ConfigError::invalid(
+                "eventstore.url",
+                "is required when eventstore.kind = \"postgres\"",
+            ));
+        }
+        if self.gateway.enabled && self.gateway.listen == self.server.listen {
+            return Err(ConfigError::invalid(
+                "gateway.listen",
+                "must differ from server.listen",
             ));
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! One module per command; each returns `Failure` so `main` reports errors once.
 
+mod admin;
 mod config;
 mod up;
 
@@ -10,6 +11,11 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Up(args) => up::run(&args),
         Command::Config(ConfigCommand::Check(args)) => config::check(&args),
+        Command::Services { command, api } => admin::services(command, &api),
+        Command::Topics { command, api } => admin::topics(command, &api),
+        Command::Events { command, api } => admin::events(command, &api),
+        Command::Dlq { command, api } => admin::dlq(command, &api),
+        Command::Streams { command, api } => admin::streams(command, &api),
     }
 }
 

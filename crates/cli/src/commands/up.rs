@@ -1,15 +1,20 @@
 //! `flotilla up`: the whole platform in one process.
 //!
 //! The control plane is itself a `Microservice`, so it gets health, readiness, metrics,
-//! request ids, problem+json errors and graceful shutdown from the SDK like any service.
+//! request ids, problem+json errors and graceful shutdown from the SDK like any service. The
+//! registry, bus and event-store APIs are merged into its router; the gateway serves client
+//! traffic on its own listener as a background task of the same service.
+
+use std::path::PathBuf;
 
 use axum::Router;
 use axum::routing::get;
-use flotilla::Microservice;
+use flotilla::{CancellationToken, Microservice, MicroserviceBuilder};
 
 use crate::Failure;
 use crate::cli::ConfigArgs;
 use crate::platform::PlatformConfig;
+use crate::wiring::{self, Platform};
 
 pub(crate) fn run(args: &ConfigArgs) -> Result<(), Failure> {
     let config = PlatformConfig::load(args.config.as_deref())?;
@@ -18,23 +23,101 @@ pub(crate) fn run(args: &ConfigArgs) -> Result<(), Failure> {
 }
 
 async fn serve(config: PlatformConfig) -> Result<(), Failure> {
-    let listen = config.server.listen;
-    let components = serde_json::json!({
-        "components": [],
-        "storage": { "data_dir": config.storage.data_dir },
-    });
-    let routes = Router::new().route(
-        "/api/v1/platform",
-        get(move || async move { axum::Json(components) }),
-    );
-    let service = Microservice::builder("flotilla")
+    let platform = wiring::build(&config).await?;
+    tracing::info!(components = %platform.summary, "platform wired");
+    let summary = platform.summary.clone();
+    let mut routes = Router::new()
+        .route(
+            "/api/v1/platform",
+            get(move || async move { axum::Json(summary) }),
+        )
+        .merge(platform.registry.router())
+        .merge(platform.broker.router())
+        .merge(platform.store.router());
+    if let Some(gw) = &platform.gateway {
+        routes = routes.nest("/api/v1/gateway", gw.admin_router());
+    }
+    let mut builder = Microservice::builder("flotilla")
         .map_err(|e| Failure::Runtime(e.into()))?
         .version(env!("CARGO_PKG_VERSION"))
         .description("Flotilla control plane")
-        .config(config.server)
-        .routes(routes)
-        .build()
-        .map_err(|e| Failure::Usage(e.to_string()))?;
-    tracing::info!(%listen, "control plane starting; components will be listed at /api/v1/platform");
+        .config(config.server.clone())
+        .routes(routes);
+    builder = background(builder, platform, &config).await?;
+    let service = builder.build().map_err(|e| Failure::Usage(e.to_string()))?;
     service.run().await.map_err(|e| Failure::Runtime(e.into()))
+}
+
+/// The registry's health checker and the gateway run as background tasks of the control plane,
+/// so they stop with it.
+async fn background(
+    mut builder: MicroserviceBuilder,
+    platform: Platform,
+    config: &PlatformConfig,
+) -> Result<MicroserviceBuilder, Failure> {
+    let registry = platform.registry.clone();
+    builder = builder.task(
+        "registry",
+        move |token| async move { registry.run(token).await },
+    );
+    let Some(gateway) = platform.gateway else {
+        return Ok(builder);
+    };
+    gateway_metrics(&builder, &gateway);
+    let addr = config.gateway.listen;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        Failure::Runtime(anyhow::anyhow!(
+            "cannot listen on gateway.listen {addr}: {e}"
+        ))
+    })?;
+    tracing::info!(%addr, "gateway listening");
+    let (serving, upkeep) = (gateway.clone(), gateway.clone());
+    builder = builder
+        .task("gateway", move |token| async move {
+            if let Err(e) = serving.serve(listener, token).await {
+                tracing::error!(error = %e, "gateway stopped");
+            }
+        })
+        .task("gateway-upkeep", move |token| async move {
+            upkeep.run(token).await
+        });
+    if let Some(path) = config.gateway.routes_file.clone() {
+        builder = builder.task("gateway-reload", move |token| {
+            reload_on_sighup(gateway, path, token)
+        });
+    }
+    Ok(builder)
+}
+
+fn gateway_metrics(builder: &MicroserviceBuilder, gateway: &flotilla_gateway::Gateway) {
+    builder
+        .metrics()
+        .register(|registry| gateway.register_metrics(registry));
+}
+
+/// SIGHUP re-reads the gateway's routes file; an invalid file is refused and logged while the
+/// running routes keep serving.
+async fn reload_on_sighup(
+    gateway: flotilla_gateway::Gateway,
+    path: PathBuf,
+    token: CancellationToken,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => match gateway.reload_file(&path) {
+                    Ok(()) => tracing::info!(file = %path.display(), "gateway routes reloaded"),
+                    Err(e) => tracing::error!(error = %e, "gateway reload refused; the previous routes keep serving"),
+                },
+                () = token.cancelled() => return,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    token.cancelled().await;
 }

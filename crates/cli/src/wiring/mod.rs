@@ -1,0 +1,83 @@
+//! Wiring: configuration -> backends -> components. The only place that knows every crate.
+
+mod backends;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use flotilla_discovery::Discovery;
+use serde_json::json;
+
+use crate::platform::PlatformConfig;
+
+/// Every component of `flotilla up`, built and ready to serve.
+#[derive(Debug)]
+pub(crate) struct Platform {
+    pub(crate) registry: flotilla_registry::Registry,
+    pub(crate) broker: flotilla_broker::Broker,
+    pub(crate) store: flotilla_store::StoreApi,
+    pub(crate) gateway: Option<flotilla_gateway::Gateway>,
+    /// What runs, on which backend, for `/api/v1/platform` and the start-up log.
+    pub(crate) summary: serde_json::Value,
+}
+
+/// Opens the backends the configuration names and builds the components on them.
+pub(crate) async fn build(config: &PlatformConfig) -> anyhow::Result<Platform> {
+    let storage = backends::Storage::open(&config.storage.data_dir)?;
+    let catalog = storage.catalog()?;
+    let registry = flotilla_registry::Registry::new(config.registry.clone(), catalog)
+        .await
+        .context("cannot start the registry")?;
+    let bus = backends::bus(&config.bus, &storage).await?;
+    let broker =
+        flotilla_broker::Broker::new(config.bus.api.clone(), bus).context("invalid [bus.api]")?;
+    let events = backends::event_store(&config.eventstore, &storage).await?;
+    let store = flotilla_store::StoreApi::new(config.eventstore.api.clone(), events)
+        .context("invalid [eventstore.api]")?;
+    let gateway = gateway(config, &registry)?;
+    let summary = json!({
+        "components": {
+            "registry": { "api": "/api/v1/registry", "consul": "/v1", "storage": "sqlite" },
+            "bus": { "api": "/api/v1/bus", "backend": config.bus.kind },
+            "eventstore": { "api": "/api/v1/streams", "backend": config.eventstore.kind },
+            "gateway": gateway.as_ref().map(|_| json!({
+                "listen": config.gateway.listen, "admin": "/api/v1/gateway",
+                "routes_file": config.gateway.routes_file,
+            })),
+        },
+        "storage": { "data_dir": config.storage.data_dir },
+        "not_yet_available": ["sagas", "dashboard"],
+    });
+    Ok(Platform {
+        registry,
+        broker,
+        store,
+        gateway,
+        summary,
+    })
+}
+
+/// The gateway resolves upstreams straight from the in-process registry: the registry
+/// implements the discovery contract, so no network hop and no second cache.
+fn gateway(
+    config: &PlatformConfig,
+    registry: &flotilla_registry::Registry,
+) -> anyhow::Result<Option<flotilla_gateway::Gateway>> {
+    if !config.gateway.enabled {
+        return Ok(None);
+    }
+    let options = match &config.gateway.routes_file {
+        None => flotilla_gateway::GatewayOptions::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read gateway.routes_file {}", path.display()))?;
+            flotilla_gateway::GatewayOptions::from_toml(&text)
+                .with_context(|| format!("invalid gateway.routes_file {}", path.display()))?
+        }
+    };
+    let discovery: Arc<dyn Discovery> = Arc::new(registry.clone());
+    Ok(Some(
+        flotilla_gateway::Gateway::new(options, discovery)
+            .context("invalid gateway configuration")?,
+    ))
+}

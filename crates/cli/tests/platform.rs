@@ -1,0 +1,221 @@
+//! `flotilla up` end to end: the registry, the gateway routing through it, the bus and the
+//! event store on embedded storage, the admin commands, and the catalog surviving a restart.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn flotilla() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FLOTILLA_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// A keep-alive HTTP/1.1 upstream that answers every request `200 users`.
+fn upstream() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || serve_upstream(conn));
+        }
+    });
+    port
+}
+
+fn serve_upstream(conn: TcpStream) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut out = conn;
+    loop {
+        let mut line = String::new();
+        let mut saw_request = false;
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            if line == "\r\n" {
+                saw_request = true;
+                break;
+            }
+            line.clear();
+        }
+        if !saw_request
+            || out
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nusers")
+                .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// One request on a fresh connection; returns (status, body).
+fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut res = String::new();
+    s.read_to_string(&mut res).unwrap();
+    let status = res[9..12].parse().unwrap();
+    let body = res
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+struct Up {
+    child: Child,
+    api: u16,
+    gateway: u16,
+}
+
+fn start(data: &Path, routes: &Path) -> Up {
+    let (api, gateway) = (free_port(), free_port());
+    let mut child = flotilla()
+        .arg("up")
+        .env("FLOTILLA_SERVER__LISTEN", format!("127.0.0.1:{api}"))
+        .env("FLOTILLA_SERVER__DRAIN_DELAY", "0s")
+        .env("FLOTILLA_STORAGE__DATA_DIR", data)
+        .env("FLOTILLA_GATEWAY__LISTEN", format!("127.0.0.1:{gateway}"))
+        .env("FLOTILLA_GATEWAY__ROUTES_FILE", routes)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        assert!(!line.contains("ERROR"), "{line}");
+        if line.contains("service ready") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Up {
+        child,
+        api,
+        gateway,
+    }
+}
+
+fn stop(mut up: Up) {
+    let pid = up.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(up.child.wait().unwrap().code(), Some(0));
+}
+
+fn cli(up: &Up, args: &[&str]) -> String {
+    let out = flotilla()
+        .args(args)
+        .args(["--url", &format!("http://127.0.0.1:{}", up.api)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_platform_routes_through_the_registry_and_keeps_its_catalog_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.toml");
+    std::fs::write(&routes, "[[upstreams]]\nname = \"users\"\nservice = \"users\"\n\n[[routes]]\nprefix = \"/users\"\nupstream = \"users\"\n").unwrap();
+    let port = upstream();
+    let up = start(&dir.path().join("data"), &routes);
+
+    let (status, _) = http(up.gateway, "GET", "/users/1", "");
+    assert_eq!(status, 503, "no instance registered yet");
+    let reg =
+        format!(r#"{{"name":"users","address":"127.0.0.1","port":{port},"version":"1.0.0"}}"#);
+    let (status, body) = http(up.api, "POST", "/api/v1/registry/instances", &reg);
+    assert!(status == 200 || status == 201, "{status} {body}");
+    assert_eq!(
+        http(up.gateway, "GET", "/users/1", ""),
+        (200, "users".into())
+    );
+
+    assert!(cli(&up, &["services", "ls"]).contains("users"));
+    cli(
+        &up,
+        &[
+            "events",
+            "publish",
+            "orders.created",
+            "--type",
+            "com.example.order.created",
+            "--data",
+            r#"{"id":1}"#,
+        ],
+    );
+    assert!(cli(&up, &["topics", "ls"]).contains("orders.created"));
+    let (status, body) = http(up.api, "GET", "/api/v1/platform", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("/api/v1/streams"), "{body}");
+    stop(up);
+
+    let up = start(&dir.path().join("data"), &routes);
+    assert!(
+        cli(&up, &["services", "show", "users"]).contains(&port.to_string()),
+        "the catalog survived"
+    );
+    stop(up);
+}
+
+#[test]
+fn admin_commands_report_an_unreachable_control_plane_clearly() {
+    let port = free_port();
+    let out = flotilla()
+        .args([
+            "services",
+            "ls",
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the control plane"));
+}
+
+#[test]
+fn a_bad_event_payload_is_refused_before_sending() {
+    let out = flotilla()
+        .args([
+            "events",
+            "publish",
+            "orders.created",
+            "--type",
+            "t",
+            "--data",
+            "{nope",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--data"));
+}
