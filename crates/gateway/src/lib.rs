@@ -21,6 +21,7 @@ pub mod path;
 mod problem;
 mod proxy;
 pub mod ratelimit;
+mod reload;
 mod server;
 mod state;
 pub mod table;
@@ -71,7 +72,8 @@ impl Gateway {
         Ok(())
     }
 
-    /// Reads a TOML file and [`reload`](Self::reload)s it (what the CLI calls on SIGHUP).
+    /// Reads a TOML file and [`reload`](Self::reload)s it. [`Gateway::watch_config`] calls it
+    /// on SIGHUP and when the file changes.
     pub fn reload_file(&self, path: &Path) -> Result<(), Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::config("file", format!("cannot read {}: {e}", path.display())))?;

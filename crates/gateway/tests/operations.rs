@@ -231,3 +231,52 @@ async fn h2c_clients_are_proxied_to_http1_upstreams() {
     assert_eq!(v["uri"], "/h2?q=1");
     assert_eq!(v["headers"]["via"], "2 flotilla");
 }
+
+#[tokio::test]
+async fn a_changed_config_file_is_reloaded_and_a_broken_one_refused() {
+    let up = echo_upstream().await;
+    let dir = std::env::temp_dir().join(flotilla_testkit::unique_name("gw_reload"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gateway.toml");
+    let write = |prefix: &str| {
+        let text = format!(
+            "[[upstreams]]\nname = \"u\"\nurls = [\"{up}\"]\n\
+             [[routes]]\nprefix = \"/\"\nupstream = \"u\"\nrewrite = {{ replace_prefix = \"{prefix}\" }}"
+        );
+        std::fs::write(&path, text).unwrap();
+    };
+    write("/one");
+    let gw = gateway(&std::fs::read_to_string(&path).unwrap()).await;
+    let watcher = tokio::spawn({
+        let (g, p, s) = (gw.gateway.clone(), path.clone(), gw.shutdown.clone());
+        async move {
+            g.watch_config(p, std::time::Duration::from_millis(20), s)
+                .await
+        }
+    });
+    assert_eq!(get(&gw, "/x", &[]).await.json()["uri"], "/one/x");
+    // Different length, so the change is seen even within the filesystem's mtime granularity.
+    write("/second");
+    let mut seen = String::new();
+    for _ in 0..200 {
+        seen = get(&gw, "/x", &[]).await.json()["uri"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if seen == "/second/x" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen, "/second/x");
+    std::fs::write(&path, "[[routes]]\nprefix = \"/\"\nupstream = \"missing\"").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(
+        get(&gw, "/x", &[]).await.json()["uri"],
+        "/second/x",
+        "broken file refused"
+    );
+    gw.shutdown.cancel();
+    watcher.await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
