@@ -32,7 +32,7 @@ pub use error::{Error, Result};
 pub use memory::MemoryEventStore;
 pub use model::{
     AppendResult, Direction, ExpectedVersion, Filter, Metadata, NewEvent, Position, ReadAll,
-    ReadStream, RecordedEvent, Snapshot, Version,
+    ReadStream, RecordedEvent, Snapshot, StreamInfo, Version,
 };
 pub use repository::Repository;
 pub use store::EventStore;

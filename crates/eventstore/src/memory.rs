@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::model::{
     AppendResult, Direction, ExpectedVersion, NewEvent, Position, ReadAll, ReadStream,
-    RecordedEvent, Snapshot, Version, validate_batch, validate_limit,
+    RecordedEvent, Snapshot, StreamInfo, Version, validate_batch, validate_limit,
 };
 use crate::plan::{Plan, StreamState, plan_append};
 use crate::store::{EventStore, validate_subscriber};
@@ -219,6 +219,28 @@ impl EventStore for MemoryEventStore {
         let st = self.lock();
         st.live_stream(stream)?;
         Ok(st.snapshots.get(stream).cloned())
+    }
+
+    async fn list_streams(
+        &self,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>> {
+        validate_limit(limit)?;
+        let st = self.lock();
+        let mut all: Vec<StreamInfo> = st
+            .streams
+            .iter()
+            .filter(|(id, _)| after.is_none_or(|a| *id > a))
+            .map(|(id, s)| StreamInfo {
+                stream: id.clone(),
+                version: s.version,
+                deleted: s.deleted,
+            })
+            .collect();
+        all.sort_by(|a, b| a.stream.cmp(&b.stream));
+        all.truncate(limit);
+        Ok(all)
     }
 
     async fn load_checkpoint(&self, subscriber: &str) -> Result<Option<Position>> {

@@ -270,6 +270,17 @@ pub struct Snapshot {
     pub state: Value,
 }
 
+/// A stream as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamInfo {
+    /// The stream.
+    pub stream: StreamId,
+    /// Its version (`None`: no events were ever appended).
+    pub version: Option<Version>,
+    /// Soft-deleted.
+    pub deleted: bool,
+}
+
 /// Checks a batch's shape before any storage is touched.
 pub fn validate_batch(events: &[NewEvent]) -> crate::Result<()> {
     if events.is_empty() {

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use crate::Result;
 use crate::model::{
     AppendResult, ExpectedVersion, NewEvent, Position, ReadAll, ReadStream, RecordedEvent,
-    Snapshot, Version,
+    Snapshot, StreamInfo, Version,
 };
 
 /// An event store: streams of events with optimistic concurrency, a global order, snapshots
@@ -75,6 +75,11 @@ pub trait EventStore: Send + Sync + Debug + 'static {
 
     /// The stream's latest snapshot.
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>>;
+
+    /// Streams in id order after `after` (`None`: from the first), at most `limit`, deleted
+    /// ones included and marked. Only streams that were written to or deleted are listed.
+    async fn list_streams(&self, after: Option<&StreamId>, limit: usize)
+    -> Result<Vec<StreamInfo>>;
 
     /// The last position a named persistent subscriber has processed.
     async fn load_checkpoint(&self, subscriber: &str) -> Result<Option<Position>>;

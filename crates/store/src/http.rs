@@ -26,6 +26,7 @@ const HEADER: &str = "expected-version";
 
 pub(crate) fn router(api: StoreApi) -> Router {
     Router::new()
+        .route("/api/v1/streams", get(list_streams))
         .route("/api/v1/streams/$all", get(read_all))
         .route("/api/v1/streams/$all/subscribe", get(subscribe))
         .route(
@@ -173,6 +174,26 @@ async fn read_stream(
         Direction::Backward => events.last().map(|e| e.version.saturating_sub(1)),
     });
     Ok(Json(json!({ "events": events, "next": next.flatten() })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_streams(
+    State(api): State<StoreApi>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, Problem> {
+    let after = q.after.as_deref().map(stream_id).transpose()?;
+    let limit = capped(&api, q.limit);
+    let streams = api.store.list_streams(after.as_ref(), limit).await?;
+    let next = (streams.len() == limit).then(|| streams.last().map(|s| s.stream.clone()));
+    Ok(Json(
+        json!({ "streams": streams, "next_after": next.flatten() }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

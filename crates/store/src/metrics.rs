@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use flotilla_core::StreamId;
 use flotilla_eventstore::{
     AppendResult, Error, EventStore, ExpectedVersion, NewEvent, Position, ReadAll, ReadStream,
-    RecordedEvent, Snapshot, Version,
+    RecordedEvent, Snapshot, StreamInfo, Version,
 };
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -153,6 +153,14 @@ impl EventStore for Instrumented {
 
     async fn load_snapshot(&self, s: &StreamId) -> Result<Option<Snapshot>, Error> {
         self.inner.load_snapshot(s).await
+    }
+
+    async fn list_streams(
+        &self,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>, Error> {
+        self.inner.list_streams(after, limit).await
     }
 
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, Error> {

@@ -140,6 +140,11 @@ async fn reads_return_streams_both_ways_and_all_by_category() {
             json!("order-2")
         ]
     );
+    let (_, _, r) = call(&app, get("/api/v1/streams?limit=2")).await;
+    assert_eq!(r["streams"][0]["stream"], json!("order-1"));
+    assert_eq!(r["next_after"], json!("order-2"));
+    let (_, _, r) = call(&app, get("/api/v1/streams?after=order-2")).await;
+    assert_eq!(r["streams"][0]["stream"], json!("user-1"));
     let (_, _, r) = call(&app, get("/api/v1/streams/$all?type=B&after=2")).await;
     assert_eq!(
         r["events"].as_array().unwrap().len(),

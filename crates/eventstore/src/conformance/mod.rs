@@ -30,7 +30,9 @@ use crate::{EventStore, NewEvent};
 pub use appends::{expected_version_rules, idempotent_reappend, invalid_batches_are_refused};
 pub use concurrency::concurrent_writers_get_contiguous_versions;
 pub use lifecycle::{delete_then_truncate, snapshots_replace_and_validate, truncate_keeps_version};
-pub use reads::{read_all_by_position_category_and_type, read_stream_both_directions};
+pub use reads::{
+    list_streams_in_id_order, read_all_by_position_category_and_type, read_stream_both_directions,
+};
 pub use replay::snapshot_plus_tail_equals_full_replay;
 pub use subscriptions::{catch_up_then_live_has_no_gap_or_duplicate, checkpoint_resume};
 
@@ -70,6 +72,7 @@ macro_rules! eventstore_conformance {
             invalid_batches_are_refused,
             read_stream_both_directions,
             read_all_by_position_category_and_type,
+            list_streams_in_id_order,
             concurrent_writers_get_contiguous_versions,
             catch_up_then_live_has_no_gap_or_duplicate,
             checkpoint_resume,

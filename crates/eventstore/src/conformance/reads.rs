@@ -51,6 +51,34 @@ pub async fn read_stream_both_directions(store: Arc<dyn EventStore>) {
     assert!(none.is_empty(), "an unwritten stream reads as empty");
 }
 
+/// Streams are listed in id order, paged by `after`, deleted ones marked.
+pub async fn list_streams_in_id_order(store: Arc<dyn EventStore>) {
+    for s in ["b-1", "a-1", "c-1", "a-2"] {
+        store
+            .append(&sid(s), Ev::Any, events("E", 2))
+            .await
+            .unwrap();
+    }
+    store.delete_stream(&sid("c-1"), Ev::Any).await.unwrap();
+    let first = store.list_streams(None, 3).await.unwrap();
+    let names: Vec<&str> = first.iter().map(|i| i.stream.as_str()).collect();
+    assert_eq!(names, vec!["a-1", "a-2", "b-1"]);
+    assert_eq!((first[0].version, first[0].deleted), (Some(2), false));
+    let rest = store
+        .list_streams(Some(&first[2].stream), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!((rest[0].stream.as_str(), rest[0].deleted), ("c-1", true));
+    assert!(
+        store
+            .list_streams(Some(&sid("c-1")), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 /// `$all` is in position order across streams; paging by `after`; category and type filters.
 pub async fn read_all_by_position_category_and_type(store: Arc<dyn EventStore>) {
     for i in 0..3 {

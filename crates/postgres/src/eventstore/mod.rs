@@ -36,7 +36,7 @@ use flotilla_eventstore::plan::{Plan, StreamState, plan_append};
 use flotilla_eventstore::store::validate_subscriber;
 use flotilla_eventstore::{
     AppendResult, Direction, Error, EventStore, ExpectedVersion, Filter, NewEvent, Position,
-    ReadAll, ReadStream, RecordedEvent, Snapshot, Version,
+    ReadAll, ReadStream, RecordedEvent, Snapshot, StreamInfo, Version,
 };
 use tokio::sync::watch;
 

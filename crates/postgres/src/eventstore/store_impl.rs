@@ -148,6 +148,31 @@ impl EventStore for PgEventStore {
         }))
     }
 
+    async fn list_streams(
+        &self,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>, Error> {
+        validate_limit(limit)?;
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let after = after.map_or("", |a| a.as_str());
+        let rows = client
+            .query(&self.sql.list_streams, &[&after, &clamp(limit as u64)])
+            .await
+            .map_err(pg)?;
+        rows.iter()
+            .map(|r| {
+                let version: i64 = r.try_get(1).map_err(pg)?;
+                Ok(StreamInfo {
+                    stream: StreamId::new(r.try_get::<_, String>(0).map_err(pg)?)
+                        .map_err(Error::storage)?,
+                    version: (version > 0).then_some(version as u64),
+                    deleted: r.try_get(2).map_err(pg)?,
+                })
+            })
+            .collect()
+    }
+
     async fn load_checkpoint(&self, subscriber: &str) -> Result<Option<Position>, Error> {
         validate_subscriber(subscriber)?;
         let client = self.pool.get().await.map_err(unavailable)?;

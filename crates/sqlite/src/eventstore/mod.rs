@@ -24,7 +24,7 @@ use flotilla_eventstore::plan::{Plan, plan_append};
 use flotilla_eventstore::store::validate_subscriber;
 use flotilla_eventstore::{
     AppendResult, Direction, Error, EventStore, ExpectedVersion, Filter, NewEvent, Position,
-    ReadAll, ReadStream, RecordedEvent, Snapshot, Version,
+    ReadAll, ReadStream, RecordedEvent, Snapshot, StreamInfo, Version,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
@@ -183,6 +183,15 @@ fn read_all_rows(c: &Connection, read: &ReadAll) -> Result<Vec<RecordedEvent>, E
     rows.and_then(Iterator::collect).map_err(db)
 }
 
+/// A listed stream; version 0 is a stream deleted before it was ever written.
+fn stream_info(stream: String, version: i64, deleted: bool) -> Result<StreamInfo, Error> {
+    Ok(StreamInfo {
+        stream: StreamId::new(stream).map_err(Error::storage)?,
+        version: (version > 0).then_some(version as u64),
+        deleted,
+    })
+}
+
 /// SQLite integers are signed: clamp "everything" (`u64::MAX`) to the largest it stores.
 fn clamp(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -317,6 +326,35 @@ impl EventStore for SqliteEventStore {
                 version: version as u64,
                 state,
             }))
+        })
+        .await
+    }
+
+    async fn list_streams(
+        &self,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>, Error> {
+        validate_limit(limit)?;
+        let after = after.map_or_else(String::new, |a| a.as_str().to_owned());
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT stream, version, deleted FROM es_streams WHERE stream > ?1 \
+                     ORDER BY stream LIMIT ?2",
+                )
+                .map_err(db)?;
+            let rows = st.query_map(params![after, clamp(limit as u64)], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, bool>(2)?,
+                ))
+            });
+            let rows: Vec<_> = rows.and_then(Iterator::collect).map_err(db)?;
+            rows.into_iter()
+                .map(|(s, v, deleted)| stream_info(s, v, deleted))
+                .collect()
         })
         .await
     }
