@@ -19,6 +19,7 @@ mod engine;
 mod error;
 mod filter;
 pub mod memory;
+mod metrics;
 mod model;
 mod policy;
 
@@ -30,6 +31,7 @@ pub use engine::{Bus, HandlerError, Received, Subscription, SubscriptionBuilder,
 pub use error::Error;
 pub use filter::Filter;
 pub use memory::MemoryBackend;
+pub use metrics::Metrics;
 pub use model::{
     DeadLetter, Delivery, DlqQuery, EXT_PARTITION_KEY, Failure, FailureReason, GroupInfo,
     GroupName, GroupSpec, Outgoing, PublishOutcome, Receipt, TopicInfo,

@@ -228,3 +228,58 @@ async fn a_subscription_without_a_group_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("group"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn metrics_count_publishes_deliveries_and_outcomes_per_group() {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = flotilla_bus::Metrics::new(&mut registry);
+    let (bus, _mem) = bus();
+    let bus = bus.with_metrics(metrics);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let sub = bus
+        .subscribe("orders.*")
+        .group("m")
+        .handler(move |r| {
+            let _ = tx.send(());
+            let poison = r.event.subject.is_some();
+            async move {
+                if poison {
+                    Err(flotilla_bus::HandlerError::reject("poison"))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await
+        .unwrap();
+    bus.publish(CloudEvent::new("/o", "orders.created"))
+        .await
+        .unwrap();
+    let mut poison = CloudEvent::new("/o", "orders.created");
+    poison.subject = Some("bad".into());
+    bus.publish(poison).await.unwrap();
+    rx.recv().await.unwrap();
+    rx.recv().await.unwrap();
+    sub.stop().await;
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let samples = flotilla_testkit::prometheus::parse(&text).unwrap();
+    let sum = |name: &str, labels: &[(&str, &str)]| {
+        flotilla_testkit::prometheus::sum(&samples, name, labels)
+    };
+    assert_eq!(
+        sum(
+            "flotilla_bus_published_total",
+            &[("topic", "orders.created")]
+        ),
+        2.0
+    );
+    assert_eq!(sum("flotilla_bus_delivered_total", &[("group", "m")]), 2.0);
+    assert_eq!(sum("flotilla_bus_acked_total", &[("group", "m")]), 1.0);
+    let dead = [("group", "m"), ("reason", "rejected")];
+    assert_eq!(sum("flotilla_bus_dead_lettered_total", &dead), 1.0);
+    assert_eq!(
+        sum("flotilla_bus_handler_seconds_count", &[("group", "m")]),
+        2.0
+    );
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use flotilla_core::{CloudEvent, TopicName};
 use serde::Serialize;
 
-use crate::{Backend, Error, Outgoing, PublishOutcome};
+use crate::{Backend, Error, Metrics, Outgoing, PublishOutcome};
 
 pub use subscribe::{HandlerError, Received, Subscription, SubscriptionBuilder, Typed};
 
@@ -38,12 +38,26 @@ pub use subscribe::{HandlerError, Received, Subscription, SubscriptionBuilder, T
 #[derive(Debug, Clone)]
 pub struct Bus {
     backend: Arc<dyn Backend>,
+    metrics: Option<Metrics>,
 }
 
 impl Bus {
     /// A bus over `backend`.
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Self { backend }
+        Self {
+            backend,
+            metrics: None,
+        }
+    }
+
+    /// Counts publishes, deliveries and outcomes, and times handlers, in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub(crate) fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_ref()
     }
 
     /// The backend, for operations the engine does not wrap (DLQ, topics, groups).
@@ -93,12 +107,21 @@ impl Bus {
             out.event.validate()?;
         }
         let n = batch.len();
+        let topics: Vec<_> = self.metrics.as_ref().map_or_else(Vec::new, |_| {
+            batch.iter().map(|o| o.topic.as_str().to_owned()).collect()
+        });
         let outcomes = self.backend.publish(batch).await?;
         if outcomes.len() != n {
             return Err(Error::Backend(format!(
                 "publish answered {} outcomes for {n} events",
                 outcomes.len()
             )));
+        }
+        if let Some(m) = &self.metrics {
+            let stored = topics.iter().zip(&outcomes);
+            stored
+                .filter(|(_, o)| **o == PublishOutcome::Stored)
+                .for_each(|(t, _)| m.published(t));
         }
         Ok(outcomes)
     }

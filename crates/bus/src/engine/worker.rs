@@ -10,7 +10,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::Bus;
 use super::subscribe::{Action, Handler, HandlerError, Received};
-use crate::{Delivery, DeliveryPolicy, Error, Failure, FailureReason, Filter, GroupName};
+use crate::{Delivery, DeliveryPolicy, Error, Failure, FailureReason, Filter, GroupName, Metrics};
 
 /// How long one receive waits for events: also the longest a shutdown waits for the loop.
 const POLL_WAIT: Duration = Duration::from_millis(500);
@@ -121,10 +121,15 @@ impl Worker {
             attempt: d.attempt,
             published_at: d.published_at,
         };
+        let metrics = self.bus.metrics();
+        metrics.inspect(|m| m.delivered(self.group.as_str()));
+        let started = tokio::time::Instant::now();
         // Its own task, so a panicking handler fails one attempt instead of the worker; the
         // guard aborts it if this subscription is aborted.
         let run = AbortOnDropHandle::new(tokio::spawn((self.handler)(received)));
-        let outcome = match tokio::time::timeout(self.settings.handler_timeout, run).await {
+        let result = tokio::time::timeout(self.settings.handler_timeout, run).await;
+        metrics.inspect(|m| m.handler_time(self.group.as_str(), started.elapsed()));
+        let outcome = match result {
             Ok(Ok(result)) => result,
             Ok(Err(join)) if join.is_panic() => Err(HandlerError::retry("handler panicked")),
             Ok(Err(_)) => Err(HandlerError::retry("handler task was cancelled")),
@@ -138,21 +143,33 @@ impl Worker {
 
     async fn settle(&self, d: &Delivery, outcome: Result<(), HandlerError>) {
         let backend = self.bus.backend();
-        let result = match outcome {
-            Ok(()) => backend.ack(&d.receipt).await,
+        let group = self.group.as_str();
+        let (result, count): (_, fn(&Metrics, &str)) = match outcome {
+            Ok(()) => (backend.ack(&d.receipt).await, |m, g| m.acked(g)),
             Err(e) => match self.decide(d.attempt, &e) {
-                Decision::Retry(delay) => backend.nack(&d.receipt, delay).await,
+                Decision::Retry(delay) => {
+                    (backend.nack(&d.receipt, delay).await, |m, g| m.nacked(g))
+                }
                 Decision::DeadLetter(reason) => {
                     let failure = Failure {
                         reason,
                         last_error: e.message,
                     };
-                    backend.dead_letter(&d.receipt, failure).await
+                    let r = backend.dead_letter(&d.receipt, failure).await;
+                    let count: fn(&Metrics, &str) = match reason {
+                        FailureReason::MaxDeliveries => |m, g| m.dead_lettered(g, "max_deliveries"),
+                        FailureReason::Rejected => |m, g| m.dead_lettered(g, "rejected"),
+                    };
+                    (r, count)
                 }
             },
         };
         match result {
-            Ok(()) => {}
+            Ok(()) => {
+                if let Some(m) = self.bus.metrics() {
+                    count(m, group);
+                }
+            }
             // Another consumer holds the event now; it settles it.
             Err(Error::LeaseLost) => tracing::debug!(group = %self.group, "lease lost"),
             Err(e) => tracing::warn!(
