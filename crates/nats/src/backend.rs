@@ -35,6 +35,8 @@ pub(crate) struct Inner {
     pub(crate) opts: Options,
     pub(crate) groups: Mutex<HashMap<GroupName, GroupConsumers>>,
     pub(crate) leases: Leases,
+    /// Receives so far (paces how often the replay consumer is pulled first).
+    pub(crate) receives: std::sync::atomic::AtomicU64,
     tasks: [JoinHandle<()>; 2],
 }
 
@@ -66,6 +68,7 @@ impl NatsBackend {
             opts,
             groups: Mutex::new(HashMap::new()),
             leases,
+            receives: std::sync::atomic::AtomicU64::new(0),
             tasks: [mover, keeper],
         };
         Ok(Self {

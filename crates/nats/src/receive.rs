@@ -1,6 +1,7 @@
 //! Leasing events to a consumer: a pull from the group's replay consumer, then from its
 //! event consumer, waiting on the latter only when nothing is ready.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{AckKind, Message, consumer::PullConsumer};
@@ -9,7 +10,11 @@ use flotilla_core::{CloudEvent, TopicName};
 use futures_util::StreamExt;
 
 use crate::NatsBackend;
+use crate::backend::GroupConsumers;
 use crate::topology::{TOPIC_HEADER, topic_of};
+
+/// Every this many receives, the replay consumer is pulled first.
+const REPLAY_EVERY: u64 = 16;
 
 /// JetStream refuses pull requests that expire sooner than this.
 const MIN_EXPIRES: Duration = Duration::from_millis(10);
@@ -26,15 +31,10 @@ impl NatsBackend {
             return Ok(Vec::new());
         }
         let c = self.consumers(group).await?;
-        let mut msgs = fetch_now(&c.replay, max).await?;
-        if msgs.len() < max {
-            msgs.extend(fetch_now(&c.main, max - msgs.len()).await?);
-        }
+        let mut msgs = self.fetch_ready(&c, max).await?;
         if msgs.is_empty() && !wait.is_zero() {
+            // Return as soon as one arrives: under load the no-wait pulls above fill batches.
             msgs = fetch_wait(&c.main, wait.max(MIN_EXPIRES)).await?;
-            if !msgs.is_empty() && max > 1 {
-                msgs.extend(fetch_now(&c.main, max - 1).await?);
-            }
         }
         let mut out = Vec::with_capacity(msgs.len());
         for m in msgs {
@@ -46,6 +46,24 @@ impl NatsBackend {
             }
         }
         Ok(out)
+    }
+
+    /// What is ready now: one pull from the event consumer, and from the replay consumer
+    /// when that came back short or every [`REPLAY_EVERY`]th call (so replays are not
+    /// starved by a busy group, while a busy group pays one round trip per receive).
+    async fn fetch_ready(&self, c: &GroupConsumers, max: usize) -> Result<Vec<Message>, BusError> {
+        let turn = self.inner.receives.fetch_add(1, Ordering::Relaxed);
+        let mut msgs = Vec::new();
+        if turn % REPLAY_EVERY == 0 {
+            msgs = fetch_now(&c.replay, max).await?;
+        }
+        if msgs.len() < max {
+            msgs.extend(fetch_now(&c.main, max - msgs.len()).await?);
+        }
+        if msgs.len() < max && turn % REPLAY_EVERY != 0 {
+            msgs.extend(fetch_now(&c.replay, max - msgs.len()).await?);
+        }
+        Ok(msgs)
     }
 
     /// A delivery from a JetStream message; a message this backend did not write is
