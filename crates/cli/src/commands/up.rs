@@ -5,11 +5,9 @@
 //! registry, bus and event-store APIs are merged into its router; the gateway serves client
 //! traffic on its own listener as a background task of the same service.
 
-use std::path::PathBuf;
-
 use axum::Router;
 use axum::routing::get;
-use flotilla::{CancellationToken, Microservice, MicroserviceBuilder};
+use flotilla::{Microservice, MicroserviceBuilder};
 
 use crate::Failure;
 use crate::cli::ConfigArgs;
@@ -60,6 +58,12 @@ async fn background(
         "registry",
         move |token| async move { registry.run(token).await },
     );
+    let broker = platform.broker.clone();
+    builder = builder.task("bus-push", move |token| async move {
+        if let Err(e) = broker.run(token).await {
+            tracing::error!(error = %e, "push subscriptions stopped");
+        }
+    });
     let Some(gateway) = platform.gateway else {
         return Ok(builder);
     };
@@ -82,8 +86,12 @@ async fn background(
             upkeep.run(token).await
         });
     if let Some(path) = config.gateway.routes_file.clone() {
-        builder = builder.task("gateway-reload", move |token| {
-            reload_on_sighup(gateway, path, token)
+        // SIGHUP or a change to the file reloads the routes; an invalid file is refused and
+        // the running routes keep serving.
+        builder = builder.task("gateway-reload", move |token| async move {
+            gateway
+                .watch_config(path, std::time::Duration::from_secs(2), token)
+                .await;
         });
     }
     Ok(builder)
@@ -93,31 +101,4 @@ fn gateway_metrics(builder: &MicroserviceBuilder, gateway: &flotilla_gateway::Ga
     builder
         .metrics()
         .register(|registry| gateway.register_metrics(registry));
-}
-
-/// SIGHUP re-reads the gateway's routes file; an invalid file is refused and logged while the
-/// running routes keep serving.
-async fn reload_on_sighup(
-    gateway: flotilla_gateway::Gateway,
-    path: PathBuf,
-    token: CancellationToken,
-) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = hup.recv() => match gateway.reload_file(&path) {
-                    Ok(()) => tracing::info!(file = %path.display(), "gateway routes reloaded"),
-                    Err(e) => tracing::error!(error = %e, "gateway reload refused; the previous routes keep serving"),
-                },
-                () = token.cancelled() => return,
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    token.cancelled().await;
 }
