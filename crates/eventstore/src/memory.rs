@@ -243,6 +243,17 @@ impl EventStore for MemoryEventStore {
         Ok(all)
     }
 
+    async fn list_checkpoints(&self) -> Result<Vec<(String, Position)>> {
+        let mut all: Vec<_> = self
+            .lock()
+            .checkpoints
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        all.sort();
+        Ok(all)
+    }
+
     async fn load_checkpoint(&self, subscriber: &str) -> Result<Option<Position>> {
         validate_subscriber(subscriber)?;
         Ok(self.lock().checkpoints.get(subscriber).copied())

@@ -81,6 +81,9 @@ pub trait EventStore: Send + Sync + Debug + 'static {
     async fn list_streams(&self, after: Option<&StreamId>, limit: usize)
     -> Result<Vec<StreamInfo>>;
 
+    /// Every persistent subscriber's checkpoint, by name (for `projections ls` and lag).
+    async fn list_checkpoints(&self) -> Result<Vec<(String, Position)>>;
+
     /// The last position a named persistent subscriber has processed.
     async fn load_checkpoint(&self, subscriber: &str) -> Result<Option<Position>>;
 

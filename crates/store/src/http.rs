@@ -28,6 +28,7 @@ pub(crate) fn router(api: StoreApi) -> Router {
     Router::new()
         .route("/api/v1/streams", get(list_streams))
         .route("/api/v1/streams/$all", get(read_all))
+        .route("/api/v1/streams/$subscriptions", get(list_subscriptions))
         .route("/api/v1/streams/$all/subscribe", get(subscribe))
         .route(
             "/api/v1/streams/{stream}",
@@ -174,6 +175,21 @@ async fn read_stream(
         Direction::Backward => events.last().map(|e| e.version.saturating_sub(1)),
     });
     Ok(Json(json!({ "events": events, "next": next.flatten() })))
+}
+
+/// Persistent subscribers (projections) with their checkpoint and lag behind the head.
+async fn list_subscriptions(State(api): State<StoreApi>) -> Result<Json<Value>, Problem> {
+    let head = *api.store.head().borrow();
+    let subs: Vec<Value> = api
+        .store
+        .list_checkpoints()
+        .await?
+        .into_iter()
+        .map(|(name, position)| {
+            json!({ "name": name, "position": position, "lag": head.saturating_sub(position) })
+        })
+        .collect();
+    Ok(Json(json!({ "head": head, "subscriptions": subs })))
 }
 
 #[derive(Debug, Deserialize)]

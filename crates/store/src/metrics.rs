@@ -163,6 +163,10 @@ impl EventStore for Instrumented {
         self.inner.list_streams(after, limit).await
     }
 
+    async fn list_checkpoints(&self) -> Result<Vec<(String, Position)>, Error> {
+        self.inner.list_checkpoints().await
+    }
+
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, Error> {
         self.inner.load_checkpoint(name).await
     }

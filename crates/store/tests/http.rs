@@ -266,3 +266,22 @@ async fn metrics_count_appends_and_conflicts() {
         Some(2.0)
     );
 }
+
+#[tokio::test]
+async fn subscriptions_list_checkpoints_with_their_lag() {
+    let store = Arc::new(MemoryEventStore::new());
+    let app = StoreApi::new(Options::default(), store.clone())
+        .unwrap()
+        .router();
+    for _ in 0..3 {
+        call(&app, post("/api/v1/streams/p-1", None, one_event())).await;
+    }
+    store.save_checkpoint("totals", 1).await.unwrap();
+    let (s, _, r) = call(&app, get("/api/v1/streams/$subscriptions")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(r["head"], json!(3));
+    assert_eq!(
+        r["subscriptions"],
+        json!([{"name": "totals", "position": 1, "lag": 2}])
+    );
+}

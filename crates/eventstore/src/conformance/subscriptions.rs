@@ -151,4 +151,11 @@ pub async fn checkpoint_resume(store: Arc<dyn EventStore>) {
         "resumed after the checkpoint, no gap, no redelivery"
     );
     assert_eq!(store.load_checkpoint("never-ran").await.unwrap(), None);
+    store.save_checkpoint("a-first", 1).await.unwrap();
+    let listed = store.list_checkpoints().await.unwrap();
+    let last = *all.last().unwrap();
+    assert_eq!(
+        listed,
+        vec![("a-first".to_owned(), 1), ("projector-a".to_owned(), last)]
+    );
 }

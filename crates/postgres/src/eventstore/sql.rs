@@ -27,6 +27,7 @@ pub(super) struct Sql {
     pub save_snapshot: String,
     pub load_snapshot: String,
     pub list_streams: String,
+    pub list_checkpoints: String,
     pub load_checkpoint: String,
     pub save_checkpoint: String,
 }
@@ -79,6 +80,8 @@ impl Sql {
             load_snapshot: f("SELECT version, state FROM {s}.es_snapshots WHERE stream = $1"),
             list_streams: f("SELECT stream, version, deleted FROM {s}.es_streams \
                  WHERE stream COLLATE \"C\" > $1 ORDER BY stream COLLATE \"C\" LIMIT $2"),
+            list_checkpoints: f("SELECT subscriber, position FROM {s}.es_checkpoints \
+                 ORDER BY subscriber COLLATE \"C\""),
             load_checkpoint: f("SELECT position FROM {s}.es_checkpoints WHERE subscriber = $1"),
             save_checkpoint: f("INSERT INTO {s}.es_checkpoints (subscriber, position) \
                  VALUES ($1, $2) ON CONFLICT (subscriber) DO UPDATE \

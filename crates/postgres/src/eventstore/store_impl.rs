@@ -173,6 +173,22 @@ impl EventStore for PgEventStore {
             .collect()
     }
 
+    async fn list_checkpoints(&self) -> Result<Vec<(String, Position)>, Error> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let rows = client
+            .query(&self.sql.list_checkpoints, &[])
+            .await
+            .map_err(pg)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(pg)?,
+                    r.try_get::<_, i64>(1).map_err(pg)? as u64,
+                ))
+            })
+            .collect()
+    }
+
     async fn load_checkpoint(&self, subscriber: &str) -> Result<Option<Position>, Error> {
         validate_subscriber(subscriber)?;
         let client = self.pool.get().await.map_err(unavailable)?;

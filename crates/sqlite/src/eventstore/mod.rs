@@ -359,6 +359,19 @@ impl EventStore for SqliteEventStore {
         .await
     }
 
+    async fn list_checkpoints(&self) -> Result<Vec<(String, Position)>, Error> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT subscriber, position FROM es_checkpoints ORDER BY subscriber",
+                )
+                .map_err(db)?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)));
+            rows.and_then(Iterator::collect).map_err(db)
+        })
+        .await
+    }
+
     async fn load_checkpoint(&self, subscriber: &str) -> Result<Option<Position>, Error> {
         validate_subscriber(subscriber)?;
         let name = subscriber.to_owned();
