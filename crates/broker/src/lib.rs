@@ -78,6 +78,7 @@ impl Options {
 pub struct Broker {
     backend: Arc<dyn Backend>,
     options: Arc<Options>,
+    discovery: Option<Arc<dyn flotilla_discovery::Discovery>>,
 }
 
 impl Broker {
@@ -87,7 +88,14 @@ impl Broker {
         Ok(Self {
             backend,
             options: Arc::new(options),
+            discovery: None,
         })
+    }
+
+    /// Lets push subscriptions name a `service` instead of a `url`.
+    pub fn with_discovery(mut self, discovery: Arc<dyn flotilla_discovery::Discovery>) -> Self {
+        self.discovery = Some(discovery);
+        self
     }
 
     /// The routes, to be merged into the control-plane router (they carry their
@@ -102,7 +110,7 @@ impl Broker {
         let bus = flotilla_bus::Bus::new(Arc::clone(&self.backend));
         let mut running = Vec::new();
         for p in &self.options.push {
-            match push::start(&bus, p, &shutdown).await {
+            match push::start(&bus, p, self.discovery.as_ref(), &shutdown).await {
                 Ok(sub) => running.push(sub),
                 Err(e) => {
                     for sub in running {

@@ -5,16 +5,21 @@
 //! other 4xx mean the receiver will never take this event, so it is dead-lettered at once;
 //! a connection failure retries.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use flotilla_bus::{Bus, DeliveryPolicy, Filter, HandlerError, Received, Subscription};
+use flotilla_core::{ServiceInstance, ServiceName};
+use flotilla_discovery::{Discovery, ServiceSet};
 use http::{Request, StatusCode, Uri, header};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
@@ -27,8 +32,17 @@ pub struct PushOptions {
     pub group: String,
     /// The topic pattern.
     pub pattern: String,
-    /// Where each event is POSTed (`http://`), in structured mode.
-    pub url: String,
+    /// Where each event is POSTed (`http://`), in structured mode. Exactly one of `url` and
+    /// `service` is set.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A service, found through discovery: each event goes to one routable instance
+    /// (weighted round robin) at `path`.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// The path on the service's instances (default `/events`).
+    #[serde(default = "default_path")]
+    pub path: String,
     /// Which events to push.
     #[serde(default)]
     pub filter: Filter,
@@ -43,6 +57,10 @@ pub struct PushOptions {
     pub policy: DeliveryPolicy,
 }
 
+fn default_path() -> String {
+    "/events".into()
+}
+
 fn default_concurrency() -> usize {
     4
 }
@@ -53,22 +71,86 @@ fn default_timeout_ms() -> u64 {
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
+/// Where a push subscription sends events.
+#[derive(Debug)]
+enum Target {
+    Url(Uri),
+    Service {
+        name: ServiceName,
+        set: watch::Receiver<ServiceSet>,
+        path: String,
+        turn: AtomicU64,
+    },
+}
+
+impl Target {
+    fn new(options: &PushOptions, discovery: Option<&Arc<dyn Discovery>>) -> Result<Self, Error> {
+        match (&options.url, &options.service) {
+            (Some(url), None) => Ok(Self::Url(http_uri(url)?)),
+            (None, Some(service)) => {
+                let name =
+                    ServiceName::new(service.clone()).map_err(|e| Error::Config(e.to_string()))?;
+                let discovery = discovery.ok_or_else(|| {
+                    Error::Config(format!("push to service {service:?} needs discovery"))
+                })?;
+                Ok(Self::Service {
+                    set: discovery.watch(&name),
+                    name,
+                    path: options.path.clone(),
+                    turn: AtomicU64::new(0),
+                })
+            }
+            _ => Err(Error::Config(format!(
+                "push subscription {:?} needs exactly one of url and service",
+                options.group
+            ))),
+        }
+    }
+
+    /// The URI for the next request; `None` when no instance is routable right now.
+    fn next(&self) -> Result<Uri, HandlerError> {
+        match self {
+            Self::Url(u) => Ok(u.clone()),
+            Self::Service {
+                name,
+                set,
+                path,
+                turn,
+            } => {
+                let n = turn.fetch_add(1, Ordering::Relaxed);
+                let base = set
+                    .borrow()
+                    .pick_weighted(n)
+                    .map(ServiceInstance::base_url)
+                    .ok_or_else(|| {
+                        HandlerError::retry(format!("no routable instance of {name}"))
+                    })?;
+                format!("{base}{path}")
+                    .parse()
+                    .map_err(|e| HandlerError::retry(format!("bad instance address {base}: {e}")))
+            }
+        }
+    }
+}
+
+fn http_uri(url: &str) -> Result<Uri, Error> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| Error::Config(format!("push url {url:?}: {e}")))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(Error::Config(format!("push url {url:?} must be http://")));
+    }
+    Ok(uri)
+}
+
 /// Starts one push subscription.
 pub(crate) async fn start(
     bus: &Bus,
     options: &PushOptions,
+    discovery: Option<&Arc<dyn Discovery>>,
     shutdown: &CancellationToken,
 ) -> Result<Subscription, Error> {
-    let uri: Uri = options
-        .url
-        .parse()
-        .map_err(|e| Error::Config(format!("push url {:?}: {e}", options.url)))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(Error::Config(format!(
-            "push url {:?} must be http://",
-            options.url
-        )));
-    }
+    let target = Arc::new(Target::new(options, discovery)?);
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let sub = bus
         .subscribe(&options.pattern)
@@ -78,12 +160,13 @@ pub(crate) async fn start(
         .handler_timeout(Duration::from_millis(options.timeout_ms))
         .policy(options.policy.clone())
         .shutdown_on(shutdown)
-        .handler(move |r| deliver(client.clone(), uri.clone(), r))
+        .handler(move |r| deliver(client.clone(), Arc::clone(&target), r))
         .await?;
     Ok(sub)
 }
 
-async fn deliver(client: HttpClient, uri: Uri, r: Received) -> Result<(), HandlerError> {
+async fn deliver(client: HttpClient, target: Arc<Target>, r: Received) -> Result<(), HandlerError> {
+    let uri = target.next()?;
     let body = Bytes::from(r.event.to_json_value().to_string());
     let req = Request::post(uri)
         .header(header::CONTENT_TYPE, "application/cloudevents+json")

@@ -47,7 +47,9 @@ fn push(url: String) -> PushOptions {
     PushOptions {
         group: "hooks".into(),
         pattern: "orders.*".into(),
-        url,
+        url: Some(url),
+        service: None,
+        path: "/events".into(),
         filter: Default::default(),
         concurrency: 2,
         timeout_ms: 5_000,
@@ -134,4 +136,49 @@ async fn a_push_url_that_is_not_http_is_refused_naming_it() {
     let broker = Broker::new(options, Arc::new(MemoryBackend::new())).unwrap();
     let err = broker.run(CancellationToken::new()).await.unwrap_err();
     assert!(err.to_string().contains("ftp://x/hook"), "{err}");
+}
+
+#[tokio::test]
+async fn a_push_to_a_service_goes_to_an_instance_found_through_discovery() {
+    let (url, mut got) = receiver(StatusCode::NO_CONTENT, StatusCode::NO_CONTENT).await;
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/hook")
+        .parse()
+        .unwrap();
+    let name = flotilla_core::ServiceName::new("mailer").unwrap();
+    let discovery = flotilla_discovery::StaticDiscovery::new();
+    let instance = flotilla_core::ServiceInstance::new(name.clone(), "127.0.0.1", port);
+    discovery.set_passing(&name, vec![instance]);
+    let mem = MemoryBackend::new();
+    let target = PushOptions {
+        url: None,
+        service: Some("mailer".into()),
+        path: "/hook".into(),
+        ..push(String::new())
+    };
+    let options = Options {
+        push: vec![target],
+        ..Options::default()
+    };
+    let broker = Broker::new(options, Arc::new(mem.clone()))
+        .unwrap()
+        .with_discovery(Arc::new(discovery));
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move { broker.run(token).await.unwrap() });
+    while mem.groups().await.unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let e = CloudEvent::new("/shop", "orders.created");
+    Bus::new(Arc::new(mem.clone()))
+        .publish(e.clone())
+        .await
+        .unwrap();
+    assert_eq!(got.recv().await.unwrap(), e.id);
+    shutdown.cancel();
+    task.await.unwrap();
+    assert_eq!(mem.groups().await.unwrap()[0].pending, 0);
 }
