@@ -52,15 +52,19 @@ impl NatsBackend {
     /// when that came back short or every [`REPLAY_EVERY`]th call (so replays are not
     /// starved by a busy group, while a busy group pays one round trip per receive).
     async fn fetch_ready(&self, c: &GroupConsumers, max: usize) -> Result<Vec<Message>, BusError> {
-        let turn = self.inner.receives.fetch_add(1, Ordering::Relaxed);
+        let replay_first = self
+            .inner
+            .receives
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(REPLAY_EVERY);
         let mut msgs = Vec::new();
-        if turn % REPLAY_EVERY == 0 {
+        if replay_first {
             msgs = fetch_now(&c.replay, max).await?;
         }
         if msgs.len() < max {
             msgs.extend(fetch_now(&c.main, max - msgs.len()).await?);
         }
-        if msgs.len() < max && turn % REPLAY_EVERY != 0 {
+        if msgs.len() < max && !replay_first {
             msgs.extend(fetch_now(&c.replay, max - msgs.len()).await?);
         }
         Ok(msgs)
