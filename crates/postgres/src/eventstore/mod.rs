@@ -42,6 +42,9 @@ use tokio::sync::watch;
 
 use sql::{Sql, clamp, pg};
 
+/// The name `flotilla-cli` wires the store under.
+pub type PostgresEventStore = PgEventStore;
+
 /// The event store in one PostgreSQL schema.
 #[derive(Debug, Clone)]
 pub struct PgEventStore {
