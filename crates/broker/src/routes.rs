@@ -3,6 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -51,6 +52,11 @@ fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))
 }
 
+/// Query-string errors as problem+json, like every other error.
+fn query_error(e: QueryRejection) -> Error {
+    Error::BadRequest(format!("invalid query string: {}", e.body_text()))
+}
+
 fn ok(value: Value) -> Answer {
     Ok(axum::Json(value).into_response())
 }
@@ -74,10 +80,11 @@ struct PublishQuery {
 async fn publish_events(
     State(b): State<Broker>,
     Path(topic): Path<String>,
-    Query(q): Query<PublishQuery>,
+    q: Result<Query<PublishQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
+    let Query(q) = q.map_err(query_error)?;
     let topic = TopicName::new(topic).map_err(flotilla_bus::Error::from)?;
     let events = publish::events(&headers, &body, b.options.max_event_bytes)?;
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
@@ -238,7 +245,8 @@ struct DlqParams {
     limit: Option<usize>,
 }
 
-async fn dlq_list(State(b): State<Broker>, Query(q): Query<DlqParams>) -> Answer {
+async fn dlq_list(State(b): State<Broker>, q: Result<Query<DlqParams>, QueryRejection>) -> Answer {
+    let Query(q) = q.map_err(query_error)?;
     let query = DlqQuery {
         group: q.group.map(group).transpose()?,
         after: q.after,

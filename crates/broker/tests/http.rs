@@ -207,6 +207,14 @@ async fn bad_requests_answer_problem_json_naming_the_problem() {
     let (s, _, body) = call(&app, req).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(body["detail"].as_str().unwrap().contains("`id`"), "{body}");
+    let req = Request::get("/api/v1/bus/dlq?limit=many")
+        .body(Body::empty())
+        .unwrap();
+    let (s, ct, _) = call(&app, req).await;
+    assert_eq!(
+        (s, ct.as_str()),
+        (StatusCode::BAD_REQUEST, "application/problem+json")
+    );
     let req = Request::post("/api/v1/bus/topics/bad..topic/events")
         .header("content-type", "application/cloudevents+json")
         .body(Body::from("{}"))
