@@ -38,6 +38,8 @@ pub(crate) struct Inner {
     pub(crate) groups: Mutex<HashMap<GroupName, GroupSpec>>,
     /// Retry queues declared by this process, per group (deleted with the group).
     pub(crate) retry_queues: Mutex<HashMap<GroupName, std::collections::HashSet<String>>>,
+    /// Delay queues declared by this process.
+    pub(crate) delay_queues: Mutex<std::collections::HashSet<String>>,
     reaper: JoinHandle<()>,
 }
 
@@ -82,6 +84,9 @@ impl AmqpBackend {
             )
             .await
             .map_err(|e| Error::broker("declare exchange", e))?;
+        crate::delay::declare_exchange(&confirm, &opts)
+            .await
+            .map_err(|e| Error::broker("declare delay exchange", e))?;
         let in_flight = Arc::new(Mutex::new(HashMap::new()));
         let reaper = crate::consume::spawn_reaper(in_flight.clone(), opts.lease_tick);
         let inner = Inner {
@@ -93,6 +98,7 @@ impl AmqpBackend {
             topics: Mutex::new(HashMap::new()),
             groups: Mutex::new(HashMap::new()),
             retry_queues: Mutex::new(HashMap::new()),
+            delay_queues: Mutex::new(std::collections::HashSet::new()),
             reaper,
         };
         Ok(Self {
@@ -145,16 +151,14 @@ impl AmqpBackend {
         &self,
         batch: Vec<Outgoing>,
     ) -> Result<Vec<PublishOutcome>, BusError> {
-        if batch.iter().any(|o| o.not_before.is_some()) {
-            return Err(BusError::Unsupported {
-                backend: "amqp",
-                feature: "delayed publish",
-            });
-        }
         let now = unix_ms(std::time::SystemTime::now());
         let mut confirms = Vec::with_capacity(batch.len());
         for out in &batch {
             out.event.validate()?;
+            if let Some(at) = out.not_before.filter(|t| *t > std::time::SystemTime::now()) {
+                self.publish_delayed(out, at).await?;
+                continue;
+            }
             let h = headers(vec![
                 (TOPIC, text(out.topic.as_str())),
                 (PUBLISHED, AMQPValue::LongLongInt(now)),

@@ -9,13 +9,14 @@
 //!
 //! It does not own retry policy or dead-letter decisions: the quorum queues' delivery limit is
 //! a backstop far above the engine's, so the engine in `flotilla-bus` decides. Declared
-//! exceptions ([`CAPABILITIES`]): no delayed publish, no publisher dedupe (RabbitMQ has
-//! neither without plugins), no per-key order across consumers. The binary (`flotilla-cli`)
+//! exceptions ([`CAPABILITIES`]): no publisher dedupe (RabbitMQ has none without a plugin), no
+//! per-key order across consumers. Delayed publish goes through per-bucket delay queues. The binary (`flotilla-cli`)
 //! and tests depend on it.
 
 mod backend;
 mod codec;
 mod consume;
+mod delay;
 mod dlq;
 mod error;
 mod options;
@@ -34,12 +35,12 @@ pub use backend::AmqpBackend;
 pub use error::Error;
 pub use options::Options;
 
-/// What this backend honours. Delayed publish and dedupe would need the delayed-message and
-/// deduplication plugins, which a stock RabbitMQ lacks; per-key order across consumers would
-/// need single-active-consumer queues per key.
+/// What this backend honours. Dedupe would need the deduplication plugin, which a stock
+/// RabbitMQ lacks; per-key order across consumers would need single-active-consumer queues
+/// per key.
 pub const CAPABILITIES: Capabilities = Capabilities {
     per_key_order: false,
-    delayed_publish: false,
+    delayed_publish: true,
     dedupe: false,
     fenced_receipts: true,
 };

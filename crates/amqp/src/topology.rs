@@ -41,6 +41,42 @@ pub(crate) fn retry_queue(o: &Options, g: &GroupName, bucket_ms: u64) -> String 
     format!("{}.r.{g}.{bucket_ms}", o.prefix)
 }
 
+/// Headers exchange routing delayed publishes to their delay queue by bucket.
+pub(crate) fn delay_exchange(o: &Options) -> String {
+    format!("{}.delay", o.prefix)
+}
+
+pub(crate) fn delay_queue(o: &Options, bucket_ms: u64) -> String {
+    format!("{}.delay.{bucket_ms}", o.prefix)
+}
+
+/// The header a delayed publish carries to pick its delay queue.
+pub(crate) const DELAY_BUCKET: &str = "flotilla-delay-ms";
+
+/// A delay queue holds delayed publishes for its bucket, then dead-letters them to the
+/// events exchange. They are published with routing key `""` (which no group binding
+/// matches) and the topic in `CC`; dead-lettering keeps both keys, so the topic routes.
+/// At-most-once dead-lettering here: an event whose topic no group matches is dropped at
+/// its due time, exactly as an undelayed publish to it would be.
+pub(crate) fn delay_queue_args(o: &Options, bucket_ms: u64) -> FieldTable {
+    let ttl = i64::try_from(bucket_ms).unwrap_or(i64::MAX);
+    let idle = i64::try_from(bucket_ms + RETRY_QUEUE_IDLE_MS).unwrap_or(i64::MAX);
+    table(vec![
+        ("x-queue-type", s("quorum")),
+        ("x-dead-letter-exchange", s(&exchange(o))),
+        ("x-message-ttl", AMQPValue::LongLongInt(ttl)),
+        ("x-expires", AMQPValue::LongLongInt(idle)),
+    ])
+}
+
+pub(crate) fn delay_binding(bucket_ms: u64) -> FieldTable {
+    let b = i64::try_from(bucket_ms).unwrap_or(i64::MAX);
+    table(vec![
+        ("x-match", s("all")),
+        (DELAY_BUCKET, AMQPValue::LongLongInt(b)),
+    ])
+}
+
 pub(crate) fn marker_exchange(o: &Options, g: &GroupName) -> String {
     format!("{}.grp.{g}", o.prefix)
 }
