@@ -34,6 +34,8 @@ mod lifecycle_signals;
 pub mod metrics;
 mod middleware;
 pub mod problem;
+#[cfg(feature = "registry")]
+mod registration;
 mod service;
 pub mod telemetry;
 #[cfg(feature = "testing")]
@@ -45,7 +47,25 @@ pub use health::{CheckResult, CheckStatus, HealthCheck};
 pub use lifecycle::{Lifecycle, State};
 pub use middleware::{REQUEST_ID, RequestContext, TRACEPARENT};
 pub use problem::{FieldError, Json, Problem};
+#[cfg(feature = "registry")]
+pub use registration::SelfRegistration;
 pub use service::{Hook, HookContext, Microservice, MicroserviceBuilder, ServiceHandle};
 pub use tokio_util::sync::CancellationToken;
 
 pub use flotilla_core as core;
+
+/// The resilient service client: discovery, load balancing, timeouts, retries and breakers.
+#[cfg(feature = "client")]
+pub use flotilla_client as client;
+
+/// Publish and subscribe on the event bus (CloudEvents, consumer groups, retries, dead letters).
+#[cfg(feature = "events")]
+pub use flotilla_bus as events;
+
+/// Event sourcing: aggregates, repositories with snapshots, projections, upcasters.
+#[cfg(feature = "eventsourcing")]
+pub use flotilla_eventstore as eventsourcing;
+
+/// The registry client: a discovery cache fed by the registry's watch stream.
+#[cfg(feature = "registry")]
+pub use flotilla_registry_client as registry;
