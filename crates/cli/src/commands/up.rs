@@ -21,7 +21,12 @@ pub(crate) fn run(args: &ConfigArgs) -> Result<(), Failure> {
 }
 
 async fn serve(config: PlatformConfig) -> Result<(), Failure> {
-    let platform = wiring::build(&config).await?;
+    let builder = Microservice::builder("flotilla")
+        .map_err(|e| Failure::Runtime(e.into()))?
+        .version(env!("CARGO_PKG_VERSION"))
+        .description("Flotilla control plane")
+        .config(config.server.clone());
+    let platform = wiring::build(&config, builder.metrics()).await?;
     tracing::info!(components = %platform.summary, "platform wired");
     let summary = platform.summary.clone();
     let mut routes = Router::new()
@@ -35,13 +40,7 @@ async fn serve(config: PlatformConfig) -> Result<(), Failure> {
     if let Some(gw) = &platform.gateway {
         routes = routes.nest("/api/v1/gateway", gw.admin_router());
     }
-    let mut builder = Microservice::builder("flotilla")
-        .map_err(|e| Failure::Runtime(e.into()))?
-        .version(env!("CARGO_PKG_VERSION"))
-        .description("Flotilla control plane")
-        .config(config.server.clone())
-        .routes(routes);
-    builder = background(builder, platform, &config).await?;
+    let builder = background(builder.routes(routes), platform, &config).await?;
     let service = builder.build().map_err(|e| Failure::Usage(e.to_string()))?;
     service.run().await.map_err(|e| Failure::Runtime(e.into()))
 }

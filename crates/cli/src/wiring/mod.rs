@@ -22,16 +22,24 @@ pub(crate) struct Platform {
 }
 
 /// Opens the backends the configuration names and builds the components on them.
-pub(crate) async fn build(config: &PlatformConfig) -> anyhow::Result<Platform> {
+pub(crate) async fn build(
+    config: &PlatformConfig,
+    metrics: &flotilla::metrics::Metrics,
+) -> anyhow::Result<Platform> {
     let storage = backends::Storage::open(&config.storage.data_dir)?;
     let catalog = storage.catalog()?;
     let registry = flotilla_registry::Registry::new(config.registry.clone(), catalog)
         .await
         .context("cannot start the registry")?;
     let bus = backends::bus(&config.bus, &storage).await?;
-    let broker =
-        flotilla_broker::Broker::new(config.bus.api.clone(), bus).context("invalid [bus.api]")?;
-    let events = backends::event_store(&config.eventstore, &storage).await?;
+    let discovery: Arc<dyn Discovery> = Arc::new(registry.clone());
+    let broker = flotilla_broker::Broker::new(config.bus.api.clone(), bus)
+        .context("invalid [bus.api]")?
+        .with_discovery(discovery);
+    let events = instrumented(
+        backends::event_store(&config.eventstore, &storage).await?,
+        metrics,
+    );
     let store = flotilla_store::StoreApi::new(config.eventstore.api.clone(), events)
         .context("invalid [eventstore.api]")?;
     let gateway = gateway(config, &registry)?;
@@ -55,6 +63,20 @@ pub(crate) async fn build(config: &PlatformConfig) -> anyhow::Result<Platform> {
         gateway,
         summary,
     })
+}
+
+/// Wraps the event store so appends, conflicts and latency show in the control plane's
+/// `/metrics`.
+fn instrumented(
+    store: Arc<dyn flotilla_eventstore::EventStore>,
+    metrics: &flotilla::metrics::Metrics,
+) -> Arc<dyn flotilla_eventstore::EventStore> {
+    let mut registered = None;
+    metrics.register(|r| registered = Some(flotilla_store::metrics::Metrics::register(r)));
+    match registered {
+        Some(m) => Arc::new(flotilla_store::metrics::Instrumented::new(store, m)),
+        None => store,
+    }
 }
 
 /// The gateway resolves upstreams straight from the in-process registry: the registry
