@@ -9,10 +9,10 @@
 //! modules on top of this shared engine; nothing above L4 and the SDK's features depends on
 //! this crate.
 
-#[cfg(feature = "catalog")]
-pub mod catalog;
 #[cfg(feature = "bus")]
 pub mod bus;
+#[cfg(feature = "catalog")]
+pub mod catalog;
 mod db;
 #[cfg(feature = "eventstore")]
 pub mod eventstore;
