@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use flotilla_bus::Backend;
 use flotilla_discovery::catalog::CatalogStore;
 use flotilla_eventstore::EventStore;
@@ -94,17 +94,17 @@ async fn redis(url: String, prefix: &str) -> anyhow::Result<Arc<dyn Backend>> {
 
 #[cfg(not(feature = "nats"))]
 async fn nats(_: String, _: &str) -> anyhow::Result<Arc<dyn Backend>> {
-    bail!("bus.kind = \"nats\" needs a build with `--features nats`")
+    anyhow::bail!("bus.kind = \"nats\" needs a build with `--features nats`")
 }
 
 #[cfg(not(feature = "rabbitmq"))]
 async fn rabbitmq(_: String, _: &str) -> anyhow::Result<Arc<dyn Backend>> {
-    bail!("bus.kind = \"rabbitmq\" needs a build with `--features rabbitmq`")
+    anyhow::bail!("bus.kind = \"rabbitmq\" needs a build with `--features rabbitmq`")
 }
 
 #[cfg(not(feature = "redis"))]
 async fn redis(_: String, _: &str) -> anyhow::Result<Arc<dyn Backend>> {
-    bail!("bus.kind = \"redis\" needs a build with `--features redis`")
+    anyhow::bail!("bus.kind = \"redis\" needs a build with `--features redis`")
 }
 
 pub(crate) async fn event_store(
@@ -136,5 +136,5 @@ async fn postgres(config: &EventStoreConfig) -> anyhow::Result<Arc<dyn EventStor
 
 #[cfg(not(feature = "postgres"))]
 async fn postgres(_: &EventStoreConfig) -> anyhow::Result<Arc<dyn EventStore>> {
-    bail!("eventstore.kind = \"postgres\" needs a build with `--features postgres`")
+    anyhow::bail!("eventstore.kind = \"postgres\" needs a build with `--features postgres`")
 }
