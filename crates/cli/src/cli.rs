@@ -43,6 +43,8 @@ pub(crate) struct ApiArgs {
 pub(crate) enum Command {
     /// Run the whole platform in one process, on embedded storage.
     Up(ConfigArgs),
+    /// Run the service registry alone (its HTTP and Consul-compatible API on `server.listen`).
+    Registry(ConfigArgs),
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),

@@ -87,9 +87,13 @@ struct Up {
 }
 
 fn start(data: &Path, routes: &Path) -> Up {
+    start_role("up", data, routes)
+}
+
+fn start_role(role: &str, data: &Path, routes: &Path) -> Up {
     let (api, gateway) = (free_port(), free_port());
     let mut child = flotilla()
-        .arg("up")
+        .arg(role)
         .env("FLOTILLA_SERVER__LISTEN", format!("127.0.0.1:{api}"))
         .env("FLOTILLA_SERVER__DRAIN_DELAY", "0s")
         .env("FLOTILLA_STORAGE__DATA_DIR", data)
@@ -218,4 +222,28 @@ fn a_bad_event_payload_is_refused_before_sending() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--data"));
+}
+
+#[test]
+fn the_registry_role_runs_the_registry_alone_with_its_consul_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.toml");
+    std::fs::write(&routes, "").unwrap();
+    let up = start_role("registry", &dir.path().join("data"), &routes);
+    let reg = r#"{"Name":"users","ID":"users-1","Address":"127.0.0.1","Port":9999}"#;
+    let (status, body) = http(up.api, "PUT", "/v1/agent/service/register", reg);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(up.api, "GET", "/v1/health/service/users?passing", "");
+    assert_eq!(status, 200);
+    assert!(body.contains("users-1"), "{body}");
+    assert_eq!(
+        http(up.api, "GET", "/api/v1/bus/topics", "").0,
+        404,
+        "no bus in the registry role"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", up.gateway)).is_err(),
+        "no gateway in the registry role"
+    );
+    stop(up);
 }

@@ -6,10 +6,12 @@ mod up;
 
 use crate::Failure;
 use crate::cli::{Cli, Command, ConfigCommand};
+use crate::wiring::Role;
 
 pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Up(args) => up::run(&args),
+        Command::Up(args) => up::run(&args, Role::All),
+        Command::Registry(args) => up::run(&args, Role::Registry),
         Command::Config(ConfigCommand::Check(args)) => config::check(&args),
         Command::Services { command, api } => admin::services(command, &api),
         Command::Topics { command, api } => admin::topics(command, &api),

@@ -12,21 +12,21 @@ use flotilla::{Microservice, MicroserviceBuilder};
 use crate::Failure;
 use crate::cli::ConfigArgs;
 use crate::platform::PlatformConfig;
-use crate::wiring::{self, Platform};
+use crate::wiring::{self, Platform, Role};
 
-pub(crate) fn run(args: &ConfigArgs) -> Result<(), Failure> {
+pub(crate) fn run(args: &ConfigArgs, role: Role) -> Result<(), Failure> {
     let config = PlatformConfig::load(args.config.as_deref())?;
     flotilla::telemetry::init(config.server.log_format, &config.server.log_level);
-    super::runtime()?.block_on(serve(config))
+    super::runtime()?.block_on(serve(config, role))
 }
 
-async fn serve(config: PlatformConfig) -> Result<(), Failure> {
+async fn serve(config: PlatformConfig, role: Role) -> Result<(), Failure> {
     let builder = Microservice::builder("flotilla")
         .map_err(|e| Failure::Runtime(e.into()))?
         .version(env!("CARGO_PKG_VERSION"))
         .description("Flotilla control plane")
         .config(config.server.clone());
-    let platform = wiring::build(&config, builder.metrics()).await?;
+    let platform = wiring::build(&config, role, builder.metrics()).await?;
     tracing::info!(components = %platform.summary, "platform wired");
     let summary = platform.summary.clone();
     let mut routes = Router::new()
@@ -34,9 +34,13 @@ async fn serve(config: PlatformConfig) -> Result<(), Failure> {
             "/api/v1/platform",
             get(move || async move { axum::Json(summary) }),
         )
-        .merge(platform.registry.router())
-        .merge(platform.broker.router())
-        .merge(platform.store.router());
+        .merge(platform.registry.router());
+    if let Some(broker) = &platform.broker {
+        routes = routes.merge(broker.router());
+    }
+    if let Some(store) = &platform.store {
+        routes = routes.merge(store.router());
+    }
     if let Some(gw) = &platform.gateway {
         routes = routes.nest("/api/v1/gateway", gw.admin_router());
     }
@@ -57,12 +61,13 @@ async fn background(
         "registry",
         move |token| async move { registry.run(token).await },
     );
-    let broker = platform.broker.clone();
-    builder = builder.task("bus-push", move |token| async move {
-        if let Err(e) = broker.run(token).await {
-            tracing::error!(error = %e, "push subscriptions stopped");
-        }
-    });
+    if let Some(broker) = platform.broker.clone() {
+        builder = builder.task("bus-push", move |token| async move {
+            if let Err(e) = broker.run(token).await {
+                tracing::error!(error = %e, "push subscriptions stopped");
+            }
+        });
+    }
     let Some(gateway) = platform.gateway else {
         return Ok(builder);
     };

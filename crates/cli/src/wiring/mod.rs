@@ -10,12 +10,21 @@ use serde_json::json;
 
 use crate::platform::PlatformConfig;
 
-/// Every component of `flotilla up`, built and ready to serve.
+/// Which parts a command runs: `flotilla up` runs them all, a role command one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Registry, bus, event store and gateway.
+    All,
+    /// The registry alone (`flotilla registry`).
+    Registry,
+}
+
+/// Every component of the command, built and ready to serve.
 #[derive(Debug)]
 pub(crate) struct Platform {
     pub(crate) registry: flotilla_registry::Registry,
-    pub(crate) broker: flotilla_broker::Broker,
-    pub(crate) store: flotilla_store::StoreApi,
+    pub(crate) broker: Option<flotilla_broker::Broker>,
+    pub(crate) store: Option<flotilla_store::StoreApi>,
     pub(crate) gateway: Option<flotilla_gateway::Gateway>,
     /// What runs, on which backend, for `/api/v1/platform` and the start-up log.
     pub(crate) summary: serde_json::Value,
@@ -24,6 +33,7 @@ pub(crate) struct Platform {
 /// Opens the backends the configuration names and builds the components on them.
 pub(crate) async fn build(
     config: &PlatformConfig,
+    role: Role,
     metrics: &flotilla::metrics::Metrics,
 ) -> anyhow::Result<Platform> {
     let storage = backends::Storage::open(&config.storage.data_dir)?;
@@ -31,23 +41,19 @@ pub(crate) async fn build(
     let registry = flotilla_registry::Registry::new(config.registry.clone(), catalog)
         .await
         .context("cannot start the registry")?;
-    let bus = backends::bus(&config.bus, &storage).await?;
-    let discovery: Arc<dyn Discovery> = Arc::new(registry.clone());
-    let broker = flotilla_broker::Broker::new(config.bus.api.clone(), bus)
-        .context("invalid [bus.api]")?
-        .with_discovery(discovery);
-    let events = instrumented(
-        backends::event_store(&config.eventstore, &storage).await?,
-        metrics,
-    );
-    let store = flotilla_store::StoreApi::new(config.eventstore.api.clone(), events)
-        .context("invalid [eventstore.api]")?;
-    let gateway = gateway(config, &registry)?;
+    let (broker, store, gateway) = match role {
+        Role::Registry => (None, None, None),
+        Role::All => (
+            Some(broker(config, &storage, &registry).await?),
+            Some(store(config, &storage, metrics).await?),
+            gateway(config, &registry)?,
+        ),
+    };
     let summary = json!({
         "components": {
             "registry": { "api": "/api/v1/registry", "consul": "/v1", "storage": "sqlite" },
-            "bus": { "api": "/api/v1/bus", "backend": config.bus.kind },
-            "eventstore": { "api": "/api/v1/streams", "backend": config.eventstore.kind },
+            "bus": broker.as_ref().map(|_| json!({ "api": "/api/v1/bus", "backend": config.bus.kind })),
+            "eventstore": store.as_ref().map(|_| json!({ "api": "/api/v1/streams", "backend": config.eventstore.kind })),
             "gateway": gateway.as_ref().map(|_| json!({
                 "listen": config.gateway.listen, "admin": "/api/v1/gateway",
                 "routes_file": config.gateway.routes_file,
@@ -63,6 +69,31 @@ pub(crate) async fn build(
         gateway,
         summary,
     })
+}
+
+async fn broker(
+    config: &PlatformConfig,
+    storage: &backends::Storage,
+    registry: &flotilla_registry::Registry,
+) -> anyhow::Result<flotilla_broker::Broker> {
+    let bus = backends::bus(&config.bus, storage).await?;
+    let discovery: Arc<dyn Discovery> = Arc::new(registry.clone());
+    Ok(flotilla_broker::Broker::new(config.bus.api.clone(), bus)
+        .context("invalid [bus.api]")?
+        .with_discovery(discovery))
+}
+
+async fn store(
+    config: &PlatformConfig,
+    storage: &backends::Storage,
+    metrics: &flotilla::metrics::Metrics,
+) -> anyhow::Result<flotilla_store::StoreApi> {
+    let events = instrumented(
+        backends::event_store(&config.eventstore, storage).await?,
+        metrics,
+    );
+    flotilla_store::StoreApi::new(config.eventstore.api.clone(), events)
+        .context("invalid [eventstore.api]")
 }
 
 /// Wraps the event store so appends, conflicts and latency show in the control plane's
