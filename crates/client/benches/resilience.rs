@@ -32,45 +32,61 @@ bulkhead = { max_concurrent = 10000, max_queue = 100 }
 rate_limit = { per_second = 1000000000, burst = 1000000000 }
 "#;
 
-fn noop() -> impl tower::Service<Request<()>, Response = Response<()>, Error = BoxError, Future: Send> + Clone + Send + 'static {
+fn noop()
+-> impl tower::Service<Request<()>, Response = Response<()>, Error = BoxError, Future: Send>
++ Clone
++ Send
++ 'static {
     service_fn(|_r: Request<()>| std::future::ready(Ok::<_, BoxError>(Response::new(()))))
 }
 
 fn policy_stack(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let policy = PolicySet::from_toml(FULL_POLICY).unwrap().resolve("users");
     let stack = {
         let _guard = rt.enter();
         Resilience::new(None).stack("users", &policy, noop())
     };
     let mut g = c.benchmark_group("policy_stack");
-    g.bench_function("bare_noop", |b| b.to_async(&rt).iter(|| noop().oneshot(Request::new(()))));
-    g.bench_function("full_stack", |b| b.to_async(&rt).iter(|| stack.clone().oneshot(Request::new(()))));
+    g.bench_function("bare_noop", |b| {
+        b.to_async(&rt).iter(|| noop().oneshot(Request::new(())))
+    });
+    g.bench_function("full_stack", |b| {
+        b.to_async(&rt)
+            .iter(|| stack.clone().oneshot(Request::new(())))
+    });
     g.finish();
 }
 
 async fn server() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route("/users/{id}", axum::routing::get(|| async { "{\"id\":42}" }));
+    let app = axum::Router::new().route(
+        "/users/{id}",
+        axum::routing::get(|| async { "{\"id\":42}" }),
+    );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }
 
 const BATCH: usize = 256;
 const IN_FLIGHT: usize = 32;
+const PER_TASK: usize = BATCH / IN_FLIGHT;
 
 async fn run_batch<F, Fut>(call: Arc<F>)
 where
     F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let mut set = JoinSet::new();
-    for w in 0..IN_FLIGHT {
+    for _ in 0..IN_FLIGHT {
         let call = call.clone();
-        let n = BATCH / IN_FLIGHT + usize::from(w < BATCH % IN_FLIGHT);
+
         set.spawn(async move {
-            for _ in 0..n {
+            for _ in 0..PER_TASK {
                 call().await;
             }
         });
@@ -79,7 +95,11 @@ where
 }
 
 fn client_throughput(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let addr = rt.block_on(server());
     let bare: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let url: http::Uri = format!("http://{addr}/users/42").parse().unwrap();
@@ -93,22 +113,39 @@ fn client_throughput(c: &mut Criterion) {
     });
     let discovery = StaticDiscovery::new();
     let name = ServiceName::new("users").unwrap();
-    discovery.set_passing(&name, vec![ServiceInstance::new(name.clone(), addr.ip().to_string(), addr.port())]);
-    let client = ServiceClient::builder(Arc::new(discovery)).policies(PolicySet::from_toml(FULL_POLICY).unwrap()).build();
+    discovery.set_passing(
+        &name,
+        vec![ServiceInstance::new(
+            name.clone(),
+            addr.ip().to_string(),
+            addr.port(),
+        )],
+    );
+    let client = ServiceClient::builder(Arc::new(discovery))
+        .policies(PolicySet::from_toml(FULL_POLICY).unwrap())
+        .build();
     let client_call = Arc::new(move || {
         let client = client.clone();
         async move {
-            let resp = client.service("users").get("/users/42").send().await.unwrap();
+            let resp = client
+                .service("users")
+                .get("/users/42")
+                .send()
+                .await
+                .unwrap();
             assert_eq!(resp.body.len(), 9);
         }
     });
     let mut g = c.benchmark_group("client_throughput");
     g.throughput(Throughput::Elements(BATCH as u64));
-    g.bench_function("bare_hyper_util", |b| b.to_async(&rt).iter(|| run_batch(bare_call.clone())));
-    g.bench_function("service_client", |b| b.to_async(&rt).iter(|| run_batch(client_call.clone())));
+    g.bench_function("bare_hyper_util", |b| {
+        b.to_async(&rt).iter(|| run_batch(bare_call.clone()))
+    });
+    g.bench_function("service_client", |b| {
+        b.to_async(&rt).iter(|| run_batch(client_call.clone()))
+    });
     g.finish();
 }
-
 
 criterion_group!(benches, policy_stack, client_throughput);
 criterion_main!(benches);

@@ -8,10 +8,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use flotilla_core::ServiceName;
 use flotilla_discovery::Discovery;
+use flotilla_resilience::BoxError;
 use flotilla_resilience::balance::Balancer;
 use flotilla_resilience::metrics::Metrics;
 use flotilla_resilience::policy::{PolicySet, Resilience};
-use flotilla_resilience::BoxError;
 use http::{Method, Request, Response};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
@@ -130,7 +130,10 @@ impl ServiceClient {
 
     /// Calls to `service`. An invalid name fails when the request is sent.
     pub fn service(&self, service: &str) -> ServiceRef {
-        ServiceRef { client: self.clone(), service: ServiceName::new(service).map_err(|e| e.to_string()) }
+        ServiceRef {
+            client: self.clone(),
+            service: ServiceName::new(service).map_err(|e| e.to_string()),
+        }
     }
 
     /// The shared resilience state (breakers, to subscribe to their transitions).
@@ -139,8 +142,14 @@ impl ServiceClient {
     }
 
     pub(crate) fn upstream(&self, service: &ServiceName) -> Upstream {
-        let mut map = self.inner.upstreams.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(service.clone()).or_insert_with(|| self.build_upstream(service)).clone()
+        let mut map = self
+            .inner
+            .upstreams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.entry(service.clone())
+            .or_insert_with(|| self.build_upstream(service))
+            .clone()
     }
 
     fn build_upstream(&self, service: &ServiceName) -> Upstream {
@@ -150,12 +159,18 @@ impl ServiceClient {
         let endpoint = Endpoint {
             service: service.as_str().into(),
             http: inner.http.clone(),
-            balancer: Arc::new(Balancer::new(service.as_str(), policy.balance.clone(), metrics)),
+            balancer: Arc::new(Balancer::new(
+                service.as_str(),
+                policy.balance.clone(),
+                metrics,
+            )),
             instances: inner.discovery.watch(service),
             hash_header: policy.hash_header.clone(),
         };
         let stack = inner.resilience.stack(service.as_str(), &policy, endpoint);
-        Upstream { stack: BoxCloneSyncService::new(stack) }
+        Upstream {
+            stack: BoxCloneSyncService::new(stack),
+        }
     }
 }
 

@@ -43,9 +43,15 @@ impl tower::Service<Request<Full<Bytes>>> for Endpoint {
             let set = self.instances.borrow();
             self.balancer.update(set.revision, set.routable());
         }
-        let key = self.hash_header.as_ref().and_then(|h| req.headers().get(h)).map(|v| v.as_bytes());
+        let key = self
+            .hash_header
+            .as_ref()
+            .and_then(|h| req.headers().get(h))
+            .map(|v| v.as_bytes());
         let Some(pick) = self.balancer.pick(key) else {
-            let e = Error::NoHealthyInstance { service: self.service.clone() };
+            let e = Error::NoHealthyInstance {
+                service: self.service.clone(),
+            };
             return Box::pin(std::future::ready(Err(e.into())));
         };
         let http = self.http.clone();
@@ -56,7 +62,11 @@ impl tower::Service<Request<Full<Bytes>>> for Endpoint {
                 Ok(r) => r,
                 Err(e) => {
                     pick.finish(false);
-                    return Err(Error::Transport { connect: e.is_connect(), source: e.into() }.into());
+                    return Err(Error::Transport {
+                        connect: e.is_connect(),
+                        source: e.into(),
+                    }
+                    .into());
                 }
             };
             let (parts, body) = resp.into_parts();
@@ -67,7 +77,11 @@ impl tower::Service<Request<Full<Bytes>>> for Endpoint {
                 }
                 Err(e) => {
                     pick.finish(false);
-                    Err(Error::Transport { connect: false, source: e.into() }.into())
+                    Err(Error::Transport {
+                        connect: false,
+                        source: e.into(),
+                    }
+                    .into())
                 }
             }
         })

@@ -76,11 +76,24 @@ impl Error {
         match flotilla_resilience::error::find(e.as_ref()) {
             Some(R::DeadlineExceeded) => Self::DeadlineExceeded,
             Some(R::Timeout(d)) => Self::Timeout(*d),
-            Some(R::CircuitOpen { .. }) => Self::CircuitOpen { service: service.to_owned() },
-            Some(R::NoHealthyInstance { .. }) => Self::NoHealthyInstance { service: service.to_owned() },
-            Some(R::BulkheadFull { .. }) => Self::Rejected { reason: "bulkhead full".into(), retry_after: None },
-            Some(R::RateLimited { retry_after }) => Self::Rejected { reason: "rate limited".into(), retry_after: Some(*retry_after) },
-            Some(R::Transport { connect, source }) => Self::Transport { message: source.to_string(), connect: *connect },
+            Some(R::CircuitOpen { .. }) => Self::CircuitOpen {
+                service: service.to_owned(),
+            },
+            Some(R::NoHealthyInstance { .. }) => Self::NoHealthyInstance {
+                service: service.to_owned(),
+            },
+            Some(R::BulkheadFull { .. }) => Self::Rejected {
+                reason: "bulkhead full".into(),
+                retry_after: None,
+            },
+            Some(R::RateLimited { retry_after }) => Self::Rejected {
+                reason: "rate limited".into(),
+                retry_after: Some(*retry_after),
+            },
+            Some(R::Transport { connect, source }) => Self::Transport {
+                message: source.to_string(),
+                connect: *connect,
+            },
             Some(R::InvalidPolicy { .. }) | None => Self::Internal(e.to_string()),
         }
     }
@@ -90,10 +103,16 @@ impl Classify for Error {
     fn class(&self) -> ErrorClass {
         match self {
             Self::InvalidRequest(_) => ErrorClass::of(ErrorKind::InvalidInput).retryable(false),
-            Self::NoHealthyInstance { .. } | Self::CircuitOpen { .. } => ErrorClass::of(ErrorKind::Unavailable),
+            Self::NoHealthyInstance { .. } | Self::CircuitOpen { .. } => {
+                ErrorClass::of(ErrorKind::Unavailable)
+            }
             Self::DeadlineExceeded => ErrorClass::of(ErrorKind::Timeout).retryable(false),
             Self::Timeout(_) => ErrorClass::of(ErrorKind::Timeout),
-            Self::Rejected { .. } => ErrorClass { kind: ErrorKind::RateLimited, blame: Blame::Internal, retryable: true },
+            Self::Rejected { .. } => ErrorClass {
+                kind: ErrorKind::RateLimited,
+                blame: Blame::Internal,
+                retryable: true,
+            },
             Self::Status { status, .. } => status_class(*status),
             Self::Transport { .. } => ErrorClass::of(ErrorKind::Upstream),
             Self::Json(_) => ErrorClass::of(ErrorKind::Upstream).retryable(false),
@@ -118,5 +137,9 @@ fn status_class(status: StatusCode) -> ErrorClass {
         _ => ErrorKind::Upstream,
     };
     let retryable = matches!(status.as_u16(), 429 | 502 | 503 | 504);
-    ErrorClass { kind, blame: Blame::Upstream, retryable }
+    ErrorClass {
+        kind,
+        blame: Blame::Upstream,
+        retryable,
+    }
 }

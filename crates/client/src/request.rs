@@ -35,7 +35,12 @@ pub struct RequestBuilder {
 }
 
 impl RequestBuilder {
-    pub(crate) fn new(client: ServiceClient, service: Result<ServiceName, String>, method: Method, path: &str) -> Self {
+    pub(crate) fn new(
+        client: ServiceClient,
+        service: Result<ServiceName, String>,
+        method: Method,
+        path: &str,
+    ) -> Self {
         Self {
             client,
             service,
@@ -52,11 +57,18 @@ impl RequestBuilder {
 
     /// Adds a header; an invalid name or value fails the call when sent.
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
             (Ok(n), Ok(v)) => {
                 self.headers.append(n, v);
             }
-            _ => self.error = Some(Error::InvalidRequest(format!("invalid header {name:?}: {value:?}"))),
+            _ => {
+                self.error = Some(Error::InvalidRequest(format!(
+                    "invalid header {name:?}: {value:?}"
+                )))
+            }
         }
         self
     }
@@ -69,8 +81,13 @@ impl RequestBuilder {
 
     /// A JSON body, with `content-type: application/json`.
     pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
-        self.body = serde_json::to_vec(value).map(Bytes::from).map_err(Error::Json);
-        self.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self.body = serde_json::to_vec(value)
+            .map(Bytes::from)
+            .map_err(Error::Json);
+        self.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         self
     }
 
@@ -120,7 +137,10 @@ impl RequestBuilder {
         }
         let service = self.service.map_err(Error::InvalidRequest)?;
         if !self.path.starts_with('/') {
-            return Err(Error::InvalidRequest(format!("path {:?} must start with '/'", self.path)));
+            return Err(Error::InvalidRequest(format!(
+                "path {:?} must start with '/'",
+                self.path
+            )));
         }
         let mut req = Request::builder()
             .method(self.method)
@@ -129,9 +149,15 @@ impl RequestBuilder {
             .map_err(|e| Error::InvalidRequest(format!("path {:?}: {e}", self.path)))?;
         let mut headers = self.headers;
         let id = self.request_id.unwrap_or_else(RequestId::generate);
-        let trace = self.parent.map_or_else(TraceParent::generate, |p| p.child());
-        for (name, value) in [(REQUEST_ID, id.to_string()), (TRACEPARENT, trace.to_string())] {
-            let value = HeaderValue::from_str(&value).map_err(|e| Error::Internal(e.to_string()))?;
+        let trace = self
+            .parent
+            .map_or_else(TraceParent::generate, |p| p.child());
+        for (name, value) in [
+            (REQUEST_ID, id.to_string()),
+            (TRACEPARENT, trace.to_string()),
+        ] {
+            let value =
+                HeaderValue::from_str(&value).map_err(|e| Error::Internal(e.to_string()))?;
             headers.insert(name, value);
         }
         *req.headers_mut() = headers;
@@ -153,9 +179,16 @@ impl RequestBuilder {
             .map_err(|e| Error::from_stack(service.as_str(), e))?;
         let (parts, body) = resp.into_parts();
         if parts.status.as_u16() >= 400 {
-            return Err(Error::Status { status: parts.status, body });
+            return Err(Error::Status {
+                status: parts.status,
+                body,
+            });
         }
-        Ok(Response { status: parts.status, headers: parts.headers, body })
+        Ok(Response {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
     }
 }
 

@@ -17,7 +17,11 @@ pub async fn serve(router: axum::Router) -> SocketAddr {
 
 /// An instance of `service` at `addr`.
 pub fn instance(service: &str, addr: SocketAddr) -> ServiceInstance {
-    ServiceInstance::new(ServiceName::new(service).unwrap(), addr.ip().to_string(), addr.port())
+    ServiceInstance::new(
+        ServiceName::new(service).unwrap(),
+        addr.ip().to_string(),
+        addr.port(),
+    )
 }
 
 /// A discovery source where `service` has the instances at `addrs`.
