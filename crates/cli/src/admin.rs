@@ -90,6 +90,48 @@ impl Api {
     }
 }
 
+impl Api {
+    /// GETs a server-sent-events stream at `path` and calls `on_data` with each event's data,
+    /// until the stream ends or `on_data` returns false.
+    pub(crate) async fn follow(
+        &self,
+        path: &str,
+        mut on_data: impl FnMut(&str) -> bool,
+    ) -> anyhow::Result<()> {
+        let url = format!("{}{}", self.base, path);
+        let req = Request::get(&url)
+            .header(header::ACCEPT, "text/event-stream")
+            .body(Full::new(Bytes::new()))
+            .with_context(|| format!("bad URL {url}"))?;
+        let res = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| anyhow!("cannot reach the control plane at {}: {e}", self.base))?;
+        if !res.status().is_success() {
+            bail!(describe_failure(res.status(), &Value::Null));
+        }
+        let mut body = res.into_body();
+        let mut pending = String::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.context("reading the event stream")?;
+            let Some(chunk) = frame.data_ref() else {
+                continue;
+            };
+            pending.push_str(&String::from_utf8_lossy(chunk));
+            while let Some(end) = pending.find('\n') {
+                let line: String = pending.drain(..=end).collect();
+                if let Some(data) = line.trim_end().strip_prefix("data:") {
+                    if !on_data(data.trim_start()) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn describe_failure(status: StatusCode, body: &Value) -> String {
     let title = body["title"]
         .as_str()

@@ -76,6 +76,13 @@ pub(crate) enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Projections (persistent subscribers of the event store).
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Event-store streams.
     Streams {
         #[command(subcommand)]
@@ -145,6 +152,20 @@ pub(crate) enum StreamsCommand {
         /// The stream id (`order-42`).
         stream: String,
     },
+    /// Follow every new event (of one stream, when given) as it is appended, until Ctrl-C.
+    Tail {
+        /// Only events of this stream.
+        stream: Option<String>,
+        /// Start after this global position instead of at the end.
+        #[arg(long)]
+        from: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProjectionsCommand {
+    /// List persistent subscribers (projections) with their checkpoints and lag.
+    Ls,
 }
 
 #[derive(Debug, Subcommand)]

@@ -177,6 +177,26 @@ fn the_platform_routes_through_the_registry_and_keeps_its_catalog_across_a_resta
         ],
     );
     assert!(cli(&up, &["topics", "ls"]).contains("orders.created"));
+    let (status, body) = http(
+        up.api,
+        "POST",
+        "/api/v1/streams/order-1",
+        r#"{"events":[{"type":"OrderPlaced","data":{"items":2}}]}"#,
+    );
+    assert!(status == 200 || status == 201, "{status} {body}");
+    assert!(cli(&up, &["streams", "read", "order-1"]).contains("OrderPlaced"));
+    let tail = tail_first_event(&up);
+    let (status, _) = http(
+        up.api,
+        "POST",
+        "/api/v1/streams/order-2",
+        r#"{"events":[{"type":"OrderShipped","data":{}}]}"#,
+    );
+    assert!(status == 200 || status == 201);
+    assert!(
+        tail.join().unwrap().contains("OrderShipped"),
+        "tail printed the new event"
+    );
     let (status, body) = http(up.api, "GET", "/api/v1/platform", "");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("/api/v1/streams"), "{body}");

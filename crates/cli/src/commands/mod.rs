@@ -18,6 +18,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
         Command::Events { command, api } => admin::events(command, &api),
         Command::Dlq { command, api } => admin::dlq(command, &api),
         Command::Streams { command, api } => admin::streams(command, &api),
+        Command::Projections { command, api } => admin::projections(command, &api),
     }
 }
 
