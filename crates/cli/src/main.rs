@@ -3,6 +3,7 @@
 //! are reported once, here, with the exit code the class of failure calls for.
 
 mod admin;
+mod auth;
 mod cli;
 mod commands;
 mod platform;

@@ -5,9 +5,48 @@ use crate::cli::ConfigArgs;
 use crate::platform::PlatformConfig;
 
 pub(crate) fn check(args: &ConfigArgs) -> Result<(), Failure> {
-    let config = PlatformConfig::load(args.config.as_deref())?;
+    let mut config = PlatformConfig::load(args.config.as_deref())?;
+    redact(&mut config);
     let text = toml::to_string_pretty(&config)
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot print the configuration: {e}")))?;
     println!("# effective configuration: valid\n{text}");
     Ok(())
+}
+
+/// Secrets are checked but never printed: the token, and passwords inside server URLs.
+fn redact(config: &mut PlatformConfig) {
+    if config.registry.token.is_some() {
+        config.registry.token = Some("<redacted>".into());
+    }
+    for url in [&mut config.bus.url, &mut config.eventstore.url]
+        .into_iter()
+        .flatten()
+    {
+        *url = redact_url(url);
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:<redacted>@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            super::redact_url("amqp://guest:pw@h:5672/%2f"),
+            "amqp://guest:<redacted>@h:5672/%2f"
+        );
+        assert_eq!(super::redact_url("nats://h:4222"), "nats://h:4222");
+    }
 }

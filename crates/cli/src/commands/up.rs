@@ -35,15 +35,25 @@ async fn serve(config: PlatformConfig, role: Role) -> Result<(), Failure> {
             get(move || async move { axum::Json(summary) }),
         )
         .merge(platform.registry.router());
+    let mut guarded = Router::new();
     if let Some(broker) = &platform.broker {
-        routes = routes.merge(broker.router());
+        guarded = guarded.merge(broker.router());
     }
     if let Some(store) = &platform.store {
-        routes = routes.merge(store.router());
+        guarded = guarded.merge(store.router());
     }
     if let Some(gw) = &platform.gateway {
-        routes = routes.nest("/api/v1/gateway", gw.admin_router());
+        guarded = guarded.nest("/api/v1/gateway", gw.admin_router());
     }
+    // The registry checks its own token; the other APIs' writes need the same one.
+    let token = config
+        .registry
+        .token
+        .clone()
+        .map(std::sync::Arc::<str>::from);
+    routes = routes.merge(guarded.layer(axum::middleware::from_fn(move |req, next| {
+        crate::auth::require_token_for_writes(token.clone(), req, next)
+    })));
     let builder = background(builder.routes(routes), platform, &config).await?;
     let service = builder.build().map_err(|e| Failure::Usage(e.to_string()))?;
     service.run().await.map_err(|e| Failure::Runtime(e.into()))

@@ -1,0 +1,56 @@
+//! The control plane's write protection for the bus, event-store and gateway-admin APIs: when
+//! `registry.token` is set (it must be when the control plane listens beyond loopback), every
+//! request that is not a read needs `Authorization: Bearer <token>`.
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use flotilla::Problem;
+use http::{HeaderValue, Method, StatusCode, header};
+
+pub(crate) async fn require_token_for_writes(
+    token: Option<Arc<str>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let read = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let Some(token) = token.filter(|_| !read) else {
+        return next.run(req).await;
+    };
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
+        return next.run(req).await;
+    }
+    let mut res = Problem::new(StatusCode::UNAUTHORIZED)
+        .detail(
+            "this write needs `Authorization: Bearer <token>` (the control plane's registry.token)",
+        )
+        .into_response();
+    res.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    res
+}
+
+/// Compares without an early exit, so response timing does not reveal how much of a guess
+/// was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn tokens_compare_exactly() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+}
