@@ -121,10 +121,10 @@ impl Api {
             pending.push_str(&String::from_utf8_lossy(chunk));
             while let Some(end) = pending.find('\n') {
                 let line: String = pending.drain(..=end).collect();
-                if let Some(data) = line.trim_end().strip_prefix("data:") {
-                    if !on_data(data.trim_start()) {
-                        return Ok(());
-                    }
+                if let Some(data) = line.trim_end().strip_prefix("data:")
+                    && !on_data(data.trim_start())
+                {
+                    return Ok(());
                 }
             }
         }
