@@ -185,10 +185,15 @@ fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
         .to_str()
         .ok()?
         .trim()
-        .parse()
+        .parse::<u64>()
         .ok()?;
-    Some(Duration::from_secs(secs))
+    // A receiver's header is untrusted input: cap it so a huge value cannot park an event for
+    // ever (or overflow a deadline) instead of retrying or dead-lettering it.
+    Some(Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)))
 }
+
+/// The longest delay a receiver's `Retry-After` can ask for: one hour.
+const MAX_RETRY_AFTER_SECS: u64 = 3600;
 
 fn judge(status: StatusCode, retry_after: Option<Duration>) -> Result<(), HandlerError> {
     let msg = format!("receiver answered {status}");
@@ -218,5 +223,19 @@ mod tests {
         );
         let reject = judge(StatusCode::UNPROCESSABLE_ENTITY, None).unwrap_err();
         assert!(format!("{reject:?}").starts_with("Reject"), "{reject:?}");
+    }
+}
+
+#[cfg(test)]
+mod retry_after_tests {
+    use super::*;
+
+    #[test]
+    fn a_hostile_retry_after_is_capped_at_an_hour() {
+        let mut h = http::HeaderMap::new();
+        h.insert(header::RETRY_AFTER, http::HeaderValue::from_static("18446744073709551615"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3600)));
+        h.insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(5)));
     }
 }

@@ -254,7 +254,10 @@ impl Backend for MemoryBackend {
         lease: Duration,
         wait: Duration,
     ) -> Result<Vec<Delivery>, Error> {
-        let deadline = Instant::now() + wait;
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(wait)
+            .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
         loop {
             let notified = self.inner.changed.notified();
             tokio::pin!(notified);
@@ -292,7 +295,11 @@ impl Backend for MemoryBackend {
         let (seq, group) = st.held(receipt)?;
         if let Some(e) = group.entries.get_mut(&seq) {
             e.lease = None;
-            e.visible_at = Instant::now() + delay;
+            // Saturate rather than overflow on an absurd delay from a caller.
+            let now = Instant::now();
+            e.visible_at = now
+                .checked_add(delay)
+                .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
         }
         drop(st);
         self.inner.changed.notify_waiters();
