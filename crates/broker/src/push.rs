@@ -233,7 +233,10 @@ mod retry_after_tests {
     #[test]
     fn a_hostile_retry_after_is_capped_at_an_hour() {
         let mut h = http::HeaderMap::new();
-        h.insert(header::RETRY_AFTER, http::HeaderValue::from_static("18446744073709551615"));
+        h.insert(
+            header::RETRY_AFTER,
+            http::HeaderValue::from_static("18446744073709551615"),
+        );
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3600)));
         h.insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(5)));
