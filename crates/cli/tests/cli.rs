@@ -1,20 +1,14 @@
 //! The binary as a user runs it: exit codes, messages, and graceful shutdown on SIGTERM.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
+use support::flotilla;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn flotilla() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("FLOTILLA_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
 
 fn write_config(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();

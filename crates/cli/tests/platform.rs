@@ -2,6 +2,10 @@
 //! event store on embedded storage, the admin commands, and the catalog surviving a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
+use support::flotilla;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -14,16 +18,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn flotilla() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("FLOTILLA_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
 }
 
 /// A keep-alive HTTP/1.1 upstream that answers every request `200 users`.
@@ -87,10 +81,10 @@ struct Up {
 }
 
 fn start(data: &Path, routes: &Path) -> Up {
-    start_role("up", data, routes)
+    start_role("up", data, routes, &[])
 }
 
-fn start_role(role: &str, data: &Path, routes: &Path) -> Up {
+fn start_role(role: &str, data: &Path, routes: &Path, env: &[(&str, &str)]) -> Up {
     let (api, gateway) = (free_port(), free_port());
     let mut child = flotilla()
         .arg(role)
@@ -99,6 +93,7 @@ fn start_role(role: &str, data: &Path, routes: &Path) -> Up {
         .env("FLOTILLA_STORAGE__DATA_DIR", data)
         .env("FLOTILLA_GATEWAY__LISTEN", format!("127.0.0.1:{gateway}"))
         .env("FLOTILLA_GATEWAY__ROUTES_FILE", routes)
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -237,7 +232,7 @@ fn the_registry_role_runs_the_registry_alone_with_its_consul_api() {
     let dir = tempfile::tempdir().unwrap();
     let routes = dir.path().join("routes.toml");
     std::fs::write(&routes, "").unwrap();
-    let up = start_role("registry", &dir.path().join("data"), &routes);
+    let up = start_role("registry", &dir.path().join("data"), &routes, &[]);
     let reg = r#"{"Name":"users","ID":"users-1","Address":"127.0.0.1","Port":9999}"#;
     let (status, body) = http(up.api, "PUT", "/v1/agent/service/register", reg);
     assert_eq!(status, 200, "{body}");
@@ -261,29 +256,9 @@ fn with_a_token_writes_to_the_bus_need_it_and_reads_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let routes = dir.path().join("routes.toml");
     std::fs::write(&routes, "").unwrap();
-    let (api, gateway) = (free_port(), free_port());
-    let mut child = flotilla()
-        .arg("up")
-        .env("FLOTILLA_SERVER__LISTEN", format!("127.0.0.1:{api}"))
-        .env("FLOTILLA_SERVER__DRAIN_DELAY", "0s")
-        .env("FLOTILLA_STORAGE__DATA_DIR", dir.path().join("data"))
-        .env("FLOTILLA_GATEWAY__LISTEN", format!("127.0.0.1:{gateway}"))
-        .env("FLOTILLA_REGISTRY__TOKEN", "s3cret")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("service ready") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    let up = Up {
-        child,
-        api,
-        gateway,
-    };
+    let token = [("FLOTILLA_REGISTRY__TOKEN", "s3cret")];
+    let up = start_role("up", &dir.path().join("data"), &routes, &token);
+    let api = up.api;
     let event = r#"{"specversion":"1.0","id":"1","source":"/t","type":"t"}"#;
     assert_eq!(
         http(up.api, "POST", "/api/v1/bus/topics/orders/events", event).0,
