@@ -44,6 +44,7 @@ struct Inner {
     policies: PolicySet,
     resilience: Resilience,
     upstreams: Mutex<HashMap<ServiceName, Upstream>>,
+    max_response_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +60,7 @@ pub struct ClientBuilder {
     metrics: Option<Metrics>,
     pool_idle_timeout: Duration,
     pool_max_idle_per_host: usize,
+    max_response_bytes: usize,
 }
 
 impl ClientBuilder {
@@ -93,6 +95,14 @@ impl ClientBuilder {
         self
     }
 
+    /// Longest response body the client reads into memory (default 16 MiB); a longer one
+    /// fails the call with [`crate::Error::ResponseTooLarge`], so a misbehaving upstream
+    /// cannot exhaust the caller's memory.
+    pub fn max_response_bytes(mut self, limit: usize) -> Self {
+        self.max_response_bytes = limit;
+        self
+    }
+
     /// The client.
     pub fn build(self) -> ServiceClient {
         let http = Client::builder(TokioExecutor::new())
@@ -106,6 +116,7 @@ impl ClientBuilder {
                 policies: self.policies,
                 resilience: Resilience::new(self.metrics),
                 upstreams: Mutex::default(),
+                max_response_bytes: self.max_response_bytes,
             }),
         }
     }
@@ -125,6 +136,7 @@ impl ServiceClient {
             metrics: None,
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 32,
+            max_response_bytes: 16 * 1024 * 1024,
         }
     }
 
@@ -166,6 +178,7 @@ impl ServiceClient {
             )),
             instances: inner.discovery.watch(service),
             hash_header: policy.hash_header.clone(),
+            max_response_bytes: inner.max_response_bytes,
         };
         let stack = inner.resilience.stack(service.as_str(), &policy, endpoint);
         Upstream {

@@ -11,7 +11,7 @@ use flotilla_discovery::ServiceSet;
 use flotilla_resilience::balance::Balancer;
 use flotilla_resilience::{BoxError, Error, deadline};
 use http::{HeaderName, Request, Response, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::sync::watch;
@@ -26,6 +26,16 @@ pub(crate) struct Endpoint {
     pub(crate) balancer: Arc<Balancer>,
     pub(crate) instances: watch::Receiver<ServiceSet>,
     pub(crate) hash_header: Option<HeaderName>,
+    /// Longest response body read into memory; a longer one fails the call.
+    pub(crate) max_response_bytes: usize,
+}
+
+/// A response body longer than the client's limit: the upstream answered, but with more than
+/// the caller agreed to hold in memory. Not retried (the answer would be the same).
+#[derive(Debug, thiserror::Error)]
+#[error("response body exceeds the client's limit of {limit} bytes")]
+pub(crate) struct ResponseTooLarge {
+    pub(crate) limit: usize,
 }
 
 impl tower::Service<Request<Full<Bytes>>> for Endpoint {
@@ -55,6 +65,7 @@ impl tower::Service<Request<Full<Bytes>>> for Endpoint {
             return Box::pin(std::future::ready(Err(e.into())));
         };
         let http = self.http.clone();
+        let limit = self.max_response_bytes;
         Box::pin(async move {
             *req.uri_mut() = instance_uri(&pick.instance().base_url(), req.uri())?;
             deadline::propagate(&mut req)?;
@@ -70,16 +81,19 @@ impl tower::Service<Request<Full<Bytes>>> for Endpoint {
                 }
             };
             let (parts, body) = resp.into_parts();
-            match body.collect().await {
+            match Limited::new(body, limit).collect().await {
                 Ok(body) => {
                     pick.finish(!parts.status.is_server_error());
                     Ok(Response::from_parts(parts, body.to_bytes()))
                 }
                 Err(e) => {
                     pick.finish(false);
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        return Err(ResponseTooLarge { limit }.into());
+                    }
                     Err(Error::Transport {
                         connect: false,
-                        source: e.into(),
+                        source: e,
                     }
                     .into())
                 }

@@ -56,6 +56,13 @@ pub enum Error {
         /// Whether it failed before anything was sent.
         connect: bool,
     },
+    /// The upstream's response body was longer than the client's limit
+    /// ([`crate::ClientBuilder::max_response_bytes`]).
+    #[error("response body exceeds {limit} bytes")]
+    ResponseTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// A body could not be encoded or decoded as JSON.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -73,6 +80,13 @@ impl Error {
     /// Maps what came out of the policy stack to a typed error.
     pub(crate) fn from_stack(service: &str, e: BoxError) -> Self {
         use flotilla_resilience::Error as R;
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
+        while let Some(c) = cause {
+            if let Some(big) = c.downcast_ref::<crate::endpoint::ResponseTooLarge>() {
+                return Self::ResponseTooLarge { limit: big.limit };
+            }
+            cause = c.source();
+        }
         match flotilla_resilience::error::find(e.as_ref()) {
             Some(R::DeadlineExceeded) => Self::DeadlineExceeded,
             Some(R::Timeout(d)) => Self::Timeout(*d),
@@ -115,7 +129,9 @@ impl Classify for Error {
             },
             Self::Status { status, .. } => status_class(*status),
             Self::Transport { .. } => ErrorClass::of(ErrorKind::Upstream),
-            Self::Json(_) => ErrorClass::of(ErrorKind::Upstream).retryable(false),
+            Self::Json(_) | Self::ResponseTooLarge { .. } => {
+                ErrorClass::of(ErrorKind::Upstream).retryable(false)
+            }
             Self::Internal(_) => ErrorClass::of(ErrorKind::Internal),
         }
     }

@@ -199,3 +199,42 @@ async fn an_open_breaker_fails_fast_without_calling_the_upstream() {
     assert_eq!(value("flotilla_resilience_breaker_state"), 1.0);
     assert_eq!(value("flotilla_resilience_rejections_total"), 1.0);
 }
+
+#[tokio::test]
+async fn an_oversized_response_fails_the_call_once_without_retrying() {
+    let calls = counter();
+    let seen = calls.clone();
+    let up = serve(Router::new().route(
+        "/big",
+        get(move || {
+            seen.fetch_add(1, Ordering::SeqCst);
+            async { vec![b'x'; 64 * 1024] }
+        }),
+    ))
+    .await;
+    let client = ServiceClient::builder(discovery(&[("files", vec![up])]))
+        .max_response_bytes(4 * 1024)
+        .build();
+    let err = client
+        .service("files")
+        .get("/big")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ResponseTooLarge { limit: 4096 }),
+        "{err:?}"
+    );
+    assert!(!err.class().retryable);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "a too-large answer is not retried"
+    );
+
+    let roomy = ServiceClient::builder(discovery(&[("files", vec![up])]))
+        .max_response_bytes(64 * 1024)
+        .build();
+    let ok = roomy.service("files").get("/big").send().await.unwrap();
+    assert_eq!(ok.body.len(), 64 * 1024);
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use flotilla_core::{ServiceInstance, ServiceName};
 use flotilla_discovery::{Discovery, Endpoint, ServiceSet};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -17,6 +17,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
+
+/// Longest registry answer read into memory. A catalog of 10,000 instances is a few MiB; the
+/// cap stops a wrong or hostile endpoint from exhausting the service's memory.
+const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 /// How to reach the registry.
 #[derive(Debug, Clone)]
@@ -155,11 +159,16 @@ impl RegistryClient {
                 .await
                 .map_err(|e| Error::Unreachable(e.to_string()))?;
             let status = response.status();
-            let bytes = response
-                .into_body()
+            let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
                 .await
-                .map_err(|e| Error::Unreachable(e.to_string()))?
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        Error::Decode(format!("answer longer than {MAX_RESPONSE_BYTES} bytes"))
+                    } else {
+                        Error::Unreachable(e.to_string())
+                    }
+                })?
                 .to_bytes();
             Ok::<_, Error>((status, bytes))
         };

@@ -4,7 +4,8 @@
 //! So every mutation is sent to one thread, which takes whatever jobs are waiting (up to a
 //! batch limit), runs each inside its own savepoint of one transaction, commits once, and only
 //! then answers every caller. A job that fails rolls back its own savepoint without affecting
-//! the others; a failed commit fails every job of the batch. Throughput grows with the number
+//! the others; a failed commit fails every job of the batch, and so does a savepoint that
+//! cannot be rolled back (its half-done changes must never be committed). Throughput grows with the number
 //! of concurrent writers while each caller still gets "durable when answered".
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -18,7 +19,16 @@ use crate::db::Error;
 
 /// Runs after the batch's commit, with its outcome.
 type Completion = Box<dyn FnOnce(Result<(), &str>) + Send>;
-type Job = Box<dyn FnOnce(&mut Transaction<'_>) -> Completion + Send>;
+/// One caller's write; given no transaction when none could be begun.
+type Job = Box<dyn FnOnce(Option<&mut Transaction<'_>>) -> Step + Send>;
+
+/// What running a job inside the batch left behind.
+struct Step {
+    done: Completion,
+    /// The job failed and its savepoint could not be rolled back: the transaction holds
+    /// changes nobody asked for, so the whole batch must be abandoned.
+    poisoned: bool,
+}
 
 /// A handle to the writer thread; cheap to clone. The thread stops when every handle is dropped.
 #[derive(Debug, Clone)]
@@ -79,38 +89,59 @@ impl Writer {
     }
 }
 
-fn run_job<T, E, F, R>(txn: &mut Transaction<'_>, f: F, reply: R) -> Completion
+fn run_job<T, E, F, R>(txn: Option<&mut Transaction<'_>>, f: F, reply: R) -> Step
 where
     T: Send + 'static,
     E: From<Error> + Send + 'static,
     F: FnOnce(&Connection) -> Result<T, E>,
     R: FnOnce(Result<T, E>) + Send + 'static,
 {
-    let outcome = match txn.savepoint() {
-        Err(e) => Err(E::from(Error::Sqlite(e))),
-        Ok(mut sp) => {
+    let (outcome, poisoned) = match txn.map(Transaction::savepoint) {
+        // No transaction: the batch fails as a whole and the completion says why.
+        None => (Err(E::from(Error::WriterStopped)), false),
+        Some(Err(e)) => (Err(E::from(Error::Sqlite(e))), false),
+        Some(Ok(mut sp)) => {
             // A panicking job must not take the writer (and every other caller) down with it.
             let result = catch_unwind(AssertUnwindSafe(|| f(&sp)));
-            match result {
-                Ok(Ok(v)) => sp
-                    .commit()
-                    .map(|()| v)
-                    .map_err(|e| E::from(Error::Sqlite(e))),
-                Ok(Err(e)) => {
-                    let _ = sp.rollback();
-                    Err(e)
+            let failed = match result {
+                Ok(Ok(v)) => {
+                    return match sp.commit() {
+                        Ok(()) => step(Ok(v), false, reply),
+                        // A savepoint that cannot be released leaves the transaction in an
+                        // unknown state; abandon the batch rather than guess.
+                        Err(e) => step(Err(E::from(Error::Sqlite(e))), true, reply),
+                    };
                 }
-                Err(_) => Err(E::from(Error::CommitFailed("the write panicked".into()))),
-            }
+                Ok(Err(e)) => e,
+                Err(_) => E::from(Error::CommitFailed("the write panicked".into())),
+            };
+            let poisoned = match sp.rollback() {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot roll back a failed write; abandoning its batch");
+                    true
+                }
+            };
+            (Err(failed), poisoned)
         }
     };
-    Box::new(move |commit: Result<(), &str>| {
+    step(outcome, poisoned, reply)
+}
+
+fn step<T, E, R>(outcome: Result<T, E>, poisoned: bool, reply: R) -> Step
+where
+    T: Send + 'static,
+    E: From<Error> + Send + 'static,
+    R: FnOnce(Result<T, E>) + Send + 'static,
+{
+    let done: Completion = Box::new(move |commit: Result<(), &str>| {
         let answer = match commit {
             Ok(()) => outcome,
             Err(msg) => Err(E::from(Error::CommitFailed(msg.to_owned()))),
         };
         reply(answer);
-    })
+    });
+    Step { done, poisoned }
 }
 
 fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize) {
@@ -130,18 +161,27 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
     let mut txn = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(t) => t,
         Err(e) => {
-            tracing::error!(error = %e, "cannot begin a write transaction");
-            // Dropping the jobs drops their reply senders: callers see WriterStopped-like errors.
+            tracing::error!(error = %e, batch = batch.len(), "cannot begin a write transaction");
+            let msg = format!("cannot begin a write transaction: {e}");
+            for job in batch {
+                (job(None).done)(Err(&msg));
+            }
             return;
         }
     };
-    let completions: Vec<Completion> = batch.into_iter().map(|job| job(&mut txn)).collect();
-    let result = txn.commit().map_err(|e| e.to_string());
+    let steps: Vec<Step> = batch.into_iter().map(|job| job(Some(&mut txn))).collect();
+    let result = if steps.iter().any(|s| s.poisoned) {
+        // Dropping the transaction rolls every job of the batch back.
+        drop(txn);
+        Err("a failed write could not be rolled back; the batch was abandoned".to_owned())
+    } else {
+        txn.commit().map_err(|e| e.to_string())
+    };
     if let Err(e) = &result {
-        tracing::error!(error = %e, batch = completions.len(), "group commit failed");
+        tracing::error!(error = %e, batch = steps.len(), "group commit failed");
     }
-    for done in completions {
-        done(result.as_ref().map(|_| ()).map_err(String::as_str));
+    for s in steps {
+        (s.done)(result.as_ref().map(|_| ()).map_err(String::as_str));
     }
 }
 
@@ -223,6 +263,36 @@ mod tests {
         })
         .await
         .unwrap();
+        assert_eq!(count(&db), 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_cannot_begin_fails_with_the_reason_and_the_writer_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let db = Database::open(Options::new(&path)).unwrap();
+        db.writer()
+            .write_blocking(|c| {
+                Ok::<_, crate::Error>(c.execute_batch("CREATE TABLE t (v INTEGER)")?)
+            })
+            .unwrap();
+        // Another process holds the write lock past the writer's busy timeout.
+        let intruder = rusqlite::Connection::open(&path).unwrap();
+        intruder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let w = db.writer().clone();
+        let refused: Result<usize, crate::Error> = w
+            .write(|c| Ok(c.execute("INSERT INTO t (v) VALUES (1)", [])?))
+            .await;
+        match refused {
+            Err(crate::Error::CommitFailed(msg)) => {
+                assert!(msg.contains("cannot begin"), "{msg}");
+            }
+            other => panic!("expected CommitFailed naming the cause, got {other:?}"),
+        }
+        intruder.execute_batch("ROLLBACK").unwrap();
+        w.write(|c| Ok::<_, crate::Error>(c.execute("INSERT INTO t (v) VALUES (2)", [])?))
+            .await
+            .unwrap();
         assert_eq!(count(&db), 1);
     }
 }
