@@ -88,10 +88,45 @@ impl Slot {
     }
 }
 
+/// Slots by service, with the size at which the next sweep of idle ones runs.
+#[derive(Debug)]
+struct Slots {
+    map: HashMap<ServiceName, Arc<Slot>>,
+    sweep_at: usize,
+}
+
+/// The smallest map size that triggers a sweep.
+const MIN_SWEEP: usize = 64;
+
+impl Default for Slots {
+    fn default() -> Self {
+        Self {
+            map: HashMap::new(),
+            sweep_at: MIN_SWEEP,
+        }
+    }
+}
+
+impl Slots {
+    /// Drops slots that hold no instance, have no watcher and are used by no one else: a
+    /// blocking query or watch for a name that never registered leaves one behind, and
+    /// without this any client could grow the map without bound. Runs when the map has doubled
+    /// since the last sweep, so its cost is amortised over the insertions.
+    fn sweep_if_due(&mut self) {
+        if self.map.len() < self.sweep_at {
+            return;
+        }
+        self.map.retain(|_, slot| {
+            Arc::strong_count(slot) > 1 || slot.watchers() > 0 || !slot.lock().is_empty()
+        });
+        self.sweep_at = (self.map.len() * 2).max(MIN_SWEEP);
+    }
+}
+
 /// The catalog.
 #[derive(Debug)]
 pub(crate) struct Catalog {
-    slots: Mutex<HashMap<ServiceName, Arc<Slot>>>,
+    slots: Mutex<Slots>,
     index: AtomicU64,
     index_tx: watch::Sender<u64>,
     events: broadcast::Sender<Change>,
@@ -138,10 +173,23 @@ impl Catalog {
     /// The slot of `service`, created empty if unknown (so watchers can wait for it).
     pub(crate) fn slot(&self, service: &ServiceName) -> Arc<Slot> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots
-            .entry(service.clone())
-            .or_insert_with(|| Arc::new(Slot::new()))
-            .clone()
+        if let Some(slot) = slots.map.get(service) {
+            return slot.clone();
+        }
+        slots.sweep_if_due();
+        let slot = Arc::new(Slot::new());
+        slots.map.insert(service.clone(), slot.clone());
+        slot
+    }
+
+    /// How many slots the catalog holds (services plus names being waited for).
+    #[cfg(test)]
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .len()
     }
 
     /// The slot of `service` if it was ever seen.
@@ -149,13 +197,18 @@ impl Catalog {
         self.slots
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .map
             .get(service)
             .cloned()
     }
 
     /// Every slot, including empty ones.
     pub(crate) fn all_slots(&self) -> HashMap<ServiceName, Arc<Slot>> {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .clone()
     }
 
     /// The catalog-wide index (highest revision handed out).
@@ -330,4 +383,43 @@ impl Catalog {
 
 fn not_found(service: &ServiceName, id: &str) -> Error {
     Error::NotFound(format!("instance {id:?} of service {service}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use flotilla_core::SystemClock;
+    use flotilla_discovery::catalog::MemoryCatalogStore;
+
+    use super::*;
+
+    fn name(i: usize) -> ServiceName {
+        ServiceName::new(format!("ghost-{i}")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn slots_of_names_nobody_registers_or_watches_are_reclaimed() {
+        let catalog = Catalog::load(Arc::new(MemoryCatalogStore::new()), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let watched = catalog.slot(&name(0)).subscribe();
+        let held = catalog.slot(&name(1));
+        // A client polls 10,000 names that never register; each wait ends and lets go.
+        for i in 2..10_000 {
+            drop(catalog.slot(&name(i)).subscribe());
+        }
+        assert!(
+            catalog.slot_count() <= 2 * MIN_SWEEP + 2,
+            "{} slots kept for names nobody uses",
+            catalog.slot_count()
+        );
+        assert!(
+            catalog.existing_slot(&name(0)).is_some(),
+            "a watched slot stays"
+        );
+        assert!(
+            Arc::ptr_eq(&catalog.slot(&name(1)), &held),
+            "a held slot stays"
+        );
+        drop(watched);
+    }
 }
