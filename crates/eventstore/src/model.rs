@@ -54,7 +54,7 @@ impl fmt::Display for ExpectedVersion {
 }
 
 /// Who and what an event relates to. Unknown keys are kept in `extra`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Metadata {
     /// The id shared by every event of one business transaction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,6 +71,40 @@ pub struct Metadata {
     /// Any other metadata.
     #[serde(default, flatten)]
     pub extra: BTreeMap<String, Value>,
+}
+
+// Written by hand: `#[serde(flatten)]` deserializes through a buffered copy of the whole map,
+// and metadata is decoded for every event read.
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(MetadataVisitor)
+    }
+}
+
+struct MetadataVisitor;
+
+impl<'de> serde::de::Visitor<'de> for MetadataVisitor {
+    type Value = Metadata;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of event metadata")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Metadata, A::Error> {
+        let mut m = Metadata::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "correlation_id" => m.correlation_id = map.next_value()?,
+                "causation_id" => m.causation_id = map.next_value()?,
+                "traceparent" => m.traceparent = map.next_value()?,
+                "user" => m.user = map.next_value()?,
+                _ => {
+                    m.extra.insert(key, map.next_value()?);
+                }
+            }
+        }
+        Ok(m)
+    }
 }
 
 /// An event to append. Its `id` makes appends idempotent: retrying an append with the same
@@ -315,4 +349,29 @@ pub fn validate_limit(limit: usize) -> crate::Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_keeps_known_and_unknown_keys_through_a_round_trip() {
+        let text = r#"{"correlation_id":"c-1","user":null,"tenant":"acme","n":[1,2]}"#;
+        let m: Metadata = serde_json::from_str(text).unwrap();
+        assert_eq!(m.correlation_id.as_deref(), Some("c-1"));
+        assert_eq!(m.user, None);
+        assert_eq!(m.causation_id, None);
+        assert_eq!(m.extra["tenant"], "acme");
+        assert_eq!(m.extra["n"], serde_json::json!([1, 2]));
+        let again: Metadata = serde_json::from_value(serde_json::to_value(&m).unwrap()).unwrap();
+        assert_eq!(again, m);
+    }
+
+    #[test]
+    fn metadata_that_is_not_an_object_or_has_a_wrong_type_is_refused() {
+        assert!(serde_json::from_str::<Metadata>("[]").is_err());
+        assert!(serde_json::from_str::<Metadata>(r#"{"user": 7}"#).is_err());
+        assert_eq!(serde_json::from_str::<Metadata>("{}").unwrap(), Metadata::default());
+    }
 }

@@ -27,22 +27,20 @@ fn bad(col: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlit
     rusqlite::Error::FromSqlConversionFailure(col, Type::Text, Box::new(e))
 }
 
-/// Reads one event row selected with [`COLUMNS`].
+/// Reads one event row selected with [`COLUMNS`]. Text columns are borrowed from the row, not
+/// copied, before they are decoded.
 pub(super) fn event(r: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
     let id: [u8; 16] = r.get(1)?;
-    let stream: String = r.get(2)?;
-    let data: String = r.get(5)?;
-    let metadata: String = r.get(6)?;
-    let millis: i64 = r.get(7)?;
+    let text = |col: usize| r.get_ref(col).and_then(|v| Ok(v.as_str()?));
     Ok(RecordedEvent {
         position: r.get::<_, i64>(0)? as u64,
         id: Uuid::from_bytes(id),
-        stream: StreamId::new(stream).map_err(|e| bad(2, e))?,
+        stream: StreamId::new(text(2)?).map_err(|e| bad(2, e))?,
         version: r.get::<_, i64>(3)? as u64,
         event_type: r.get(4)?,
-        data: serde_json::from_str(&data).map_err(|e| bad(5, e))?,
-        metadata: serde_json::from_str::<Metadata>(&metadata).map_err(|e| bad(6, e))?,
-        recorded_at: DateTime::<Utc>::from_timestamp_millis(millis).unwrap_or_default(),
+        data: serde_json::from_str(text(5)?).map_err(|e| bad(5, e))?,
+        metadata: serde_json::from_str::<Metadata>(text(6)?).map_err(|e| bad(6, e))?,
+        recorded_at: DateTime::<Utc>::from_timestamp_millis(r.get(7)?).unwrap_or_default(),
     })
 }
 
