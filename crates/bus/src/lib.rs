@@ -23,6 +23,8 @@ mod metrics;
 mod model;
 mod policy;
 
+#[cfg(feature = "bench")]
+pub mod bench;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 

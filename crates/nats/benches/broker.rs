@@ -1,130 +1,54 @@
 //! Flotilla's JetStream backend vs async-nats on the same workload and durability (file
-//! stream, publish acks awaited, acks confirmed by the server): publish throughput with 4
-//! concurrent publishers sending batches of 50, and publish-to-handler latency of single
-//! events. Run by `bench/bus-brokers/run.sh`; results in docs/BENCHMARKS.md.
+//! stream, publish acks awaited, `Nats-Msg-Id` set, acks confirmed by the server): publish
+//! throughput and publish-to-handler latency of single events. The workload and the Flotilla
+//! side are `flotilla_bus::bench`'s. Run by `bench/bus-brokers/run.sh`; results in
+//! docs/BENCHMARKS.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, stream};
-use flotilla_bus::{Backend, GroupName, GroupSpec, Outgoing};
+use flotilla_bus::bench::{self, LATENCY_SAMPLES, Stopwatch};
+use flotilla_bus::{Backend, GroupName, GroupSpec};
 use flotilla_core::{CloudEvent, TopicName, TopicPattern};
 use flotilla_nats::{NatsBackend, Options};
 use futures_util::StreamExt;
 
-const PUBLISHERS: usize = 4;
-const BATCH: usize = 50;
-const EVENTS: usize = 20_000;
-const LATENCY_SAMPLES: usize = 2_000;
-
-fn event(n: usize, base: Instant) -> CloudEvent {
-    let us = base.elapsed().as_micros() as u64;
-    CloudEvent::new("/bench", "bench.event").with_json(serde_json::json!({"n": n, "t": us}))
-}
-
-fn stamp(body: &[u8]) -> u64 {
-    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
-    v["data"]["t"].as_u64().unwrap()
-}
-
-fn report(name: &str, mut lat: Vec<u64>) -> (f64, f64) {
-    lat.sort_unstable();
-    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)] as f64 / 1000.0;
-    println!(
-        "{name:<10} latency p50 {:>8.3} ms  p99 {:>8.3} ms",
-        p(0.5),
-        p(0.99)
-    );
-    (p(0.5), p(0.99))
-}
-
-async fn flotilla_throughput(b: &Arc<NatsBackend>, topic: &TopicName) -> f64 {
-    let base = Instant::now();
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..PUBLISHERS)
-        .map(|p| {
-            let (b, topic) = (b.clone(), topic.clone());
-            tokio::spawn(async move {
-                for i in (0..EVENTS / PUBLISHERS).step_by(BATCH) {
-                    let batch = (0..BATCH)
-                        .map(|j| Outgoing::new(topic.clone(), event(p * EVENTS + i + j, base)))
-                        .collect();
-                    b.publish(batch).await.unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    EVENTS as f64 / start.elapsed().as_secs_f64()
+/// Publishes `e` with the dedupe header Flotilla sets, returning the pending server ack.
+async fn send(
+    js: &jetstream::Context,
+    subject: &str,
+    e: &CloudEvent,
+) -> jetstream::context::PublishAckFuture {
+    let mut h = HeaderMap::new();
+    h.insert("Nats-Msg-Id", format!("{} {}", e.source, e.id).as_str());
+    let body = e.to_json_value().to_string();
+    js.publish_with_headers(subject.to_owned(), h, body.into())
+        .await
+        .unwrap()
 }
 
 async fn native_throughput(js: &jetstream::Context, subject: &str) -> f64 {
-    let base = Instant::now();
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..PUBLISHERS)
-        .map(|p| {
-            let (js, subject) = (js.clone(), subject.to_owned());
-            tokio::spawn(async move {
-                for i in (0..EVENTS / PUBLISHERS).step_by(BATCH) {
-                    let mut acks = Vec::with_capacity(BATCH);
-                    for j in 0..BATCH {
-                        let e = event(p * EVENTS + i + j, base);
-                        let mut h = HeaderMap::new();
-                        h.insert("Nats-Msg-Id", format!("{} {}", e.source, e.id).as_str());
-                        let body = e.to_json_value().to_string();
-                        acks.push(
-                            js.publish_with_headers(subject.clone(), h, body.into())
-                                .await
-                                .unwrap(),
-                        );
-                    }
-                    for a in acks {
-                        a.await.unwrap();
-                    }
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    EVENTS as f64 / start.elapsed().as_secs_f64()
-}
-
-async fn flotilla_latency(b: &Arc<NatsBackend>, topic: &TopicName, g: &GroupName) -> Vec<u64> {
-    let base = Instant::now();
-    let (b2, g2) = (b.clone(), g.clone());
-    let consumer = tokio::spawn(async move {
-        let mut lat = Vec::with_capacity(LATENCY_SAMPLES);
-        while lat.len() < LATENCY_SAMPLES {
-            let got = b2
-                .receive(&g2, 64, Duration::from_secs(30), Duration::from_secs(1))
-                .await
-                .unwrap();
-            for d in got {
-                let t = d.event.json_data().unwrap()["t"].as_u64().unwrap();
-                lat.push(base.elapsed().as_micros() as u64 - t);
-                b2.ack(&d.receipt).await.unwrap();
+    let (js, subject) = (js.clone(), subject.to_owned());
+    bench::throughput(move |batch: Vec<CloudEvent>| {
+        let (js, subject) = (js.clone(), subject.clone());
+        async move {
+            let mut acks = Vec::with_capacity(batch.len());
+            for e in &batch {
+                acks.push(send(&js, &subject, e).await);
+            }
+            for a in acks {
+                a.await.unwrap();
             }
         }
-        lat
-    });
-    for n in 0..LATENCY_SAMPLES {
-        b.publish(vec![Outgoing::new(topic.clone(), event(n, base))])
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_micros(500)).await;
-    }
-    consumer.await.unwrap()
+    })
+    .await
 }
 
 async fn native_latency(js: &jetstream::Context, s: &stream::Stream, subject: &str) -> Vec<u64> {
-    let base = Instant::now();
+    let clock = Stopwatch::start();
     let config = consumer::pull::Config {
         durable_name: Some("native".into()),
         filter_subject: subject.to_owned(),
@@ -137,23 +61,15 @@ async fn native_latency(js: &jetstream::Context, s: &stream::Stream, subject: &s
         let mut lat = Vec::with_capacity(LATENCY_SAMPLES);
         while lat.len() < LATENCY_SAMPLES {
             let m = msgs.next().await.unwrap().unwrap();
-            lat.push(base.elapsed().as_micros() as u64 - stamp(&m.payload));
+            lat.push(clock.latency_of_wire(&m.payload));
             m.double_ack().await.unwrap();
         }
         lat
     });
-    for n in 0..LATENCY_SAMPLES {
-        let e = event(n, base);
-        let mut h = HeaderMap::new();
-        h.insert("Nats-Msg-Id", format!("{} {}", e.source, e.id).as_str());
-        let body = e.to_json_value().to_string();
-        js.publish_with_headers(subject.to_owned(), h, body.into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_micros(500)).await;
-    }
+    bench::paced(clock, |e| async move {
+        send(js, subject, &e).await.await.unwrap();
+    })
+    .await;
     consumer.await.unwrap()
 }
 
@@ -166,7 +82,8 @@ async fn main() {
         prefix: prefix.clone(),
         ..Options::default()
     };
-    let b = Arc::new(NatsBackend::connect(opts).await.expect("NATS answers"));
+    let nats = Arc::new(NatsBackend::connect(opts).await.expect("NATS answers"));
+    let b: Arc<dyn Backend> = nats.clone();
     let topic = TopicName::new("bench.events").unwrap();
     let g = GroupName::new("bench").unwrap();
     let spec = GroupSpec {
@@ -188,35 +105,19 @@ async fn main() {
         .await
         .unwrap();
 
-    // Two rounds in alternating order, so neither side always runs on a warmer broker.
-    for round in 0..2 {
-        let (ours, native) = if round == 0 {
-            let o = flotilla_throughput(&b, &topic).await;
-            (
-                o,
-                native_throughput(&js, &format!("{native_name}.events")).await,
-            )
-        } else {
-            let n = native_throughput(&js, &format!("{native_name}.events")).await;
-            (flotilla_throughput(&b, &topic).await, n)
-        };
-        println!(
-            "nats publish  flotilla {ours:>9.0} ev/s  async-nats {native:>9.0} ev/s  ratio {:.3}",
-            ours / native
-        );
-    }
-    let lt = TopicName::new("bench.latency").unwrap();
-    let (f50, f99) = report("flotilla", flotilla_latency(&b, &lt, &g).await);
-    let (n50, n99) = report(
+    let events_subject = format!("{native_name}.events");
+    bench::compare_publish(
+        "nats",
         "async-nats",
-        native_latency(&js, &s, &format!("{native_name}.latency")).await,
-    );
-    println!(
-        "nats latency ratio p50 {:.3}  p99 {:.3}",
-        f50 / n50,
-        f99 / n99
-    );
+        || bench::flotilla_throughput(b.clone(), &topic),
+        || native_throughput(&js, &events_subject),
+    )
+    .await;
+    let lt = TopicName::new("bench.latency").unwrap();
+    let ours = bench::flotilla_latency(b.clone(), &lt, &g).await;
+    let native = native_latency(&js, &s, &format!("{native_name}.latency")).await;
+    bench::compare_latency("nats", ours, "async-nats", native);
 
     js.delete_stream(&native_name).await.unwrap();
-    b.destroy().await.unwrap();
+    nats.destroy().await.unwrap();
 }
