@@ -23,13 +23,27 @@ local function matches(pattern, topic)
   return i == #ts
 end
 
+-- The streams of the groups whose pattern matches each topic, worked out once per topic and
+-- script call: a script runs atomically, so the group table cannot change under it, and a
+-- batch of events on one topic then reads the table and matches the patterns only once.
+local group_table = nil
+local streams_of = {}
+local function targets(topic)
+  local found = streams_of[topic]
+  if found then return found end
+  group_table = group_table or redis.call('HGETALL', k('groups'))
+  found = {}
+  for i = 1, #group_table, 2 do
+    if matches(group_table[i + 1], topic) then found[#found + 1] = k('s', group_table[i]) end
+  end
+  streams_of[topic] = found
+  return found
+end
+
 -- Appends the event to the stream of every group whose pattern matches its topic.
 local function route(topic, event)
-  local groups = redis.call('HGETALL', k('groups'))
-  for i = 1, #groups, 2 do
-    if matches(groups[i + 1], topic) then
-      redis.call('XADD', k('s', groups[i]), '*', 't', topic, 'e', event)
-    end
+  for _, stream in ipairs(targets(topic)) do
+    redis.call('XADD', stream, '*', 't', topic, 'e', event)
   end
   redis.call('HINCRBY', k('topics'), topic, 1)
 end
