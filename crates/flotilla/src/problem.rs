@@ -103,19 +103,29 @@ impl Problem {
         )
     }
 
-    /// A problem for a classified error: its status, and its message unless it is internal.
+    /// A problem for a classified error: its status, and its message when the caller is the
+    /// one to act on it (4xx). A 5xx error's text describes this service's dependencies
+    /// (addresses, engines, queries), so it is logged with the request id and the caller
+    /// gets a generic detail instead.
     pub fn from_error<E>(err: &E) -> Self
     where
         E: flotilla_core::error::Classify + std::fmt::Display,
     {
+        use flotilla_core::ErrorKind;
         let class = err.class();
         let status = StatusCode::from_u16(class.kind.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if class.kind == flotilla_core::ErrorKind::Internal {
-            tracing::error!(error = %err, "internal error");
-            return Self::internal();
+        if !status.is_server_error() {
+            return Self::new(status).detail(err.to_string());
         }
-        Self::new(status).detail(err.to_string())
+        tracing::error!(error = %err, kind = ?class.kind, "request failed");
+        let detail = match class.kind {
+            ErrorKind::Unavailable => "a service this one depends on is unavailable; retry later",
+            ErrorKind::Timeout => "a service this one depends on did not answer in time",
+            ErrorKind::Upstream => "a service this one depends on failed",
+            _ => return Self::internal(),
+        };
+        Self::new(status).detail(detail)
     }
 
     /// The status as an `http` status code.
@@ -229,6 +239,38 @@ mod tests {
         let p = Problem::from_error(&Secret);
         assert_eq!(p.status, 500);
         assert!(!p.detail.unwrap_or_default().contains("hunter2"));
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("postgres at 10.1.2.3:5432 refused: {0:?}")]
+    struct Dependency(flotilla_core::ErrorKind);
+
+    impl flotilla_core::error::Classify for Dependency {
+        fn class(&self) -> flotilla_core::ErrorClass {
+            flotilla_core::ErrorClass::of(self.0)
+        }
+    }
+
+    #[test]
+    fn dependency_failures_keep_their_status_but_not_their_text() {
+        use flotilla_core::ErrorKind;
+        for (kind, status) in [
+            (ErrorKind::Unavailable, 503),
+            (ErrorKind::Timeout, 504),
+            (ErrorKind::Upstream, 502),
+        ] {
+            let p = Problem::from_error(&Dependency(kind));
+            assert_eq!(p.status, status);
+            let detail = p.detail.unwrap_or_default();
+            assert!(!detail.contains("10.1.2.3"), "{detail}");
+            assert!(detail.contains("depends on"), "{detail}");
+        }
+        let p = Problem::from_error(&Dependency(ErrorKind::Conflict));
+        assert_eq!(p.status, 409);
+        assert!(
+            p.detail.unwrap_or_default().contains("refused"),
+            "4xx keep their text"
+        );
     }
 
     #[test]
