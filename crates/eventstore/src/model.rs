@@ -372,6 +372,9 @@ mod tests {
     fn metadata_that_is_not_an_object_or_has_a_wrong_type_is_refused() {
         assert!(serde_json::from_str::<Metadata>("[]").is_err());
         assert!(serde_json::from_str::<Metadata>(r#"{"user": 7}"#).is_err());
-        assert_eq!(serde_json::from_str::<Metadata>("{}").unwrap(), Metadata::default());
+        assert_eq!(
+            serde_json::from_str::<Metadata>("{}").unwrap(),
+            Metadata::default()
+        );
     }
 }
