@@ -190,7 +190,12 @@ pub struct RouteAuth {
     keys: Option<Arc<ApiKeys>>,
     require: Vec<(String, String)>,
     forward: Vec<(String, HeaderName)>,
+    forward_credentials: bool,
 }
+
+/// The header carrying the name of the API key a request was authenticated with.
+pub const API_KEY_NAME: HeaderName = HeaderName::from_static("x-api-key-name");
+const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 impl RouteAuth {
     /// Compiles a route's `auth` table at config key `key`.
@@ -232,7 +237,14 @@ impl RouteAuth {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             forward,
+            forward_credentials: cfg.forward_credentials,
         })
+    }
+
+    /// The headers this route sets from verified identity (so every route strips client
+    /// copies of them, whether or not it authenticates).
+    pub fn identity_headers(&self) -> impl Iterator<Item = &HeaderName> {
+        self.forward.iter().map(|(_, h)| h)
     }
 
     /// Whether this route verifies JWTs (so `claim:` rate-limit keys are usable).
@@ -242,7 +254,7 @@ impl RouteAuth {
 
     /// Authenticates the request: 401 without valid credentials, 403 without required claims.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, Error> {
-        if let (Some(keys), Some(k)) = (&self.keys, headers.get("x-api-key")) {
+        if let (Some(keys), Some(k)) = (&self.keys, headers.get(API_KEY)) {
             let name = k.to_str().ok().and_then(|k| keys.lookup(k));
             return match name {
                 Some(n) => Ok(Identity {
@@ -286,8 +298,17 @@ impl RouteAuth {
         })
     }
 
-    /// Sets the configured claim headers (after removing any the client sent itself).
+    /// Sets the configured claim headers (after removing any the client sent itself) and,
+    /// unless `forward_credentials`, removes the credentials this route verifies.
     pub fn forward(&self, id: &Identity, headers: &mut HeaderMap) {
+        if !self.forward_credentials {
+            if self.jwt.is_some() {
+                headers.remove(http::header::AUTHORIZATION);
+            }
+            if self.keys.is_some() {
+                headers.remove(API_KEY);
+            }
+        }
         for (claim, header) in &self.forward {
             headers.remove(header);
             let value = id.claims.as_ref().and_then(|c| claim_text(c, claim));
@@ -295,13 +316,13 @@ impl RouteAuth {
                 headers.insert(header.clone(), v);
             }
         }
-        headers.remove("x-api-key-name");
+        headers.remove(API_KEY_NAME);
         if let Some(v) = id
             .api_key
             .as_deref()
             .and_then(|n| HeaderValue::from_str(n).ok())
         {
-            headers.insert("x-api-key-name", v);
+            headers.insert(API_KEY_NAME, v);
         }
     }
 }

@@ -26,6 +26,7 @@ mod server;
 mod state;
 pub mod table;
 pub mod template;
+mod tls;
 pub mod upstream;
 
 use std::path::Path;
@@ -55,8 +56,14 @@ impl Gateway {
     pub fn new(opts: GatewayOptions, discovery: Arc<dyn Discovery>) -> Result<Self, Error> {
         let metrics = metrics::Metrics::default();
         let table = RouteTable::build(&opts, discovery.as_ref(), &metrics)?;
+        let tls = opts
+            .server
+            .tls
+            .as_ref()
+            .map(tls::ServerTls::build)
+            .transpose()?;
         Ok(Self {
-            shared: Arc::new(Shared::new(table, opts.server, metrics)),
+            shared: Arc::new(Shared::new(table, opts.server, metrics, tls)),
             discovery,
         })
     }
@@ -64,9 +71,15 @@ impl Gateway {
     /// Swaps in a new routing configuration (routes, upstreams, auth, limits). Requests in
     /// flight finish on the table they started with; none fail because of the swap. An invalid
     /// config is refused and the current one keeps serving. The `[server]` section is read
-    /// only at start: listener limits change with a restart.
+    /// only at start (listener limits change with a restart), except the TLS certificate and
+    /// key, which are re-read from `server.tls` so a renewed certificate needs no restart.
     pub fn reload(&self, opts: GatewayOptions) -> Result<(), Error> {
         let table = RouteTable::build(&opts, self.discovery.as_ref(), &self.shared.metrics)?;
+        match (&self.shared.tls, &opts.server.tls) {
+            (Some(current), Some(cfg)) => current.reload(cfg)?,
+            (None, None) => {}
+            _ => tracing::warn!("turning TLS on or off needs a restart; kept as started"),
+        }
         self.shared.table.store(Arc::new(table));
         tracing::info!("gateway configuration reloaded");
         Ok(())

@@ -169,6 +169,7 @@ fn build_upstream_request(
         pq.push_str(q);
     }
     let bodyless = has_no_body(&req);
+    let over_tls = req.extensions().get::<crate::server::OverTls>().is_some();
     let on_upgrade = ctx.upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let headers = &mut parts.headers;
@@ -181,7 +182,7 @@ fn build_upstream_request(
     strip_hop_by_hop(headers, ctx.upgrade);
     let client = ClientInfo {
         peer: ctx.peer,
-        proto: "http",
+        proto: if over_tls { "https" } else { "http" },
         host: client_host.as_ref(),
     };
     add_forwarding(headers, client, parts.version, &shared.server.via_name);
@@ -190,6 +191,9 @@ fn build_upstream_request(
     }
     if let Ok(v) = HeaderValue::from_str(&ctx.trace.to_string()) {
         headers.insert("traceparent", v);
+    }
+    for h in route.identity_headers.iter() {
+        headers.remove(h);
     }
     if let Some(a) = &route.auth {
         a.forward(id, headers);
@@ -259,7 +263,8 @@ async fn forward(
         let mut attempt_req = Request::from_parts(head, this_body);
         *attempt_req.uri_mut() = upstream_uri(&chosen.target, &pq)?;
         let started = Instant::now();
-        let result = tokio::time::timeout(route.timeout, shared.client.request(attempt_req)).await;
+        let client = route.upstream.client(&shared.client);
+        let result = tokio::time::timeout(route.timeout, client.request(attempt_req)).await;
         let upstream_time = started.elapsed().as_secs_f64();
         route.metrics.upstream(upstream_time);
         let err = match result {
@@ -322,7 +327,7 @@ fn splice_upgrade(
 
 fn upstream_uri(target: &Target, pq: &str) -> Result<Uri, Error> {
     Uri::builder()
-        .scheme("http")
+        .scheme(target.scheme.clone())
         .authority(target.authority.clone())
         .path_and_query(pq)
         .build()

@@ -87,6 +87,8 @@ pub struct Route {
     pub metrics: crate::metrics::RouteMetrics,
     /// The config this route was built from, for the admin API.
     pub config: RouteConfig,
+    /// Every header any route sets from verified identity; client copies are always removed.
+    pub identity_headers: Arc<[http::HeaderName]>,
 }
 
 /// Every route in precedence order, plus the upstreams they share.
@@ -108,7 +110,7 @@ impl RouteTable {
         let mut upstreams = HashMap::new();
         for (i, u) in opts.upstreams.iter().enumerate() {
             let key = format!("upstreams[{i}]");
-            let built = Upstream::build(u, &key, discovery)?;
+            let built = Upstream::build(u, &key, discovery, &opts.server)?;
             if upstreams.insert(u.name.clone(), Arc::new(built)).is_some() {
                 return Err(Error::config(
                     format!("{key}.name"),
@@ -124,6 +126,10 @@ impl RouteTable {
             ranked.push((route.matcher.rank(i), route));
         }
         ranked.sort_by_key(|(rank, _)| *rank);
+        let identity = identity_headers(ranked.iter().map(|(_, r)| r));
+        for (_, r) in &mut ranked {
+            r.identity_headers = identity.clone();
+        }
         Ok(Self {
             routes: ranked.into_iter().map(|(_, r)| r).collect(),
             upstreams,
@@ -136,6 +142,20 @@ impl RouteTable {
             .iter()
             .find_map(|r| r.matcher.matches(req).map(|p| (r, p)))
     }
+}
+
+/// The identity headers of every route, plus `X-Api-Key-Name`, without repeats.
+fn identity_headers<'a>(routes: impl Iterator<Item = &'a Route>) -> Arc<[http::HeaderName]> {
+    let mut all = vec![crate::auth::API_KEY_NAME];
+    for h in routes
+        .filter_map(|r| r.auth.as_ref())
+        .flat_map(RouteAuth::identity_headers)
+    {
+        if !all.contains(h) {
+            all.push(h.clone());
+        }
+    }
+    all.into()
 }
 
 fn build_route(
@@ -187,6 +207,7 @@ fn build_route(
         auth,
         matcher,
         config: cfg.clone(),
+        identity_headers: Arc::from([]),
     })
 }
 
