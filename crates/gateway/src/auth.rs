@@ -3,7 +3,8 @@
 //! Each JWT validator accepts exactly one algorithm bound to one key, so `alg: none` and
 //! algorithm confusion (an HS256 token "signed" with an RSA public key) are refused by
 //! construction: the token's `alg` must equal the configured one before the key is used.
-//! API keys are kept only as SHA-256 hashes.
+//! API keys are kept only as SHA-256 hashes. Public keys come from a PEM file or a JWKS URL
+//! (see [`crate::jwks`]); a JWKS key is used only for the validator's one algorithm.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,14 +16,23 @@ use sha2::{Digest, Sha256};
 
 use crate::Error;
 use crate::config::{ApiKeyConfig, AuthConfig, JwtConfig};
+use crate::jwks::Jwks;
 
 const CHALLENGE: &str = "Bearer realm=\"flotilla\"";
 const INVALID: &str = "Bearer realm=\"flotilla\", error=\"invalid_token\"";
 
+/// Where a validator's key comes from.
+enum Keys {
+    /// One key from the config.
+    Fixed(Arc<DecodingKey>),
+    /// Keys from a JWKS URL, chosen by the token's `kid`.
+    Jwks(Arc<Jwks>),
+}
+
 /// One JWT validator.
 pub struct Validator {
     alg: Algorithm,
-    key: DecodingKey,
+    keys: Keys,
     validation: Validation,
 }
 
@@ -52,7 +62,24 @@ impl Validator {
                 ));
             }
         };
-        let dkey = decoding_key(cfg, alg).map_err(|(k, r)| bad(k, r))?;
+        let keys = match &cfg.jwks_url {
+            None => Keys::Fixed(Arc::new(
+                decoding_key(cfg, alg).map_err(|(k, r)| bad(k, r))?,
+            )),
+            Some(_) if alg == Algorithm::HS256 => {
+                return Err(bad(
+                    "jwks_url",
+                    "a JWKS holds public keys; HS256 needs a secret".into(),
+                ));
+            }
+            Some(_) if cfg.public_key_file.is_some() => {
+                return Err(bad(
+                    "jwks_url",
+                    "set `jwks_url` or `public_key_file`, not both".into(),
+                ));
+            }
+            Some(url) => Keys::Jwks(Jwks::start(url, alg, cfg.jwks_refresh, key)?),
+        };
         let mut validation = Validation::new(alg);
         validation.leeway = cfg.leeway.map_or(30, |d| d.as_secs());
         validation.validate_nbf = true;
@@ -66,13 +93,13 @@ impl Validator {
         }
         Ok(Self {
             alg,
-            key: dkey,
+            keys,
             validation,
         })
     }
 
     /// Checks signature, algorithm and time/issuer/audience claims; returns the claims.
-    pub fn validate(&self, token: &str) -> Result<Value, Error> {
+    pub async fn validate(&self, token: &str) -> Result<Value, Error> {
         let refuse = |reason| Error::Unauthenticated {
             challenge: INVALID.into(),
             reason,
@@ -82,7 +109,14 @@ impl Validator {
         if header.alg != self.alg {
             return Err(refuse("token algorithm not accepted"));
         }
-        jsonwebtoken::decode::<Value>(token, &self.key, &self.validation)
+        let key = match &self.keys {
+            Keys::Fixed(k) => k.clone(),
+            Keys::Jwks(j) => j
+                .key(header.kid.as_deref())
+                .await
+                .ok_or_else(|| refuse("unknown signing key"))?,
+        };
+        jsonwebtoken::decode::<Value>(token, &key, &self.validation)
             .map(|d| d.claims)
             .map_err(|e| {
                 tracing::debug!(error = %e, "bearer token refused");
@@ -114,7 +148,7 @@ fn decoding_key(cfg: &JwtConfig, alg: Algorithm) -> Result<DecodingKey, (&'stati
     let Some(file) = &cfg.public_key_file else {
         return Err((
             "public_key_file",
-            format!("{alg:?} needs `public_key_file`"),
+            format!("{alg:?} needs `public_key_file` or `jwks_url`"),
         ));
     };
     let pem = read("public_key_file", file)?;
@@ -253,7 +287,7 @@ impl RouteAuth {
     }
 
     /// Authenticates the request: 401 without valid credentials, 403 without required claims.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, Error> {
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, Error> {
         if let (Some(keys), Some(k)) = (&self.keys, headers.get(API_KEY)) {
             let name = k.to_str().ok().and_then(|k| keys.lookup(k));
             return match name {
@@ -284,7 +318,7 @@ impl RouteAuth {
                 challenge: CHALLENGE.into(),
                 reason: "a bearer token is required",
             })?;
-        let claims = v.validate(token.trim())?;
+        let claims = v.validate(token.trim()).await?;
         if !self
             .require
             .iter()

@@ -13,8 +13,10 @@
 mod admin;
 pub mod auth;
 pub mod config;
+pub mod cors;
 mod error;
 pub mod headers;
+mod jwks;
 pub mod matcher;
 pub mod metrics;
 pub mod path;

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 
 use crate::Error;
 use crate::auth::Identity;
+use crate::cors::Cors;
 use crate::headers::{ClientInfo, add_forwarding, strip_hop_by_hop};
 use crate::matcher::{RequestView, request_host};
 use crate::path::NormalPath;
@@ -100,7 +101,15 @@ async fn admit<'t>(
             error_response(ctx, &Error::NoRoute(req.uri().path().to_owned())),
         );
     };
-    let resp = match guard_and_forward(shared, route, ctx, req, &path, &params).await {
+    // Preflights are answered here, before auth: browsers send them without credentials.
+    let origin = route
+        .cors
+        .as_ref()
+        .and_then(|_| req.headers().get(header::ORIGIN).cloned());
+    if let Some(cors) = route.cors.as_ref().filter(|_| Cors::is_preflight(&req)) {
+        return (Some(route), cors.preflight(origin.as_ref()));
+    }
+    let mut resp = match guard_and_forward(shared, route, ctx, req, &path, &params).await {
         Ok(resp) => resp,
         Err(e) => {
             let mut resp = error_response(ctx, &e);
@@ -112,6 +121,9 @@ async fn admit<'t>(
             resp
         }
     };
+    if let Some(cors) = &route.cors {
+        cors.decorate(origin.as_ref(), resp.headers_mut());
+    }
     (Some(route), resp)
 }
 
@@ -124,7 +136,7 @@ async fn guard_and_forward(
     params: &Params,
 ) -> Result<Response<Body>, Error> {
     let id = match &route.auth {
-        Some(a) => a.authenticate(req.headers())?,
+        Some(a) => a.authenticate(req.headers()).await?,
         None => Identity::default(),
     };
     let allowed = match &route.limiter {

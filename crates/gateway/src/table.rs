@@ -83,6 +83,8 @@ pub struct Route {
     pub limiter: Option<RouteLimiter>,
     /// Authentication.
     pub auth: Option<RouteAuth>,
+    /// Cross-origin resource sharing.
+    pub cors: Option<crate::cors::Cors>,
     /// Metric handles.
     pub metrics: crate::metrics::RouteMetrics,
     /// The config this route was built from, for the admin API.
@@ -191,6 +193,10 @@ fn build_route(
         )?),
         None => None,
     };
+    let cors = match &cfg.cors {
+        Some(c) => Some(crate::cors::Cors::build(c, &format!("{key}.cors"))?),
+        None => None,
+    };
     let max_body = cfg.max_body_bytes.unwrap_or(opts.server.max_body_bytes);
     let name = cfg.name.clone().unwrap_or_else(|| format!("route-{i}"));
     Ok(Route {
@@ -205,6 +211,7 @@ fn build_route(
         max_body: (max_body > 0).then_some(max_body),
         limiter,
         auth,
+        cors,
         matcher,
         config: cfg.clone(),
         identity_headers: Arc::from([]),
