@@ -130,7 +130,7 @@ impl Jwks {
         if !resp.status().is_success() {
             return Err(format!("status {}", resp.status()));
         }
-        let ttl = self.ttl(resp.headers());
+        let ttl = ttl(resp.headers(), &self.refresh);
         let body = tokio::time::timeout(
             FETCH_TIMEOUT,
             Limited::new(resp.into_body(), MAX_BYTES).collect(),
@@ -142,26 +142,27 @@ impl Jwks {
         let set = parse(&body, self.alg)?;
         Ok((set, ttl))
     }
+}
 
-    /// `max-age` from `Cache-Control`, clamped to the configured bounds.
-    fn ttl(&self, headers: &http::HeaderMap) -> Duration {
-        let max_age = headers
-            .get_all(http::header::CACHE_CONTROL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .find_map(|d| {
-                d.trim()
-                    .strip_prefix("max-age=")?
-                    .trim_matches('"')
-                    .parse()
-                    .ok()
-            })
-            .map(Duration::from_secs);
-        max_age
-            .unwrap_or(self.refresh.default)
-            .clamp(self.refresh.min, self.refresh.max)
-    }
+/// How long a fetched set is kept: `max-age` from `Cache-Control` (the default without one),
+/// clamped to the configured bounds.
+fn ttl(headers: &http::HeaderMap, refresh: &JwksRefresh) -> Duration {
+    let max_age = headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|d| {
+            d.trim()
+                .strip_prefix("max-age=")?
+                .trim_matches('"')
+                .parse()
+                .ok()
+        })
+        .map(Duration::from_secs);
+    max_age
+        .unwrap_or(refresh.default)
+        .clamp(refresh.min, refresh.max)
 }
 
 /// Fetches now and again whenever the last answer expires, until the validator is dropped
@@ -293,6 +294,21 @@ mod tests {
         for bad in ["http://id.example.com/jwks", "ftp://x/y", "/jwks"] {
             assert!(checked_url(bad, "jwt[0].jwks_url").is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn max_age_is_honoured_within_the_bounds() {
+        let r = JwksRefresh::default();
+        let with = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::CACHE_CONTROL, v.parse().unwrap());
+            ttl(&h, &r)
+        };
+        assert_eq!(with("public, max-age=600"), Duration::from_secs(600));
+        assert_eq!(with("max-age=5"), r.min);
+        assert_eq!(with("max-age=999999"), r.max);
+        assert_eq!(with("no-cache"), r.default);
+        assert_eq!(ttl(&http::HeaderMap::new(), &r), r.default);
     }
 
     #[test]
