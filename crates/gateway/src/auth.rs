@@ -48,7 +48,7 @@ impl std::fmt::Debug for Validator {
 pub type Validators = HashMap<String, Arc<Validator>>;
 
 impl Validator {
-    fn build(cfg: &JwtConfig, key: &str) -> Result<Self, Error> {
+    fn build(cfg: &JwtConfig, key: &str, reuse: &[Arc<Jwks>]) -> Result<Self, Error> {
         let bad = |k: &str, r: String| Error::config(format!("{key}.{k}"), r);
         let alg = match cfg.algorithm.as_str() {
             "HS256" => Algorithm::HS256,
@@ -78,7 +78,12 @@ impl Validator {
                     "set `jwks_url` or `public_key_file`, not both".into(),
                 ));
             }
-            Some(url) => Keys::Jwks(Jwks::start(url, alg, cfg.jwks_refresh, key)?),
+            Some(url) => Keys::Jwks(
+                match reuse.iter().find(|j| j.serves(url, alg, &cfg.jwks_refresh)) {
+                    Some(same) => same.clone(),
+                    None => Jwks::start(url, alg, cfg.jwks_refresh, key)?,
+                },
+            ),
         };
         let mut validation = Validation::new(alg);
         validation.leeway = cfg.leeway.map_or(30, |d| d.as_secs());
@@ -96,6 +101,14 @@ impl Validator {
             keys,
             validation,
         })
+    }
+
+    /// The JWKS source, when the keys come from a URL.
+    pub(crate) fn jwks(&self) -> Option<&Arc<Jwks>> {
+        match &self.keys {
+            Keys::Jwks(j) => Some(j),
+            Keys::Fixed(_) => None,
+        }
     }
 
     /// Checks signature, algorithm and time/issuer/audience claims; returns the claims.
@@ -165,11 +178,15 @@ fn decoding_key(cfg: &JwtConfig, alg: Algorithm) -> Result<DecodingKey, (&'stati
     })
 }
 
-/// Builds every `[[jwt]]` validator.
-pub fn build_validators(cfgs: &[JwtConfig]) -> Result<Validators, Error> {
+/// Builds every `[[jwt]]` validator, keeping a JWKS source of `reuse` (the running table's)
+/// whose URL and settings did not change, so its keys survive a reload.
+pub(crate) fn build_validators(
+    cfgs: &[JwtConfig],
+    reuse: &[Arc<Jwks>],
+) -> Result<Validators, Error> {
     let mut out = HashMap::new();
     for (i, c) in cfgs.iter().enumerate() {
-        let v = Validator::build(c, &format!("jwt[{i}]"))?;
+        let v = Validator::build(c, &format!("jwt[{i}]"), reuse)?;
         if out.insert(c.name.clone(), Arc::new(v)).is_some() {
             return Err(Error::config(
                 format!("jwt[{i}].name"),

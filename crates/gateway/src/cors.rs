@@ -93,6 +93,15 @@ impl Cors {
                 .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
     }
 
+    /// For a preflight, the method of the actual request it asks about.
+    pub fn preflight_method(method: &Method, headers: &HeaderMap) -> Option<Method> {
+        if method != Method::OPTIONS || !headers.contains_key(header::ORIGIN) {
+            return None;
+        }
+        let asked = headers.get(header::ACCESS_CONTROL_REQUEST_METHOD)?;
+        Method::from_bytes(asked.as_bytes()).ok()
+    }
+
     /// The gateway's `204` answer to a preflight from `origin`; without CORS headers when the
     /// origin is not allowed, so the browser refuses the actual request.
     pub fn preflight(&self, origin: Option<&HeaderValue>) -> Response<Body> {

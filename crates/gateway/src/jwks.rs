@@ -2,7 +2,8 @@
 //! `Cache-Control: max-age` within configured bounds, refreshed in the background, and
 //! refetched early when a token names an unknown `kid` (key rotation) — but at most once per
 //! cooldown, so forged `kid`s cannot turn the gateway into a fetch storm against the issuer.
-//! A failed or empty fetch keeps the last good key set.
+//! A failed or empty fetch keeps the last good key set, and a config reload that keeps the
+//! same URL keeps the same source (and its keys), so a reload never waits on the issuer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -15,6 +16,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, P
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::config::{JwksRefresh, ServerOptions};
@@ -41,6 +43,8 @@ impl KeySet {
 
 /// One validator's JWKS source.
 pub(crate) struct Jwks {
+    /// The URL as configured, to recognise the same source across reloads.
+    configured: String,
     url: Uri,
     alg: Algorithm,
     refresh: JwksRefresh,
@@ -48,6 +52,14 @@ pub(crate) struct Jwks {
     keys: ArcSwap<KeySet>,
     /// Serialises fetches; holds when the last fetch forced by an unknown `kid` started.
     fetching: Mutex<Option<Instant>>,
+    /// Ends the background refresh when the source is dropped.
+    stop: CancellationToken,
+}
+
+impl Drop for Jwks {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl std::fmt::Debug for Jwks {
@@ -67,20 +79,28 @@ impl Jwks {
         refresh: JwksRefresh,
         key: &str,
     ) -> Result<Arc<Self>, Error> {
+        let configured = url.to_owned();
         let url = checked_url(url, &format!("{key}.jwks_url"))?;
         check_refresh(&refresh, &format!("{key}.jwks_refresh"))?;
         let jwks = Arc::new(Self {
+            configured,
             url,
             alg,
             refresh,
             client: crate::tls::plain_client(&ServerOptions::default()),
             keys: ArcSwap::from_pointee(KeySet::default()),
             fetching: Mutex::new(None),
+            stop: CancellationToken::new(),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(refresh_loop(Arc::downgrade(&jwks)));
+            rt.spawn(refresh_loop(Arc::downgrade(&jwks), jwks.stop.clone()));
         }
         Ok(jwks)
+    }
+
+    /// Whether this source was started for the same URL, algorithm and refresh settings.
+    pub(crate) fn serves(&self, url: &str, alg: Algorithm, refresh: &JwksRefresh) -> bool {
+        self.configured == url && self.alg == alg && self.refresh == *refresh
     }
 
     /// The key for a token's `kid`, refetching the set (at most once per cooldown) when the
@@ -167,7 +187,7 @@ fn ttl(headers: &http::HeaderMap, refresh: &JwksRefresh) -> Duration {
 
 /// Fetches now and again whenever the last answer expires, until the validator is dropped
 /// (a reload replaces it).
-async fn refresh_loop(jwks: Weak<Jwks>) {
+async fn refresh_loop(jwks: Weak<Jwks>, stop: CancellationToken) {
     loop {
         let Some(this) = jwks.upgrade() else { return };
         let wait = {
@@ -175,7 +195,10 @@ async fn refresh_loop(jwks: Weak<Jwks>) {
             this.fetch_logged().await
         };
         drop(this);
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return,
+        }
     }
 }
 

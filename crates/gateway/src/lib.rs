@@ -76,7 +76,13 @@ impl Gateway {
     /// only at start (listener limits change with a restart), except the TLS certificate and
     /// key, which are re-read from `server.tls` so a renewed certificate needs no restart.
     pub fn reload(&self, opts: GatewayOptions) -> Result<(), Error> {
-        let table = RouteTable::build(&opts, self.discovery.as_ref(), &self.shared.metrics)?;
+        let current = self.shared.table.load_full();
+        let table = RouteTable::build_after(
+            &opts,
+            self.discovery.as_ref(),
+            &self.shared.metrics,
+            Some(&current),
+        )?;
         match (&self.shared.tls, &opts.server.tls) {
             (Some(current), Some(cfg)) => current.reload(cfg)?,
             (None, None) => {}

@@ -95,7 +95,7 @@ async fn admit<'t>(
         headers: req.headers(),
         path: &path,
     };
-    let Some((route, params)) = table.find(&view) else {
+    let Some((route, params)) = find_route(table, &view) else {
         return (
             none(),
             error_response(ctx, &Error::NoRoute(req.uri().path().to_owned())),
@@ -125,6 +125,23 @@ async fn admit<'t>(
         cors.decorate(origin.as_ref(), resp.headers_mut());
     }
     (Some(route), resp)
+}
+
+/// The matching route. A CORS preflight is matched with the method it asks about, so it is
+/// answered by the route that will serve the actual request (even one limited to `GET`).
+fn find_route<'t>(table: &'t RouteTable, view: &RequestView<'_>) -> Option<(&'t Route, Params)> {
+    if let Some(actual) = Cors::preflight_method(view.method, view.headers) {
+        let as_actual = RequestView {
+            method: &actual,
+            host: view.host,
+            headers: view.headers,
+            path: view.path,
+        };
+        if let Some(found) = table.find(&as_actual).filter(|(r, _)| r.cors.is_some()) {
+            return Some(found);
+        }
+    }
+    table.find(view)
 }
 
 async fn guard_and_forward(

@@ -100,6 +100,8 @@ pub struct RouteTable {
     pub routes: Vec<Route>,
     /// Upstreams by name.
     pub upstreams: HashMap<String, Arc<Upstream>>,
+    /// The JWKS sources of the table's validators (kept by the next table when unchanged).
+    pub(crate) jwks: Vec<Arc<crate::jwks::Jwks>>,
 }
 
 impl RouteTable {
@@ -108,6 +110,17 @@ impl RouteTable {
         opts: &GatewayOptions,
         discovery: &dyn Discovery,
         metrics: &crate::metrics::Metrics,
+    ) -> Result<Self, Error> {
+        Self::build_after(opts, discovery, metrics, None)
+    }
+
+    /// Like [`build`](Self::build), replacing `previous`: JWKS sources whose settings did not
+    /// change are kept, with their keys.
+    pub(crate) fn build_after(
+        opts: &GatewayOptions,
+        discovery: &dyn Discovery,
+        metrics: &crate::metrics::Metrics,
+        previous: Option<&RouteTable>,
     ) -> Result<Self, Error> {
         let mut upstreams = HashMap::new();
         for (i, u) in opts.upstreams.iter().enumerate() {
@@ -120,7 +133,12 @@ impl RouteTable {
                 ));
             }
         }
-        let validators = crate::auth::build_validators(&opts.jwt)?;
+        let reuse = previous.map_or(&[][..], |p| &p.jwks[..]);
+        let validators = crate::auth::build_validators(&opts.jwt, reuse)?;
+        let jwks = validators
+            .values()
+            .filter_map(|v| v.jwks().cloned())
+            .collect();
         let keys = Arc::new(ApiKeys::build(&opts.api_keys)?);
         let mut ranked = Vec::with_capacity(opts.routes.len());
         for (i, cfg) in opts.routes.iter().enumerate() {
@@ -135,6 +153,7 @@ impl RouteTable {
         Ok(Self {
             routes: ranked.into_iter().map(|(_, r)| r).collect(),
             upstreams,
+            jwks,
         })
     }
 

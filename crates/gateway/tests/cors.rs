@@ -49,6 +49,7 @@ async fn cors_gateway() -> (Running, Arc<AtomicUsize>) {
 
         [[routes]]
         prefix = "/private"
+        methods = ["GET", "PUT"]
         upstream = "api"
         auth = {{ api_key = true }}
         [routes.cors]
@@ -101,6 +102,21 @@ async fn a_preflight_is_answered_204_before_auth_and_without_the_upstream() {
     assert_eq!(r.headers["access-control-max-age"], "600");
     assert!(r.headers["vary"].to_str().unwrap().contains("Origin"));
     assert_eq!(hits.load(Ordering::SeqCst), 0, "the upstream is not called");
+}
+
+#[tokio::test]
+async fn a_preflight_is_answered_by_the_route_serving_the_method_it_asks_about() {
+    let (gw, _) = cors_gateway().await;
+    // `/private` allows only GET and PUT, yet answers the OPTIONS preflight for PUT.
+    let ask = |m: &'static str| [("origin", APP), ("access-control-request-method", m)];
+    let r = options(&gw, "/private/items", &ask("PUT")).await;
+    assert_eq!(r.status, 204);
+    assert_eq!(r.headers["access-control-allow-origin"], APP);
+    // No route serves DELETE on `/private`: nothing answers for it.
+    assert_eq!(
+        options(&gw, "/private/items", &ask("DELETE")).await.status,
+        404
+    );
 }
 
 #[tokio::test]

@@ -129,7 +129,10 @@ impl Signer {
 }
 
 async fn jwks_gateway(url: &str, algs: &[(&str, &str)], cooldown: &str) -> Running {
-    let up = echo_upstream().await;
+    gateway(&jwks_config(&echo_upstream().await, url, algs, cooldown)).await
+}
+
+fn jwks_config(up: &str, url: &str, algs: &[(&str, &str)], cooldown: &str) -> String {
     let mut cfg = format!("[[upstreams]]\nname = \"echo\"\nurls = [\"{up}\"]\n");
     for (name, alg) in algs {
         cfg.push_str(&format!(
@@ -138,7 +141,7 @@ async fn jwks_gateway(url: &str, algs: &[(&str, &str)], cooldown: &str) -> Runni
              [[routes]]\nprefix = \"/{name}\"\nupstream = \"echo\"\nauth = {{ jwt = \"{name}\" }}\n"
         ));
     }
-    gateway(&cfg).await
+    cfg
 }
 
 async fn call(gw: &Running, path: &str, token: &str) -> u16 {
@@ -225,6 +228,27 @@ async fn a_failed_refetch_keeps_the_last_good_keys() {
         "the unknown kid did trigger a fetch, which failed"
     );
     assert_eq!(call(&gw, "/es/x", &a.token()).await, 200);
+}
+
+#[tokio::test]
+async fn a_reload_keeps_the_key_set_of_an_unchanged_jwks_url() {
+    let a = Signer::es256("a");
+    let mut server = JwksServer::start(&[a.jwk()]).await;
+    let cfg = jwks_config(
+        &echo_upstream().await,
+        &server.url,
+        &[("es", "ES256")],
+        "1h",
+    );
+    let gw = gateway(&cfg).await;
+    server.fetches.recv().await.unwrap();
+    assert_eq!(call(&gw, "/es/x", &a.token()).await, 200);
+    // The issuer is down during the reload: the kept source still verifies, without a fetch.
+    server.fail();
+    let opts = flotilla_gateway::GatewayOptions::from_toml(&cfg).unwrap();
+    gw.gateway.reload(opts).unwrap();
+    assert_eq!(call(&gw, "/es/x", &a.token()).await, 200);
+    assert_eq!(server.drain(), 0);
 }
 
 #[tokio::test]
