@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -66,32 +66,39 @@ pub(crate) async fn serve(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
-        let shared = shared.clone();
-        // The TLS handshake runs in the connection's task so a slow client cannot stall accepts.
+        let (shared, builder, watcher) = (shared.clone(), builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            match shared.tls.clone() {
-                None => {
-                    let svc = connection_service(shared, peer, false);
-                    serve_connection(&builder, watcher, TokioIo::new(stream), svc).await;
-                }
-                Some(tls) => {
-                    let limit = shared.server.header_read_timeout;
-                    match tokio::time::timeout(limit, tls.acceptor().accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            let svc = connection_service(shared, peer, true);
-                            serve_connection(&builder, watcher, TokioIo::new(stream), svc).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                }
-            }
+            serve_client(shared, &builder, watcher, stream, peer).await;
             drop(permit);
         });
     }
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Serves one accepted client: in cleartext, or over TLS after the handshake, which runs in
+/// the connection's own task (so a slow handshake cannot stall accepts) and must finish
+/// within `header_read_timeout`.
+async fn serve_client(
+    shared: Arc<Shared>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let Some(tls) = shared.tls.clone() else {
+        let svc = connection_service(shared, peer, false);
+        return serve_connection(builder, watcher, TokioIo::new(stream), svc).await;
+    };
+    let limit = shared.server.header_read_timeout;
+    match tokio::time::timeout(limit, tls.acceptor().accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let svc = connection_service(shared, peer, true);
+            serve_connection(builder, watcher, TokioIo::new(stream), svc).await;
+        }
+        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
 }
 
 /// Serves one connection (cleartext or TLS; HTTP/1.1 or HTTP/2 detected from the preface).

@@ -238,3 +238,22 @@ async fn discovered_instances_with_scheme_https_are_reached_over_tls() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, "discovered");
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_the_handshake_is_disconnected() {
+    use tokio::io::AsyncReadExt;
+    let pair = self_signed(&["localhost"]);
+    let cfg = listener_config(&pair, &echo_upstream().await).replace(
+        "[server.tls]",
+        "[server]\nheader_read_timeout = \"200ms\"\n[server.tls]",
+    );
+    let gw = gateway(&cfg).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    // Send nothing: the server must close the connection by itself (the outer bound only
+    // keeps a broken build from hanging).
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), s.read_to_end(&mut out))
+        .await
+        .expect("the gateway closes a silent TLS connection");
+    assert!(read.is_ok_and(|n| n == 0), "closed without a byte sent");
+}
