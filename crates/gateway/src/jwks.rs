@@ -6,6 +6,7 @@
 //! same URL keeps the same source (and its keys), so a reload never waits on the issuer.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -54,6 +55,8 @@ pub(crate) struct Jwks {
     fetching: Mutex<Option<Instant>>,
     /// Ends the background refresh when the source is dropped.
     stop: CancellationToken,
+    /// Whether the background refresh runs.
+    refreshing: AtomicBool,
 }
 
 impl Drop for Jwks {
@@ -71,8 +74,8 @@ impl std::fmt::Debug for Jwks {
 }
 
 impl Jwks {
-    /// Validates `url` (config key `key`) and, inside a Tokio runtime, starts the background
-    /// refresh; outside one, keys are fetched on the first token.
+    /// Validates `url` (config key `key`) and starts the background refresh — now inside a
+    /// Tokio runtime, else with the first token.
     pub(crate) fn start(
         url: &str,
         alg: Algorithm,
@@ -91,11 +94,23 @@ impl Jwks {
             keys: ArcSwap::from_pointee(KeySet::default()),
             fetching: Mutex::new(None),
             stop: CancellationToken::new(),
+            refreshing: AtomicBool::new(false),
         });
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(refresh_loop(Arc::downgrade(&jwks), jwks.stop.clone()));
-        }
+        jwks.ensure_refreshing();
         Ok(jwks)
+    }
+
+    /// Starts the background refresh once, when a runtime is at hand.
+    fn ensure_refreshing(self: &Arc<Self>) {
+        if self.refreshing.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !self.refreshing.swap(true, Ordering::AcqRel) {
+            rt.spawn(refresh_loop(Arc::downgrade(self), self.stop.clone()));
+        }
     }
 
     /// Whether this source was started for the same URL, algorithm and refresh settings.
@@ -105,7 +120,8 @@ impl Jwks {
 
     /// The key for a token's `kid`, refetching the set (at most once per cooldown) when the
     /// `kid` is unknown.
-    pub(crate) async fn key(&self, kid: Option<&str>) -> Option<Arc<DecodingKey>> {
+    pub(crate) async fn key(self: &Arc<Self>, kid: Option<&str>) -> Option<Arc<DecodingKey>> {
+        self.ensure_refreshing();
         if let Some(k) = self.keys.load().find(kid) {
             return Some(k);
         }
@@ -317,6 +333,26 @@ mod tests {
         for bad in ["http://id.example.com/jwks", "ftp://x/y", "/jwks"] {
             assert!(checked_url(bad, "jwt[0].jwks_url").is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_source_built_outside_a_runtime_starts_refreshing_with_its_first_token() {
+        let refresh = JwksRefresh::default();
+        let jwks = Jwks::start(
+            "http://127.0.0.1:1/jwks",
+            Algorithm::ES256,
+            refresh,
+            "jwt[0]",
+        )
+        .unwrap();
+        assert!(!jwks.refreshing.load(Ordering::Acquire));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Nothing listens on port 1: the fetch fails and the key stays unknown.
+        assert!(rt.block_on(jwks.key(Some("a"))).is_none());
+        assert!(jwks.refreshing.load(Ordering::Acquire));
     }
 
     #[test]
