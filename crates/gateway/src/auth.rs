@@ -4,7 +4,7 @@
 //! algorithm confusion (an HS256 token "signed" with an RSA public key) are refused by
 //! construction: the token's `alg` must equal the configured one before the key is used.
 //! API keys are kept only as SHA-256 hashes. Public keys come from a PEM file or a JWKS URL
-//! (see [`crate::jwks`]); a JWKS key is used only for the validator's one algorithm.
+//! (see the `jwks` module); a JWKS key is used only for the validator's one algorithm.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +27,41 @@ enum Keys {
     Fixed(Arc<DecodingKey>),
     /// Keys from a JWKS URL, chosen by the token's `kid`.
     Jwks(Arc<Jwks>),
+}
+
+impl Keys {
+    /// The keys of validator `cfg` (config key `key`); a JWKS source of `reuse` with the same
+    /// settings is kept rather than started anew.
+    fn build(
+        cfg: &JwtConfig,
+        alg: Algorithm,
+        key: &str,
+        reuse: &[Arc<Jwks>],
+    ) -> Result<Self, Error> {
+        let bad = |k: &str, r: &str| Error::config(format!("{key}.{k}"), r);
+        let Some(url) = &cfg.jwks_url else {
+            let fixed = decoding_key(cfg, alg).map_err(|(k, r)| bad(k, &r))?;
+            return Ok(Self::Fixed(Arc::new(fixed)));
+        };
+        if alg == Algorithm::HS256 {
+            return Err(bad(
+                "jwks_url",
+                "a JWKS holds public keys; HS256 needs a secret",
+            ));
+        }
+        if cfg.public_key_file.is_some() {
+            return Err(bad(
+                "jwks_url",
+                "set `jwks_url` or `public_key_file`, not both",
+            ));
+        }
+        Ok(Self::Jwks(
+            match reuse.iter().find(|j| j.serves(url, alg, &cfg.jwks_refresh)) {
+                Some(same) => same.clone(),
+                None => Jwks::start(url, alg, cfg.jwks_refresh, key)?,
+            },
+        ))
+    }
 }
 
 /// One JWT validator.
@@ -62,29 +97,7 @@ impl Validator {
                 ));
             }
         };
-        let keys = match &cfg.jwks_url {
-            None => Keys::Fixed(Arc::new(
-                decoding_key(cfg, alg).map_err(|(k, r)| bad(k, r))?,
-            )),
-            Some(_) if alg == Algorithm::HS256 => {
-                return Err(bad(
-                    "jwks_url",
-                    "a JWKS holds public keys; HS256 needs a secret".into(),
-                ));
-            }
-            Some(_) if cfg.public_key_file.is_some() => {
-                return Err(bad(
-                    "jwks_url",
-                    "set `jwks_url` or `public_key_file`, not both".into(),
-                ));
-            }
-            Some(url) => Keys::Jwks(
-                match reuse.iter().find(|j| j.serves(url, alg, &cfg.jwks_refresh)) {
-                    Some(same) => same.clone(),
-                    None => Jwks::start(url, alg, cfg.jwks_refresh, key)?,
-                },
-            ),
-        };
+        let keys = Keys::build(cfg, alg, key, reuse)?;
         let mut validation = Validation::new(alg);
         validation.leeway = cfg.leeway.map_or(30, |d| d.as_secs());
         validation.validate_nbf = true;

@@ -252,6 +252,7 @@ impl Upstream {
                 let b = map.get(&t.id);
                 serde_json::json!({
                     "id": t.id,
+                    "scheme": t.scheme.as_str(),
                     "address": t.authority.as_str(),
                     "breaker": b.map(|b| b.state).unwrap_or_default(),
                     "consecutive_failures": b.map_or(0, |b| b.failures),
