@@ -55,10 +55,11 @@ impl Keys {
                 "set `jwks_url` or `public_key_file`, not both",
             ));
         }
+        let (refresh, tls) = (&cfg.jwks_refresh, cfg.jwks_tls.as_ref());
         Ok(Self::Jwks(
-            match reuse.iter().find(|j| j.serves(url, alg, &cfg.jwks_refresh)) {
+            match reuse.iter().find(|j| j.serves(url, alg, refresh, tls)) {
                 Some(same) => same.clone(),
-                None => Jwks::start(url, alg, cfg.jwks_refresh, key)?,
+                None => Jwks::start(url, alg, *refresh, tls, key)?,
             },
         ))
     }

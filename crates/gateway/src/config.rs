@@ -264,6 +264,8 @@ pub struct JwtConfig {
     pub jwks_url: Option<String>,
     /// How often the JWKS is fetched.
     pub jwks_refresh: JwksRefresh,
+    /// How the JWKS server's certificate is verified; default: the public web roots.
+    pub jwks_tls: Option<UpstreamTls>,
     /// Required `iss`.
     pub issuer: Option<String>,
     /// Accepted `aud` values.

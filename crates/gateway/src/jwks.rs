@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::config::{JwksRefresh, ServerOptions};
+use crate::config::{JwksRefresh, ServerOptions, UpstreamTls};
 use crate::tls::UpstreamClient;
 
 /// Largest JWKS document accepted.
@@ -49,6 +49,7 @@ pub(crate) struct Jwks {
     url: Uri,
     alg: Algorithm,
     refresh: JwksRefresh,
+    tls: Option<UpstreamTls>,
     client: UpstreamClient,
     keys: ArcSwap<KeySet>,
     /// Serialises fetches; holds when the last fetch forced by an unknown `kid` started.
@@ -80,17 +81,24 @@ impl Jwks {
         url: &str,
         alg: Algorithm,
         refresh: JwksRefresh,
+        tls: Option<&UpstreamTls>,
         key: &str,
     ) -> Result<Arc<Self>, Error> {
         let configured = url.to_owned();
         let url = checked_url(url, &format!("{key}.jwks_url"))?;
         check_refresh(&refresh, &format!("{key}.jwks_refresh"))?;
+        let pool = ServerOptions::default();
+        let client = match tls {
+            Some(t) => crate::tls::tls_client(&pool, t, &format!("{key}.jwks_tls"))?,
+            None => crate::tls::plain_client(&pool),
+        };
         let jwks = Arc::new(Self {
             configured,
             url,
             alg,
             refresh,
-            client: crate::tls::plain_client(&ServerOptions::default()),
+            tls: tls.cloned(),
+            client,
             keys: ArcSwap::from_pointee(KeySet::default()),
             fetching: Mutex::new(None),
             stop: CancellationToken::new(),
@@ -113,9 +121,18 @@ impl Jwks {
         }
     }
 
-    /// Whether this source was started for the same URL, algorithm and refresh settings.
-    pub(crate) fn serves(&self, url: &str, alg: Algorithm, refresh: &JwksRefresh) -> bool {
-        self.configured == url && self.alg == alg && self.refresh == *refresh
+    /// Whether this source was started for the same URL, algorithm, refresh and TLS settings.
+    pub(crate) fn serves(
+        &self,
+        url: &str,
+        alg: Algorithm,
+        refresh: &JwksRefresh,
+        tls: Option<&UpstreamTls>,
+    ) -> bool {
+        self.configured == url
+            && self.alg == alg
+            && self.refresh == *refresh
+            && self.tls.as_ref() == tls
     }
 
     /// The key for a token's `kid`, refetching the set (at most once per cooldown) when the
@@ -338,13 +355,8 @@ mod tests {
     #[test]
     fn a_source_built_outside_a_runtime_starts_refreshing_with_its_first_token() {
         let refresh = JwksRefresh::default();
-        let jwks = Jwks::start(
-            "http://127.0.0.1:1/jwks",
-            Algorithm::ES256,
-            refresh,
-            "jwt[0]",
-        )
-        .unwrap();
+        let url = "http://127.0.0.1:1/jwks";
+        let jwks = Jwks::start(url, Algorithm::ES256, refresh, None, "jwt[0]").unwrap();
         assert!(!jwks.refreshing.load(Ordering::Acquire));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

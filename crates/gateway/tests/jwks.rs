@@ -252,6 +252,26 @@ async fn a_reload_keeps_the_key_set_of_an_unchanged_jwks_url() {
 }
 
 #[tokio::test]
+async fn a_jwks_served_over_https_under_a_private_ca_is_trusted_through_jwks_tls() {
+    use common::pki::{Ca, tls_upstream, write_temp};
+    let a = Signer::es256("a");
+    let ca = Ca::new();
+    let doc = jwks(&[a.jwk()]);
+    let router = Router::new().route("/jwks.json", axum::routing::get(move || async move { doc }));
+    let port = tls_upstream(router, &ca.leaf(&["localhost"])).await;
+    let ca_file = write_temp("ca.pem", &ca.cert_pem);
+    let up = echo_upstream().await;
+    let gw = gateway(&format!(
+        "[[upstreams]]\nname = \"echo\"\nurls = [\"{up}\"]\n\
+         [[jwt]]\nname = \"es\"\nalgorithm = \"ES256\"\n\
+         jwks_url = \"https://localhost:{port}/jwks.json\"\njwks_tls = {{ ca_file = \"{ca_file}\" }}\n\
+         [[routes]]\nprefix = \"/es\"\nupstream = \"echo\"\nauth = {{ jwt = \"es\" }}"
+    ))
+    .await;
+    assert_eq!(call(&gw, "/es/x", &a.token()).await, 200);
+}
+
+#[tokio::test]
 async fn a_jwks_url_over_plain_http_to_a_remote_host_is_refused() {
     let cfg =
         "[[jwt]]\nname = \"x\"\nalgorithm = \"RS256\"\njwks_url = \"http://id.example.com/jwks\"";

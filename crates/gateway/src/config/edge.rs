@@ -15,8 +15,9 @@ pub struct ListenerTls {
     pub key_file: String,
 }
 
-/// `[upstreams.tls]`: how `https://` instances of an upstream are verified.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// `[upstreams.tls]`: how `https://` instances of an upstream are verified (also used by
+/// `[jwt.jwks_tls]` for a JWKS served under a private CA).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamTls {
     /// PEM file of the CA certificates to trust instead of the public web roots (a private CA).
