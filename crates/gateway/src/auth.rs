@@ -3,7 +3,8 @@
 //! Each JWT validator accepts exactly one algorithm bound to one key, so `alg: none` and
 //! algorithm confusion (an HS256 token "signed" with an RSA public key) are refused by
 //! construction: the token's `alg` must equal the configured one before the key is used.
-//! API keys are kept only as SHA-256 hashes.
+//! API keys are kept only as SHA-256 hashes. Public keys come from a PEM file or a JWKS URL
+//! (see the `jwks` module); a JWKS key is used only for the validator's one algorithm.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,14 +16,59 @@ use sha2::{Digest, Sha256};
 
 use crate::Error;
 use crate::config::{ApiKeyConfig, AuthConfig, JwtConfig};
+use crate::jwks::Jwks;
 
 const CHALLENGE: &str = "Bearer realm=\"flotilla\"";
 const INVALID: &str = "Bearer realm=\"flotilla\", error=\"invalid_token\"";
 
+/// Where a validator's key comes from.
+enum Keys {
+    /// One key from the config.
+    Fixed(Arc<DecodingKey>),
+    /// Keys from a JWKS URL, chosen by the token's `kid`.
+    Jwks(Arc<Jwks>),
+}
+
+impl Keys {
+    /// The keys of validator `cfg` (config key `key`); a JWKS source of `reuse` with the same
+    /// settings is kept rather than started anew.
+    fn build(
+        cfg: &JwtConfig,
+        alg: Algorithm,
+        key: &str,
+        reuse: &[Arc<Jwks>],
+    ) -> Result<Self, Error> {
+        let bad = |k: &str, r: &str| Error::config(format!("{key}.{k}"), r);
+        let Some(url) = &cfg.jwks_url else {
+            let fixed = decoding_key(cfg, alg).map_err(|(k, r)| bad(k, &r))?;
+            return Ok(Self::Fixed(Arc::new(fixed)));
+        };
+        if alg == Algorithm::HS256 {
+            return Err(bad(
+                "jwks_url",
+                "a JWKS holds public keys; HS256 needs a secret",
+            ));
+        }
+        if cfg.public_key_file.is_some() {
+            return Err(bad(
+                "jwks_url",
+                "set `jwks_url` or `public_key_file`, not both",
+            ));
+        }
+        let (refresh, tls) = (&cfg.jwks_refresh, cfg.jwks_tls.as_ref());
+        Ok(Self::Jwks(
+            match reuse.iter().find(|j| j.serves(url, alg, refresh, tls)) {
+                Some(same) => same.clone(),
+                None => Jwks::start(url, alg, *refresh, tls, key)?,
+            },
+        ))
+    }
+}
+
 /// One JWT validator.
 pub struct Validator {
     alg: Algorithm,
-    key: DecodingKey,
+    keys: Keys,
     validation: Validation,
 }
 
@@ -38,7 +84,7 @@ impl std::fmt::Debug for Validator {
 pub type Validators = HashMap<String, Arc<Validator>>;
 
 impl Validator {
-    fn build(cfg: &JwtConfig, key: &str) -> Result<Self, Error> {
+    fn build(cfg: &JwtConfig, key: &str, reuse: &[Arc<Jwks>]) -> Result<Self, Error> {
         let bad = |k: &str, r: String| Error::config(format!("{key}.{k}"), r);
         let alg = match cfg.algorithm.as_str() {
             "HS256" => Algorithm::HS256,
@@ -52,7 +98,7 @@ impl Validator {
                 ));
             }
         };
-        let dkey = decoding_key(cfg, alg).map_err(|(k, r)| bad(k, r))?;
+        let keys = Keys::build(cfg, alg, key, reuse)?;
         let mut validation = Validation::new(alg);
         validation.leeway = cfg.leeway.map_or(30, |d| d.as_secs());
         validation.validate_nbf = true;
@@ -66,13 +112,21 @@ impl Validator {
         }
         Ok(Self {
             alg,
-            key: dkey,
+            keys,
             validation,
         })
     }
 
+    /// The JWKS source, when the keys come from a URL.
+    pub(crate) fn jwks(&self) -> Option<&Arc<Jwks>> {
+        match &self.keys {
+            Keys::Jwks(j) => Some(j),
+            Keys::Fixed(_) => None,
+        }
+    }
+
     /// Checks signature, algorithm and time/issuer/audience claims; returns the claims.
-    pub fn validate(&self, token: &str) -> Result<Value, Error> {
+    pub async fn validate(&self, token: &str) -> Result<Value, Error> {
         let refuse = |reason| Error::Unauthenticated {
             challenge: INVALID.into(),
             reason,
@@ -82,7 +136,14 @@ impl Validator {
         if header.alg != self.alg {
             return Err(refuse("token algorithm not accepted"));
         }
-        jsonwebtoken::decode::<Value>(token, &self.key, &self.validation)
+        let key = match &self.keys {
+            Keys::Fixed(k) => k.clone(),
+            Keys::Jwks(j) => j
+                .key(header.kid.as_deref())
+                .await
+                .ok_or_else(|| refuse("unknown signing key"))?,
+        };
+        jsonwebtoken::decode::<Value>(token, &key, &self.validation)
             .map(|d| d.claims)
             .map_err(|e| {
                 tracing::debug!(error = %e, "bearer token refused");
@@ -114,7 +175,7 @@ fn decoding_key(cfg: &JwtConfig, alg: Algorithm) -> Result<DecodingKey, (&'stati
     let Some(file) = &cfg.public_key_file else {
         return Err((
             "public_key_file",
-            format!("{alg:?} needs `public_key_file`"),
+            format!("{alg:?} needs `public_key_file` or `jwks_url`"),
         ));
     };
     let pem = read("public_key_file", file)?;
@@ -131,11 +192,15 @@ fn decoding_key(cfg: &JwtConfig, alg: Algorithm) -> Result<DecodingKey, (&'stati
     })
 }
 
-/// Builds every `[[jwt]]` validator.
-pub fn build_validators(cfgs: &[JwtConfig]) -> Result<Validators, Error> {
+/// Builds every `[[jwt]]` validator, keeping a JWKS source of `reuse` (the running table's)
+/// whose URL and settings did not change, so its keys survive a reload.
+pub(crate) fn build_validators(
+    cfgs: &[JwtConfig],
+    reuse: &[Arc<Jwks>],
+) -> Result<Validators, Error> {
     let mut out = HashMap::new();
     for (i, c) in cfgs.iter().enumerate() {
-        let v = Validator::build(c, &format!("jwt[{i}]"))?;
+        let v = Validator::build(c, &format!("jwt[{i}]"), reuse)?;
         if out.insert(c.name.clone(), Arc::new(v)).is_some() {
             return Err(Error::config(
                 format!("jwt[{i}].name"),
@@ -190,7 +255,12 @@ pub struct RouteAuth {
     keys: Option<Arc<ApiKeys>>,
     require: Vec<(String, String)>,
     forward: Vec<(String, HeaderName)>,
+    forward_credentials: bool,
 }
+
+/// The header carrying the name of the API key a request was authenticated with.
+pub const API_KEY_NAME: HeaderName = HeaderName::from_static("x-api-key-name");
+const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 impl RouteAuth {
     /// Compiles a route's `auth` table at config key `key`.
@@ -232,7 +302,14 @@ impl RouteAuth {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             forward,
+            forward_credentials: cfg.forward_credentials,
         })
+    }
+
+    /// The headers this route sets from verified identity (so every route strips client
+    /// copies of them, whether or not it authenticates).
+    pub fn identity_headers(&self) -> impl Iterator<Item = &HeaderName> {
+        self.forward.iter().map(|(_, h)| h)
     }
 
     /// Whether this route verifies JWTs (so `claim:` rate-limit keys are usable).
@@ -241,8 +318,8 @@ impl RouteAuth {
     }
 
     /// Authenticates the request: 401 without valid credentials, 403 without required claims.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, Error> {
-        if let (Some(keys), Some(k)) = (&self.keys, headers.get("x-api-key")) {
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, Error> {
+        if let (Some(keys), Some(k)) = (&self.keys, headers.get(API_KEY)) {
             let name = k.to_str().ok().and_then(|k| keys.lookup(k));
             return match name {
                 Some(n) => Ok(Identity {
@@ -272,7 +349,7 @@ impl RouteAuth {
                 challenge: CHALLENGE.into(),
                 reason: "a bearer token is required",
             })?;
-        let claims = v.validate(token.trim())?;
+        let claims = v.validate(token.trim()).await?;
         if !self
             .require
             .iter()
@@ -286,8 +363,17 @@ impl RouteAuth {
         })
     }
 
-    /// Sets the configured claim headers (after removing any the client sent itself).
+    /// Sets the configured claim headers (after removing any the client sent itself) and,
+    /// unless `forward_credentials`, removes the credentials this route verifies.
     pub fn forward(&self, id: &Identity, headers: &mut HeaderMap) {
+        if !self.forward_credentials {
+            if self.jwt.is_some() {
+                headers.remove(http::header::AUTHORIZATION);
+            }
+            if self.keys.is_some() {
+                headers.remove(API_KEY);
+            }
+        }
         for (claim, header) in &self.forward {
             headers.remove(header);
             let value = id.claims.as_ref().and_then(|c| claim_text(c, claim));
@@ -295,13 +381,13 @@ impl RouteAuth {
                 headers.insert(header.clone(), v);
             }
         }
-        headers.remove("x-api-key-name");
+        headers.remove(API_KEY_NAME);
         if let Some(v) = id
             .api_key
             .as_deref()
             .and_then(|n| HeaderValue::from_str(n).ok())
         {
-            headers.insert("x-api-key-name", v);
+            headers.insert(API_KEY_NAME, v);
         }
     }
 }

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod edge;
+pub use edge::{CorsConfig, JwksRefresh, ListenerTls, UpstreamTls};
+
 /// The whole gateway configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -59,6 +62,8 @@ pub struct ServerOptions {
     pub upstream_idle_timeout: Duration,
     /// Value of the `Via` header's pseudonym; default `flotilla`.
     pub via_name: String,
+    /// Serve HTTPS with this certificate; absent = cleartext HTTP/1.1 and h2c.
+    pub tls: Option<ListenerTls>,
 }
 
 impl Default for ServerOptions {
@@ -74,6 +79,7 @@ impl Default for ServerOptions {
             upstream_pool_idle_per_host: 64,
             upstream_idle_timeout: Duration::from_secs(90),
             via_name: "flotilla".into(),
+            tls: None,
         }
     }
 }
@@ -102,6 +108,8 @@ pub struct UpstreamConfig {
     /// How long an open breaker refuses traffic before letting a probe through; default 10 s.
     #[serde(with = "humantime_serde", default)]
     pub breaker_open_for: Option<Duration>,
+    /// How `https://` instances are verified; default: the public web roots.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// How a route matches a path.
@@ -143,6 +151,8 @@ pub struct RouteConfig {
     pub rate_limit: Option<RateLimitConfig>,
     /// Authentication, if any.
     pub auth: Option<AuthConfig>,
+    /// Cross-origin resource sharing, if any.
+    pub cors: Option<CorsConfig>,
 }
 
 /// Path rewriting. At most one of `strip_prefix`, `replace_prefix` and `template`.
@@ -229,9 +239,13 @@ pub struct AuthConfig {
     pub require_claims: BTreeMap<String, String>,
     /// Claims forwarded upstream as headers: claim name -> header name.
     pub forward_claims: BTreeMap<String, String>,
+    /// Forward the verified credential (`Authorization`, `X-API-Key`) upstream; default false:
+    /// upstreams get the identity headers, not the secret.
+    pub forward_credentials: bool,
 }
 
-/// A JWT validator: one key (or a JWKS URL), one algorithm, and the checks.
+/// A JWT validator: one algorithm, its keys (an HMAC secret, a PEM public key, or a JWKS URL
+/// fetched and refreshed in the background), and the claim checks.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JwtConfig {
@@ -243,8 +257,15 @@ pub struct JwtConfig {
     pub secret: Option<String>,
     /// File holding the HMAC secret (HS256).
     pub secret_file: Option<String>,
-    /// PEM public key file (RS256, ES256, EdDSA).
+    /// PEM public key file (RS256, ES256, EdDSA). Exclusive with `jwks_url`.
     pub public_key_file: Option<String>,
+    /// JWKS URL (RS256, ES256, EdDSA): `https://`, or `http://` to a loopback host only.
+    /// Tokens name their key by `kid`. Exclusive with `public_key_file`.
+    pub jwks_url: Option<String>,
+    /// How often the JWKS is fetched.
+    pub jwks_refresh: JwksRefresh,
+    /// How the JWKS server's certificate is verified; default: the public web roots.
+    pub jwks_tls: Option<UpstreamTls>,
     /// Required `iss`.
     pub issuer: Option<String>,
     /// Accepted `aud` values.

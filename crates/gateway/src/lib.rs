@@ -3,7 +3,8 @@
 //! It owns request routing (path templates, prefixes, host/method/header matchers with a
 //! deterministic precedence), path normalisation, streaming proxying with RFC 9110 header
 //! handling, per-route policies (timeouts, retries, a per-instance breaker, GCRA rate limits,
-//! body limits, JWT / API-key auth, header rewrites), metrics, hot reload and an admin API.
+//! body limits, JWT (PEM or JWKS keys) / API-key auth, CORS, header rewrites), TLS on the
+//! listener (ALPN h2 / http/1.1) and to upstreams, metrics, hot reload and an admin API.
 //! It resolves upstreams only through the [`flotilla_discovery::Discovery`] contract, never
 //! through the registry crate or a backend. `flotilla-cli` wires it: build a [`Gateway`] from
 //! [`GatewayOptions`] and an `Arc<dyn Discovery>`, call [`Gateway::serve`] on a listener,
@@ -13,8 +14,10 @@
 mod admin;
 pub mod auth;
 pub mod config;
+pub mod cors;
 mod error;
 pub mod headers;
+mod jwks;
 pub mod matcher;
 pub mod metrics;
 pub mod path;
@@ -26,6 +29,7 @@ mod server;
 mod state;
 pub mod table;
 pub mod template;
+mod tls;
 pub mod upstream;
 
 use std::path::Path;
@@ -55,8 +59,14 @@ impl Gateway {
     pub fn new(opts: GatewayOptions, discovery: Arc<dyn Discovery>) -> Result<Self, Error> {
         let metrics = metrics::Metrics::default();
         let table = RouteTable::build(&opts, discovery.as_ref(), &metrics)?;
+        let tls = opts
+            .server
+            .tls
+            .as_ref()
+            .map(tls::ServerTls::build)
+            .transpose()?;
         Ok(Self {
-            shared: Arc::new(Shared::new(table, opts.server, metrics)),
+            shared: Arc::new(Shared::new(table, opts.server, metrics, tls)),
             discovery,
         })
     }
@@ -64,9 +74,21 @@ impl Gateway {
     /// Swaps in a new routing configuration (routes, upstreams, auth, limits). Requests in
     /// flight finish on the table they started with; none fail because of the swap. An invalid
     /// config is refused and the current one keeps serving. The `[server]` section is read
-    /// only at start: listener limits change with a restart.
+    /// only at start (listener limits change with a restart), except the TLS certificate and
+    /// key, which are re-read from `server.tls` so a renewed certificate needs no restart.
     pub fn reload(&self, opts: GatewayOptions) -> Result<(), Error> {
-        let table = RouteTable::build(&opts, self.discovery.as_ref(), &self.shared.metrics)?;
+        let current = self.shared.table.load_full();
+        let table = RouteTable::build_after(
+            &opts,
+            self.discovery.as_ref(),
+            &self.shared.metrics,
+            Some(&current),
+        )?;
+        match (&self.shared.tls, &opts.server.tls) {
+            (Some(current), Some(cfg)) => current.reload(cfg)?,
+            (None, None) => {}
+            _ => tracing::warn!("turning TLS on or off needs a restart; kept as started"),
+        }
         self.shared.table.store(Arc::new(table));
         tracing::info!("gateway configuration reloaded");
         Ok(())

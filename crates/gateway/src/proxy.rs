@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 
 use crate::Error;
 use crate::auth::Identity;
+use crate::cors::Cors;
 use crate::headers::{ClientInfo, add_forwarding, strip_hop_by_hop};
 use crate::matcher::{RequestView, request_host};
 use crate::path::NormalPath;
@@ -94,13 +95,21 @@ async fn admit<'t>(
         headers: req.headers(),
         path: &path,
     };
-    let Some((route, params)) = table.find(&view) else {
+    let Some((route, params)) = find_route(table, &view) else {
         return (
             none(),
             error_response(ctx, &Error::NoRoute(req.uri().path().to_owned())),
         );
     };
-    let resp = match guard_and_forward(shared, route, ctx, req, &path, &params).await {
+    // Preflights are answered here, before auth: browsers send them without credentials.
+    let origin = route
+        .cors
+        .as_ref()
+        .and_then(|_| req.headers().get(header::ORIGIN).cloned());
+    if let Some(cors) = route.cors.as_ref().filter(|_| Cors::is_preflight(&req)) {
+        return (Some(route), cors.preflight(origin.as_ref()));
+    }
+    let mut resp = match guard_and_forward(shared, route, ctx, req, &path, &params).await {
         Ok(resp) => resp,
         Err(e) => {
             let mut resp = error_response(ctx, &e);
@@ -112,7 +121,27 @@ async fn admit<'t>(
             resp
         }
     };
+    if let Some(cors) = &route.cors {
+        cors.decorate(origin.as_ref(), resp.headers_mut());
+    }
     (Some(route), resp)
+}
+
+/// The matching route. A CORS preflight is matched with the method it asks about, so it is
+/// answered by the route that will serve the actual request (even one limited to `GET`).
+fn find_route<'t>(table: &'t RouteTable, view: &RequestView<'_>) -> Option<(&'t Route, Params)> {
+    if let Some(actual) = Cors::preflight_method(view.method, view.headers) {
+        let as_actual = RequestView {
+            method: &actual,
+            host: view.host,
+            headers: view.headers,
+            path: view.path,
+        };
+        if let Some(found) = table.find(&as_actual).filter(|(r, _)| r.cors.is_some()) {
+            return Some(found);
+        }
+    }
+    table.find(view)
 }
 
 async fn guard_and_forward(
@@ -124,7 +153,7 @@ async fn guard_and_forward(
     params: &Params,
 ) -> Result<Response<Body>, Error> {
     let id = match &route.auth {
-        Some(a) => a.authenticate(req.headers())?,
+        Some(a) => a.authenticate(req.headers()).await?,
         None => Identity::default(),
     };
     let allowed = match &route.limiter {
@@ -169,6 +198,7 @@ fn build_upstream_request(
         pq.push_str(q);
     }
     let bodyless = has_no_body(&req);
+    let over_tls = req.extensions().get::<crate::server::OverTls>().is_some();
     let on_upgrade = ctx.upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let headers = &mut parts.headers;
@@ -181,7 +211,7 @@ fn build_upstream_request(
     strip_hop_by_hop(headers, ctx.upgrade);
     let client = ClientInfo {
         peer: ctx.peer,
-        proto: "http",
+        proto: if over_tls { "https" } else { "http" },
         host: client_host.as_ref(),
     };
     add_forwarding(headers, client, parts.version, &shared.server.via_name);
@@ -190,6 +220,9 @@ fn build_upstream_request(
     }
     if let Ok(v) = HeaderValue::from_str(&ctx.trace.to_string()) {
         headers.insert("traceparent", v);
+    }
+    for h in route.identity_headers.iter() {
+        headers.remove(h);
     }
     if let Some(a) = &route.auth {
         a.forward(id, headers);
@@ -259,7 +292,8 @@ async fn forward(
         let mut attempt_req = Request::from_parts(head, this_body);
         *attempt_req.uri_mut() = upstream_uri(&chosen.target, &pq)?;
         let started = Instant::now();
-        let result = tokio::time::timeout(route.timeout, shared.client.request(attempt_req)).await;
+        let client = route.upstream.client(&shared.client);
+        let result = tokio::time::timeout(route.timeout, client.request(attempt_req)).await;
         let upstream_time = started.elapsed().as_secs_f64();
         route.metrics.upstream(upstream_time);
         let err = match result {
@@ -322,7 +356,7 @@ fn splice_upgrade(
 
 fn upstream_uri(target: &Target, pq: &str) -> Result<Uri, Error> {
     Uri::builder()
-        .scheme("http")
+        .scheme(target.scheme.clone())
         .authority(target.authority.clone())
         .path_and_query(pq)
         .build()

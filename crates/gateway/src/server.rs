@@ -1,6 +1,6 @@
-//! The client-facing listener: HTTP/1.1 and h2c on one port, with hyper's framing checks and
-//! the configured limits (head size, header count, head read timeout, connection count,
-//! requests per connection).
+//! The client-facing listener: HTTP/1.1 and h2c on one port, or HTTPS with ALPN (`h2`,
+//! `http/1.1`) when `[server.tls]` is set, with hyper's framing checks and the configured limits
+//! (head size, header count, head read timeout, connection count, requests per connection).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,8 +14,8 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -66,13 +66,9 @@ pub(crate) async fn serve(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let svc = connection_service(shared.clone(), peer);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-        let watched = graceful.watch(conn.into_owned());
+        let (shared, builder, watcher) = (shared.clone(), builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(e) = watched.await {
-                tracing::debug!(error = %e, %peer, "client connection ended with an error");
-            }
+            serve_client(shared, &builder, watcher, stream, peer).await;
             drop(permit);
         });
     }
@@ -80,11 +76,57 @@ pub(crate) async fn serve(
     Ok(())
 }
 
+/// Serves one accepted client: in cleartext, or over TLS after the handshake, which runs in
+/// the connection's own task (so a slow handshake cannot stall accepts) and must finish
+/// within `header_read_timeout`.
+async fn serve_client(
+    shared: Arc<Shared>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let Some(tls) = shared.tls.clone() else {
+        let svc = connection_service(shared, peer, false);
+        return serve_connection(builder, watcher, TokioIo::new(stream), svc).await;
+    };
+    let limit = shared.server.header_read_timeout;
+    match tokio::time::timeout(limit, tls.acceptor().accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let svc = connection_service(shared, peer, true);
+            serve_connection(builder, watcher, TokioIo::new(stream), svc).await;
+        }
+        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
+}
+
+/// Serves one connection (cleartext or TLS; HTTP/1.1 or HTTP/2 detected from the preface).
+async fn serve_connection<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    io: I,
+    svc: ConnService,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let peer = svc.peer;
+    let conn = builder.serve_connection_with_upgrades(io, svc);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(error = %e, %peer, "client connection ended with an error");
+    }
+}
+
+/// Marks a request that arrived over TLS (read by the proxy for `X-Forwarded-Proto`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OverTls;
+
 /// The per-connection service: counts requests so a connection past the limit is closed.
 #[derive(Debug, Clone)]
 struct ConnService {
     shared: Arc<Shared>,
     peer: SocketAddr,
+    tls: bool,
     served: Arc<AtomicU64>,
 }
 
@@ -93,7 +135,10 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        if self.tls {
+            req.extensions_mut().insert(OverTls);
+        }
         let shared = self.shared.clone();
         let peer = self.peer;
         let n = self.served.fetch_add(1, Ordering::Relaxed) + 1;
@@ -112,10 +157,11 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     }
 }
 
-fn connection_service(shared: Arc<Shared>, peer: SocketAddr) -> ConnService {
+fn connection_service(shared: Arc<Shared>, peer: SocketAddr, tls: bool) -> ConnService {
     ConnService {
         shared,
         peer,
+        tls,
         served: Arc::new(AtomicU64::new(0)),
     }
 }

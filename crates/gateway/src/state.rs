@@ -2,14 +2,11 @@
 //! metrics and listener options.
 
 use arc_swap::ArcSwap;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::ServerOptions;
 use crate::metrics::Metrics;
-use crate::problem::Body;
 use crate::table::RouteTable;
+use crate::tls::{ServerTls, UpstreamClient};
 
 /// What the request path reads; one per gateway.
 #[derive(Debug)]
@@ -17,33 +14,33 @@ pub(crate) struct Shared {
     /// The current routing table; a reload swaps it atomically, in-flight requests keep the
     /// table they started with.
     pub table: ArcSwap<RouteTable>,
-    /// Pooled keep-alive HTTP/1.1 connections to upstreams.
-    pub client: Client<HttpConnector, Body>,
+    /// Pooled keep-alive HTTP/1.1 connections to upstreams without a `tls` table of their own.
+    pub client: UpstreamClient,
     /// Per-route metrics.
     pub metrics: Metrics,
     /// Handles for requests no route matched (`route="_none"`).
     pub unmatched: crate::metrics::RouteMetrics,
     /// Listener options, fixed for the gateway's life.
     pub server: ServerOptions,
+    /// The listener's TLS (its certificate reloads with the config); None = cleartext.
+    pub tls: Option<ServerTls>,
 }
 
 impl Shared {
     /// Builds the shared state around a first table.
-    pub(crate) fn new(table: RouteTable, server: ServerOptions, metrics: Metrics) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(server.upstream_idle_timeout)
-            .pool_max_idle_per_host(server.upstream_pool_idle_per_host)
-            .build(connector);
+    pub(crate) fn new(
+        table: RouteTable,
+        server: ServerOptions,
+        metrics: Metrics,
+        tls: Option<ServerTls>,
+    ) -> Self {
         Self {
             table: ArcSwap::from_pointee(table),
-            client,
+            client: crate::tls::plain_client(&server),
             unmatched: metrics.route("_none"),
             metrics,
             server,
+            tls,
         }
     }
 }

@@ -83,10 +83,14 @@ pub struct Route {
     pub limiter: Option<RouteLimiter>,
     /// Authentication.
     pub auth: Option<RouteAuth>,
+    /// Cross-origin resource sharing.
+    pub cors: Option<crate::cors::Cors>,
     /// Metric handles.
     pub metrics: crate::metrics::RouteMetrics,
     /// The config this route was built from, for the admin API.
     pub config: RouteConfig,
+    /// Every header any route sets from verified identity; client copies are always removed.
+    pub identity_headers: Arc<[http::HeaderName]>,
 }
 
 /// Every route in precedence order, plus the upstreams they share.
@@ -96,6 +100,8 @@ pub struct RouteTable {
     pub routes: Vec<Route>,
     /// Upstreams by name.
     pub upstreams: HashMap<String, Arc<Upstream>>,
+    /// The JWKS sources of the table's validators (kept by the next table when unchanged).
+    pub(crate) jwks: Vec<Arc<crate::jwks::Jwks>>,
 }
 
 impl RouteTable {
@@ -105,10 +111,21 @@ impl RouteTable {
         discovery: &dyn Discovery,
         metrics: &crate::metrics::Metrics,
     ) -> Result<Self, Error> {
+        Self::build_after(opts, discovery, metrics, None)
+    }
+
+    /// Like [`build`](Self::build), replacing `previous`: JWKS sources whose settings did not
+    /// change are kept, with their keys.
+    pub(crate) fn build_after(
+        opts: &GatewayOptions,
+        discovery: &dyn Discovery,
+        metrics: &crate::metrics::Metrics,
+        previous: Option<&RouteTable>,
+    ) -> Result<Self, Error> {
         let mut upstreams = HashMap::new();
         for (i, u) in opts.upstreams.iter().enumerate() {
             let key = format!("upstreams[{i}]");
-            let built = Upstream::build(u, &key, discovery)?;
+            let built = Upstream::build(u, &key, discovery, &opts.server)?;
             if upstreams.insert(u.name.clone(), Arc::new(built)).is_some() {
                 return Err(Error::config(
                     format!("{key}.name"),
@@ -116,7 +133,12 @@ impl RouteTable {
                 ));
             }
         }
-        let validators = crate::auth::build_validators(&opts.jwt)?;
+        let reuse = previous.map_or(&[][..], |p| &p.jwks[..]);
+        let validators = crate::auth::build_validators(&opts.jwt, reuse)?;
+        let jwks = validators
+            .values()
+            .filter_map(|v| v.jwks().cloned())
+            .collect();
         let keys = Arc::new(ApiKeys::build(&opts.api_keys)?);
         let mut ranked = Vec::with_capacity(opts.routes.len());
         for (i, cfg) in opts.routes.iter().enumerate() {
@@ -124,9 +146,14 @@ impl RouteTable {
             ranked.push((route.matcher.rank(i), route));
         }
         ranked.sort_by_key(|(rank, _)| *rank);
+        let identity = identity_headers(ranked.iter().map(|(_, r)| r));
+        for (_, r) in &mut ranked {
+            r.identity_headers = identity.clone();
+        }
         Ok(Self {
             routes: ranked.into_iter().map(|(_, r)| r).collect(),
             upstreams,
+            jwks,
         })
     }
 
@@ -136,6 +163,20 @@ impl RouteTable {
             .iter()
             .find_map(|r| r.matcher.matches(req).map(|p| (r, p)))
     }
+}
+
+/// The identity headers of every route, plus `X-Api-Key-Name`, without repeats.
+fn identity_headers<'a>(routes: impl Iterator<Item = &'a Route>) -> Arc<[http::HeaderName]> {
+    let mut all = vec![crate::auth::API_KEY_NAME];
+    for h in routes
+        .filter_map(|r| r.auth.as_ref())
+        .flat_map(RouteAuth::identity_headers)
+    {
+        if !all.contains(h) {
+            all.push(h.clone());
+        }
+    }
+    all.into()
 }
 
 fn build_route(
@@ -171,6 +212,10 @@ fn build_route(
         )?),
         None => None,
     };
+    let cors = match &cfg.cors {
+        Some(c) => Some(crate::cors::Cors::build(c, &format!("{key}.cors"))?),
+        None => None,
+    };
     let max_body = cfg.max_body_bytes.unwrap_or(opts.server.max_body_bytes);
     let name = cfg.name.clone().unwrap_or_else(|| format!("route-{i}"));
     Ok(Route {
@@ -185,8 +230,10 @@ fn build_route(
         max_body: (max_body > 0).then_some(max_body),
         limiter,
         auth,
+        cors,
         matcher,
         config: cfg.clone(),
+        identity_headers: Arc::from([]),
     })
 }
 

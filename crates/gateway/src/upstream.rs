@@ -22,13 +22,16 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::Error;
-use crate::config::UpstreamConfig;
+use crate::config::{ServerOptions, UpstreamConfig};
+use crate::tls::UpstreamClient;
 
 /// One instance to send requests to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// Instance id (the URL for static upstreams).
     pub id: String,
+    /// `http` or `https`.
+    pub scheme: Scheme,
     /// `host:port`.
     pub authority: Authority,
     /// The instance, as the balancer sees it.
@@ -80,14 +83,18 @@ pub struct Upstream {
     threshold: u32,
     open_for: Duration,
     breakers: Mutex<HashMap<String, Breaker>>,
+    /// A client of its own when the upstream has a `tls` table (private CA, SNI override).
+    client: Option<UpstreamClient>,
 }
 
 impl Upstream {
-    /// Compiles `cfg` (at config key `key`), subscribing to discovery when it names a service.
+    /// Compiles `cfg` (at config key `key`), subscribing to discovery when it names a service;
+    /// `server` sizes the connection pool of an upstream with its own TLS settings.
     pub fn build(
         cfg: &UpstreamConfig,
         key: &str,
         discovery: &dyn Discovery,
+        server: &ServerOptions,
     ) -> Result<Self, Error> {
         if cfg.name.is_empty() {
             return Err(Error::config(
@@ -109,6 +116,10 @@ impl Upstream {
             strategy: cfg.balance,
             ..BalanceConfig::default()
         };
+        let client = match &cfg.tls {
+            Some(tls) => Some(crate::tls::tls_client(server, tls, &format!("{key}.tls"))?),
+            None => None,
+        };
         Ok(Self {
             name: cfg.name.clone(),
             source,
@@ -116,7 +127,13 @@ impl Upstream {
             threshold: cfg.breaker_failures.unwrap_or(5),
             open_for: cfg.breaker_open_for.unwrap_or(Duration::from_secs(10)),
             breakers: Mutex::new(HashMap::new()),
+            client,
         })
+    }
+
+    /// The upstream's own client, when its `tls` table needs one; else the shared client.
+    pub(crate) fn client<'a>(&'a self, shared: &'a UpstreamClient) -> &'a UpstreamClient {
+        self.client.as_ref().unwrap_or(shared)
     }
 
     /// Every instance currently known (routable by the upstream's query).
@@ -235,6 +252,7 @@ impl Upstream {
                 let b = map.get(&t.id);
                 serde_json::json!({
                     "id": t.id,
+                    "scheme": t.scheme.as_str(),
                     "address": t.authority.as_str(),
                     "breaker": b.map(|b| b.state).unwrap_or_default(),
                     "consecutive_failures": b.map_or(0, |b| b.failures),
@@ -267,16 +285,11 @@ fn discovery_source(
 }
 
 fn endpoint_target(e: &flotilla_discovery::Endpoint) -> Option<Target> {
-    // Only plain HTTP upstreams are supported; TLS instances are skipped rather than sent
-    // cleartext.
-    if e.instance.scheme != flotilla_core::Scheme::Http {
-        return None;
-    }
-    let base = e.instance.base_url();
-    let authority = base.strip_prefix("http://")?.parse().ok()?;
+    let uri: http::Uri = e.instance.base_url().parse().ok()?;
     Some(Target {
         id: e.instance.id.clone(),
-        authority,
+        scheme: uri.scheme()?.clone(),
+        authority: uri.authority()?.clone(),
         instance: e.instance.clone(),
     })
 }
@@ -287,20 +300,26 @@ fn static_targets(urls: &[String], key: &str) -> Result<Arc<[Target]>, Error> {
         .map(|(i, u)| {
             let bad = |r: &str| Error::config(format!("{key}.urls[{i}]"), format!("{u:?}: {r}"));
             let uri: http::Uri = u.parse().map_err(|_| bad("not a URL"))?;
-            if uri.scheme() != Some(&Scheme::HTTP) {
-                return Err(bad("only http:// upstreams are supported"));
-            }
+            let scheme = match uri.scheme() {
+                Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS => s.clone(),
+                _ => return Err(bad("expected an http:// or https:// URL")),
+            };
             let path = uri.path_and_query().map_or("/", |p| p.as_str());
             if path != "/" {
                 return Err(bad("a base URL has no path; use a rewrite to add one"));
             }
             let authority = uri.authority().cloned().ok_or_else(|| bad("no host"))?;
-            let port = authority.port_u16().unwrap_or(80);
+            let https = scheme == Scheme::HTTPS;
+            let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
             let name = ServiceName::new("static").map_err(|e| bad(&e.to_string()))?;
             let mut instance = ServiceInstance::new(name, authority.host(), port);
             instance.id = u.clone();
+            if https {
+                instance.scheme = flotilla_core::Scheme::Https;
+            }
             Ok(Target {
                 id: u.clone(),
+                scheme,
                 authority,
                 instance,
             })
@@ -321,7 +340,13 @@ mod tests {
             breaker_failures: Some(threshold),
             ..Default::default()
         };
-        Upstream::build(&cfg, "upstreams[0]", &StaticDiscovery::new()).unwrap()
+        Upstream::build(
+            &cfg,
+            "upstreams[0]",
+            &StaticDiscovery::new(),
+            &ServerOptions::default(),
+        )
+        .unwrap()
     }
 
     fn pick_id(u: &Upstream) -> Result<String, Error> {
@@ -366,10 +391,37 @@ mod tests {
     fn bad_urls_name_the_key() {
         let cfg = UpstreamConfig {
             name: "u".into(),
-            urls: vec!["https://x".into()],
+            urls: vec!["ftp://x".into()],
             ..Default::default()
         };
-        let e = Upstream::build(&cfg, "upstreams[3]", &StaticDiscovery::new()).unwrap_err();
+        let server = ServerOptions::default();
+        let e =
+            Upstream::build(&cfg, "upstreams[3]", &StaticDiscovery::new(), &server).unwrap_err();
         assert!(e.to_string().contains("upstreams[3].urls[0]"), "{e}");
+    }
+
+    #[test]
+    fn https_urls_keep_their_scheme_and_default_port() {
+        let u = fixed(&["https://api.example.com"], 5);
+        let t = &u.targets()[0];
+        assert_eq!(t.scheme, Scheme::HTTPS);
+        assert_eq!(t.instance.port, 443);
+    }
+
+    #[test]
+    fn a_missing_ca_file_names_the_key() {
+        let cfg = UpstreamConfig {
+            name: "u".into(),
+            urls: vec!["https://x".into()],
+            tls: Some(crate::config::UpstreamTls {
+                ca_file: Some("/nonexistent/ca.pem".into()),
+                server_name: None,
+            }),
+            ..Default::default()
+        };
+        let server = ServerOptions::default();
+        let e =
+            Upstream::build(&cfg, "upstreams[1]", &StaticDiscovery::new(), &server).unwrap_err();
+        assert!(e.to_string().contains("upstreams[1].tls.ca_file"), "{e}");
     }
 }

@@ -82,6 +82,15 @@ async fn auth_gateway() -> Running {
         prefix = "/key"
         upstream = "echo"
         auth = {{ api_key = true }}
+
+        [[routes]]
+        prefix = "/relay"
+        upstream = "echo"
+        auth = {{ jwt = "hs", api_key = true, forward_credentials = true }}
+
+        [[routes]]
+        prefix = "/open"
+        upstream = "echo"
         "#,
         rsa = fixture("rsa_public.pem"),
         es = fixture("ec_public.pem"),
@@ -213,6 +222,41 @@ async fn api_keys_are_checked_against_hashes() {
         401
     );
     assert_eq!(get(&gw, "/key/x", &[]).await.status, 401);
+}
+
+#[tokio::test]
+async fn verified_credentials_reach_the_upstream_only_where_the_route_forwards_them() {
+    let gw = auth_gateway().await;
+    let token = format!("Bearer {}", hs_token(good_claims(), SECRET));
+    let r = get(&gw, "/hs/x", &[("authorization", &token)]).await;
+    assert_eq!(r.status, 200);
+    assert!(r.json()["headers"].get("authorization").is_none());
+    let r = get(&gw, "/key/x", &[("x-api-key", "k-live-123")]).await;
+    assert!(r.json()["headers"].get("x-api-key").is_none());
+    let r = get(&gw, "/relay/x", &[("authorization", &token)]).await;
+    assert_eq!(r.json()["headers"]["authorization"], token.as_str());
+    let r = get(&gw, "/relay/x", &[("x-api-key", "k-live-123")]).await;
+    assert_eq!(r.json()["headers"]["x-api-key"], "k-live-123");
+    // A route without auth does not consume credentials: they pass through untouched.
+    let r = get(&gw, "/open/x", &[("authorization", "Basic dXNlcg==")]).await;
+    assert_eq!(r.json()["headers"]["authorization"], "Basic dXNlcg==");
+}
+
+#[tokio::test]
+async fn identity_headers_sent_by_clients_are_removed_on_every_route() {
+    let gw = auth_gateway().await;
+    let forged = [("x-user", "admin"), ("x-api-key-name", "billing")];
+    let r = get(&gw, "/open/x", &forged).await;
+    assert_eq!(r.status, 200);
+    let headers = &r.json()["headers"];
+    assert!(headers.get("x-user").is_none(), "{headers}");
+    assert!(headers.get("x-api-key-name").is_none(), "{headers}");
+    // On an API-key route the forged claim header is dropped and the real key name set.
+    let mut h = forged.to_vec();
+    h.push(("x-api-key", "k-live-123"));
+    let r = get(&gw, "/key/x", &h).await;
+    assert!(r.json()["headers"].get("x-user").is_none());
+    assert_eq!(r.json()["headers"]["x-api-key-name"], "billing");
 }
 
 #[tokio::test]

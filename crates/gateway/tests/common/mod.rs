@@ -2,6 +2,8 @@
 //! client and a raw-socket helper for probes hyper's client would refuse to send.
 #![allow(dead_code, clippy::unwrap_used, unreachable_pub)]
 
+pub mod pki;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
