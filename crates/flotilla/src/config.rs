@@ -144,6 +144,10 @@ pub struct ServiceConfig {
     pub log_format: LogFormat,
     /// A `tracing` filter directive (`info`, `flotilla=debug,info`). Default `info`.
     pub log_level: String,
+    /// Bearer token the `/admin` routes (projection rebuilds) require. Unset (the default):
+    /// they answer loopback callers only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
 }
 
 impl Default for ServiceConfig {
@@ -156,6 +160,7 @@ impl Default for ServiceConfig {
             shutdown_deadline: Duration::from_secs(10),
             log_format: LogFormat::Human,
             log_level: "info".into(),
+            admin_token: None,
         }
     }
 }
@@ -178,6 +183,12 @@ impl Validate for ServiceConfig {
             return Err(ConfigError::invalid(
                 "shutdown_deadline",
                 "must be longer than 0s",
+            ));
+        }
+        if self.admin_token.as_deref().is_some_and(str::is_empty) {
+            return Err(ConfigError::invalid(
+                "admin_token",
+                "must not be empty (leave it unset for loopback-only admin routes)",
             ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {

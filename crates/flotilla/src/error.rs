@@ -32,15 +32,31 @@ pub enum Error {
         /// What it reported.
         message: String,
     },
+    /// An event subscription could not start (an invalid pattern or group, an unreachable
+    /// bus): the service does not start.
+    #[error("event subscription {subscription} could not start: {message}")]
+    Subscription {
+        /// The subscription: its pattern and group when known.
+        subscription: String,
+        /// What the bus reported.
+        message: String,
+    },
+    /// The builder was given parts that do not fit together (event handlers without a bus,
+    /// two projections of one name).
+    #[error("invalid service setup: {0}")]
+    Setup(String),
 }
 
 impl Classify for Error {
     fn class(&self) -> ErrorClass {
         match self {
-            Self::Config(_) | Self::Name(_) => ErrorClass::of(ErrorKind::InvalidInput),
-            Self::Listen { .. } | Self::Serve(_) | Self::Hook { .. } => {
-                ErrorClass::of(ErrorKind::Internal)
+            Self::Config(_) | Self::Name(_) | Self::Setup(_) => {
+                ErrorClass::of(ErrorKind::InvalidInput)
             }
+            Self::Listen { .. }
+            | Self::Serve(_)
+            | Self::Hook { .. }
+            | Self::Subscription { .. } => ErrorClass::of(ErrorKind::Internal),
         }
     }
 }

@@ -8,6 +8,10 @@
 //! (readiness flips first, a drain delay, in-flight requests finish within a deadline, hooks
 //! run); typed configuration from a file plus `FLOTILLA_` environment overrides.
 //!
+//! Event handlers ([`MicroserviceBuilder::on_event`]) and hosted projections
+//! ([`MicroserviceBuilder::projection`], rebuilt through `/admin/projections`) are managed
+//! parts of the service: they start before it reports ready and stop cleanly on shutdown.
+//!
 //! ```no_run
 //! use axum::{Router, routing::get};
 //! use flotilla::Microservice;
@@ -26,17 +30,24 @@
 //! This crate depends on contracts only (never on a backend or another component); the
 //! binary and services choose backends.
 
+mod admin;
 pub mod config;
 mod error;
+#[cfg(feature = "events")]
+mod event_handlers;
 pub mod health;
 mod lifecycle;
 mod lifecycle_signals;
 pub mod metrics;
 mod middleware;
+mod parts;
 pub mod problem;
+#[cfg(feature = "eventsourcing")]
+mod projections;
 #[cfg(feature = "registry")]
 mod registration;
 mod service;
+mod streams;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -51,6 +51,9 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
     pub(crate) http: HttpMetrics,
+    /// The event bus's metrics, registered on first use so the registry holds them once.
+    #[cfg(feature = "events")]
+    bus: Arc<std::sync::OnceLock<flotilla_bus::Metrics>>,
 }
 
 impl Default for Metrics {
@@ -87,7 +90,23 @@ impl Metrics {
         Self {
             registry: Arc::new(Mutex::new(registry)),
             http,
+            #[cfg(feature = "events")]
+            bus: Arc::default(),
         }
+    }
+
+    /// The event bus's metrics (`flotilla_bus_*`) in this registry, for
+    /// [`Bus::with_metrics`](flotilla_bus::Bus::with_metrics); every call answers the same
+    /// metrics. [`MicroserviceBuilder::events`](crate::MicroserviceBuilder::events) uses them
+    /// for a bus that records none.
+    #[cfg(feature = "events")]
+    pub fn bus(&self) -> flotilla_bus::Metrics {
+        self.bus
+            .get_or_init(|| {
+                let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+                flotilla_bus::Metrics::new(&mut registry)
+            })
+            .clone()
     }
 
     /// Lets a component or user code register metrics into the service's registry.

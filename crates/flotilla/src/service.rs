@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -22,6 +23,7 @@ use crate::health::{HealthCheck, Probes};
 use crate::lifecycle::{Lifecycle, State};
 use crate::metrics::Metrics;
 use crate::middleware::{Observe, observe};
+use crate::parts::Parts;
 
 /// What a lifecycle hook learns about the service.
 #[derive(Debug, Clone)]
@@ -82,6 +84,11 @@ pub struct MicroserviceBuilder {
     on_shutdown: Vec<Hook>,
     tasks: Vec<(String, TaskFn)>,
     metrics: Metrics,
+    closing: CancellationToken,
+    #[cfg(feature = "events")]
+    pub(crate) events: crate::event_handlers::EventHandlers,
+    #[cfg(feature = "eventsourcing")]
+    pub(crate) projections: crate::projections::HostedProjections,
 }
 
 impl std::fmt::Debug for MicroserviceBuilder {
@@ -165,13 +172,33 @@ impl MicroserviceBuilder {
         &self.metrics
     }
 
+    /// A token cancelled when the listener closes during shutdown. End long-lived responses
+    /// (server-sent events, long polls) when it fires, so shutdown does not wait for them
+    /// until the deadline; streaming responses still open at the deadline are ended then.
+    pub fn closing_token(&self) -> CancellationToken {
+        self.closing.clone()
+    }
+
     /// Validates the configuration and assembles the service.
     pub fn build(self) -> Result<Microservice, Error> {
         crate::config::Validate::validate(&self.config).map_err(|e| crate::ConfigError {
             key: format!("service.{}", e.key),
             ..e
         })?;
+        let mut parts = Parts::default();
+        let routes = self.routes;
+        #[cfg(feature = "events")]
+        self.events.into_parts(&mut parts)?;
+        #[cfg(feature = "eventsourcing")]
+        let routes = {
+            let access = crate::admin::AdminAccess::new(self.config.admin_token.as_deref());
+            match self.projections.into_parts(&mut parts, access)? {
+                Some(admin) => routes.merge(admin),
+                None => routes,
+            }
+        };
         let lifecycle = Lifecycle::default();
+        let cut_streams = CancellationToken::new();
         let probes = Probes {
             name: self.name.as_str().into(),
             version: self.version.as_str().into(),
@@ -180,12 +207,16 @@ impl MicroserviceBuilder {
             readiness: self.readiness.into(),
         };
         let app = assemble(
-            self.routes,
+            routes,
             probes,
             &self.metrics,
             &self.config,
             &self.description,
-        );
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            cut_streams.clone(),
+            crate::streams::end_at_deadline,
+        ));
         Ok(Microservice {
             name: self.name,
             version: self.version,
@@ -198,8 +229,11 @@ impl MicroserviceBuilder {
                 shutdown: self.on_shutdown,
             },
             tasks: self.tasks,
+            parts,
             metrics: self.metrics,
             shutdown: CancellationToken::new(),
+            closing: self.closing,
+            cut_streams,
         })
     }
 }
@@ -257,8 +291,11 @@ pub struct Microservice {
     lifecycle: Lifecycle,
     hooks: Hooks,
     tasks: Vec<(String, TaskFn)>,
+    parts: Parts,
     metrics: Metrics,
     shutdown: CancellationToken,
+    closing: CancellationToken,
+    cut_streams: CancellationToken,
 }
 
 impl std::fmt::Debug for Microservice {
@@ -304,6 +341,11 @@ impl Microservice {
             on_shutdown: Vec::new(),
             tasks: Vec::new(),
             metrics: Metrics::new(),
+            closing: CancellationToken::new(),
+            #[cfg(feature = "events")]
+            events: Default::default(),
+            #[cfg(feature = "eventsourcing")]
+            projections: Default::default(),
         })
     }
 
@@ -347,17 +389,23 @@ impl Microservice {
             local_addr,
             metrics: self.metrics.clone(),
         };
-        run_hooks("start", self.hooks.start, &ctx, true).await?;
+        let deadline = self.config.shutdown_deadline;
+        // Parts first: the service is announced (start hooks register it) only once its event
+        // handlers and projections run.
+        let parts = self.parts.start(deadline).await?;
+        if let Err(e) = run_hooks("start", self.hooks.start, &ctx, true).await {
+            let _ = parts.stop(deadline).await;
+            return Err(e);
+        }
         let tasks_token = CancellationToken::new();
         let mut tasks = JoinSet::new();
         for (name, task) in self.tasks {
             tracing::debug!(task = %name, "starting background task");
             tasks.spawn(task(tasks_token.clone()));
         }
-        let close = CancellationToken::new();
         let app = self.app.into_make_service_with_connect_info::<SocketAddr>();
-        let server =
-            axum::serve(listener, app).with_graceful_shutdown(close.clone().cancelled_owned());
+        let server = axum::serve(listener, app)
+            .with_graceful_shutdown(self.closing.clone().cancelled_owned());
         let mut server = tokio::spawn(server.into_future());
         self.lifecycle.advance(State::Running);
         tracing::info!(service = %self.name, version = %self.version, %local_addr, "service ready");
@@ -365,23 +413,20 @@ impl Microservice {
             () = self.shutdown.cancelled() => {}
             result = &mut server => {
                 self.lifecycle.advance(State::Stopped);
+                let _ = parts.stop(deadline).await;
                 return result.map_err(|e| Error::Serve(std::io::Error::other(e)))?.map_err(Error::Serve);
             }
         }
-        let deadline = self.config.shutdown_deadline;
         self.lifecycle.advance(State::Draining);
+        // Right after readiness flips: no new events are taken; in-flight handlers finish
+        // (within the deadline) while requests drain.
+        let parts_done = parts.stop(deadline);
         tracing::info!(drain_delay = ?self.config.drain_delay, "shutdown started: not ready, draining");
         let _ = run_hooks("drain", self.hooks.drain, &ctx, false).await;
         tasks_token.cancel();
         tokio::time::sleep(self.config.drain_delay).await;
-        close.cancel();
-        if tokio::time::timeout(deadline, &mut server).await.is_err() {
-            tracing::warn!(
-                ?deadline,
-                "in-flight requests outlived the shutdown deadline; closing them"
-            );
-            server.abort();
-        }
+        self.closing.cancel();
+        close_server(server, deadline, &self.cut_streams).await;
         self.lifecycle.advance(State::Stopped);
         if tokio::time::timeout(deadline, async {
             while tasks.join_next().await.is_some() {}
@@ -392,9 +437,37 @@ impl Microservice {
             tracing::warn!("background tasks outlived the shutdown deadline; aborting them");
             tasks.abort_all();
         }
+        if parts_done.await.is_err() {
+            tracing::error!("stopping event handlers or projections panicked");
+        }
         let _ = run_hooks("shutdown", self.hooks.shutdown, &ctx, false).await;
         tracing::info!(service = %self.name, "service stopped");
         Ok(())
+    }
+}
+
+/// How long connections get to close once their streaming responses were ended at the
+/// deadline, before the server is abandoned.
+const CUT_GRACE: Duration = Duration::from_secs(1);
+
+/// Waits for in-flight requests for up to `deadline`, then ends streaming responses still
+/// open and stops waiting.
+async fn close_server(
+    mut server: tokio::task::JoinHandle<std::io::Result<()>>,
+    deadline: Duration,
+    cut_streams: &CancellationToken,
+) {
+    if tokio::time::timeout(deadline, &mut server).await.is_ok() {
+        return;
+    }
+    tracing::warn!(
+        ?deadline,
+        "in-flight requests outlived the shutdown deadline; closing them"
+    );
+    cut_streams.cancel();
+    if tokio::time::timeout(CUT_GRACE, &mut server).await.is_err() {
+        // Handlers that are still running end at their request timeout.
+        server.abort();
     }
 }
 

@@ -56,7 +56,8 @@ impl Bus {
         self
     }
 
-    pub(crate) fn metrics(&self) -> Option<&Metrics> {
+    /// The metrics this bus records into, if any.
+    pub fn metrics(&self) -> Option<&Metrics> {
         self.metrics.as_ref()
     }
 

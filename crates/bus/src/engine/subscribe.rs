@@ -253,6 +253,25 @@ impl Subscription {
         }
     }
 
+    /// Waits for the subscription to stop (after its shutdown token was cancelled) for at most
+    /// `deadline`, then kills it as [`abort`](Self::abort) does: handlers still running are
+    /// dropped unsettled, and their events come back to the group when their leases end.
+    /// Returns whether it stopped in time.
+    pub async fn join_within(mut self, deadline: Duration) -> bool {
+        match tokio::time::timeout(deadline, &mut self.task).await {
+            Ok(result) => {
+                if result.as_ref().is_err_and(|e| e.is_panic()) {
+                    tracing::error!("subscription worker panicked");
+                }
+                true
+            }
+            Err(_) => {
+                self.task.abort();
+                false
+            }
+        }
+    }
+
     /// Kills the subscription at once, settling nothing: what a crash looks like to the
     /// backend (in-flight events come back when their leases expire). For tests and
     /// emergencies; prefer [`stop`](Self::stop).
