@@ -16,6 +16,8 @@ use crate::cli::ApiArgs;
 pub(crate) struct Api {
     base: String,
     token: Option<String>,
+    /// What the base URL is, for messages (`the control plane`, `the service`).
+    peer: &'static str,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -25,12 +27,18 @@ impl Api {
         if !base.starts_with("http://") {
             bail!("--url {base:?} must start with http://");
         }
+        Ok(Self::at("the control plane", base, args.token.clone()))
+    }
+
+    /// A client of another HTTP API (a service's admin routes) at `base` (`http://host:port`).
+    pub(crate) fn at(peer: &'static str, base: String, token: Option<String>) -> Self {
         let client = Client::builder(TokioExecutor::new()).build_http();
-        Ok(Self {
+        Self {
             base,
-            token: args.token.clone(),
+            token,
+            peer,
             client,
-        })
+        }
     }
 
     /// GETs `path` and returns the JSON body.
@@ -74,7 +82,7 @@ impl Api {
             .client
             .request(req)
             .await
-            .map_err(|e| anyhow!("cannot reach the control plane at {}: {e}", self.base))?;
+            .map_err(|e| anyhow!("cannot reach {} at {}: {e}", self.peer, self.base))?;
         let status = res.status();
         let bytes = res
             .into_body()
@@ -107,13 +115,20 @@ impl Api {
             .client
             .request(req)
             .await
-            .map_err(|e| anyhow!("cannot reach the control plane at {}: {e}", self.base))?;
+            .map_err(|e| anyhow!("cannot reach {} at {}: {e}", self.peer, self.base))?;
         if !res.status().is_success() {
             bail!(describe_failure(res.status(), &Value::Null));
         }
         let mut body = res.into_body();
         let mut pending = String::new();
-        while let Some(frame) = body.frame().await {
+        // The server sends a keep-alive comment every 15 s: silence this long means the
+        // connection is gone without a close (a crashed host, a dropped route).
+        let silent =
+            || anyhow!("no data or keep-alive for {STREAM_IDLE_LIMIT:?}: the stream is gone");
+        while let Some(frame) = tokio::time::timeout(STREAM_IDLE_LIMIT, body.frame())
+            .await
+            .map_err(|_| silent())?
+        {
             let frame = frame.context("reading the event stream")?;
             let Some(chunk) = frame.data_ref() else {
                 continue;
@@ -131,6 +146,9 @@ impl Api {
         Ok(())
     }
 }
+
+/// How long an event stream may stay silent (no event, no keep-alive) before it is given up.
+const STREAM_IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn describe_failure(status: StatusCode, body: &Value) -> String {
     let title = body["title"]

@@ -166,6 +166,19 @@ pub(crate) enum StreamsCommand {
 pub(crate) enum ProjectionsCommand {
     /// List persistent subscribers (projections) with their checkpoints and lag.
     Ls,
+    /// Rebuild a projection hosted by a service: empty its read model and replay history,
+    /// showing progress until it is done.
+    Rebuild {
+        /// The projection's name.
+        name: String,
+        /// The service hosting it: its URL (`http://127.0.0.1:8081`) or its name in the
+        /// registry at `--url`.
+        #[arg(long, value_name = "URL|NAME")]
+        service: String,
+        /// Bearer token of the service's admin routes (its `service.admin_token`).
+        #[arg(long, env = "FLOTILLA_SERVICE_TOKEN", hide_env_values = true)]
+        service_token: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

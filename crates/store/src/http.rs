@@ -14,7 +14,7 @@ use flotilla_eventstore::{
     Direction, ExpectedVersion, Filter, Metadata, NewEvent, ReadAll, ReadStream, RecordedEvent,
     subscribe_all,
 };
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -270,6 +270,7 @@ async fn subscribe(
         None => q.after.unwrap_or(0),
     };
     let sub = subscribe_all(api.store.clone(), after, filter);
+    let end = api.streams_end.clone().cancelled_owned();
     let stream = futures_util::stream::unfold(Some(sub), |sub| async move {
         let mut sub = sub?;
         match sub.next().await? {
@@ -279,7 +280,8 @@ async fn subscribe(
                 Some((Ok(ev), None))
             }
         }
-    });
+    })
+    .take_until(end);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 

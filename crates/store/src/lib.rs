@@ -21,6 +21,7 @@ use flotilla_core::error::Classify;
 use flotilla_core::{ErrorClass, ErrorKind};
 use flotilla_eventstore::EventStore;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 /// Limits of the HTTP API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +89,7 @@ impl Options {
 pub struct StoreApi {
     options: Arc<Options>,
     store: Arc<dyn EventStore>,
+    streams_end: CancellationToken,
 }
 
 impl StoreApi {
@@ -97,7 +99,16 @@ impl StoreApi {
         Ok(Self {
             options: Arc::new(options),
             store,
+            streams_end: CancellationToken::new(),
         })
+    }
+
+    /// Ends open subscriptions (`$all/subscribe` SSE streams) when `token` is cancelled: give
+    /// it the server's shutdown signal so a graceful shutdown does not wait for followers that
+    /// would never disconnect on their own.
+    pub fn end_streams_on(mut self, token: CancellationToken) -> Self {
+        self.streams_end = token;
+        self
     }
 
     /// The routes under `/api/v1/streams`.

@@ -225,6 +225,31 @@ async fn sse_delivers_stored_then_live_events_with_positions_as_ids() {
 }
 
 #[tokio::test]
+async fn open_subscriptions_end_when_the_server_shuts_down() {
+    let store: Arc<dyn EventStore> = Arc::new(MemoryEventStore::new());
+    let closing = tokio_util::sync::CancellationToken::new();
+    let app = StoreApi::new(Options::default(), store)
+        .unwrap()
+        .end_streams_on(closing.clone())
+        .router();
+    call(&app, post("/api/v1/streams/order-1", None, one_event())).await;
+    let res = app
+        .clone()
+        .oneshot(get("/api/v1/streams/$all/subscribe"))
+        .await
+        .unwrap();
+    let mut body = res.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(first.data_ref().unwrap()).into_owned();
+    assert!(text.contains("id: 1\n"), "{text}");
+    closing.cancel();
+    // The stream ends (instead of idling until the client goes away).
+    while let Some(frame) = body.frame().await {
+        frame.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn metrics_count_appends_and_conflicts() {
     let (app, registry) = api_with(Options::default());
     call(

@@ -1,22 +1,21 @@
 //! Admin commands: thin calls of the control plane's HTTP API.
 
-use anyhow::Context as _;
 use serde_json::json;
 
 use crate::Failure;
 use crate::admin::{Api, print};
-use crate::cli::{
-    ApiArgs, DlqCommand, EventsCommand, ProjectionsCommand, ServicesCommand, StreamsCommand,
-    TopicsCommand,
-};
+use crate::cli::{ApiArgs, DlqCommand, EventsCommand, ServicesCommand, TopicsCommand};
 
-fn run_with(args: &ApiArgs, f: impl AsyncFnOnce(Api) -> anyhow::Result<()>) -> Result<(), Failure> {
+pub(super) fn run_with(
+    args: &ApiArgs,
+    f: impl AsyncFnOnce(Api) -> anyhow::Result<()>,
+) -> Result<(), Failure> {
     let api = Api::new(args).map_err(|e| Failure::Usage(e.to_string()))?;
     super::runtime()?.block_on(f(api)).map_err(Failure::Runtime)
 }
 
 /// Encodes a path segment supplied by the user.
-fn seg(s: &str) -> String {
+pub(super) fn seg(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -94,59 +93,6 @@ pub(crate) fn dlq(cmd: DlqCommand, args: &ApiArgs) -> Result<(), Failure> {
             }
         };
         print(&res, Some("entries"), args.json);
-        Ok(())
-    })
-}
-
-pub(crate) fn projections(cmd: ProjectionsCommand, args: &ApiArgs) -> Result<(), Failure> {
-    let ProjectionsCommand::Ls = cmd;
-    run_with(args, async |api| {
-        print(
-            &api.get("/api/v1/streams/$subscriptions").await?,
-            Some("subscriptions"),
-            args.json,
-        );
-        Ok(())
-    })
-}
-
-/// Follows `$all` from the end (or `--from`), printing events of `stream` (or all) as JSON lines.
-async fn tail(api: &Api, stream: Option<String>, from: Option<u64>) -> anyhow::Result<()> {
-    let start = match from {
-        Some(p) => p,
-        None => api.get("/api/v1/streams/$subscriptions").await?["head"]
-            .as_u64()
-            .unwrap_or(0),
-    };
-    let path = format!("/api/v1/streams/$all/subscribe?after={start}");
-    let follow = api.follow(&path, |data| {
-        let event: serde_json::Value =
-            serde_json::from_str(data).unwrap_or(serde_json::Value::Null);
-        if stream
-            .as_deref()
-            .is_none_or(|s| event["stream"].as_str() == Some(s))
-        {
-            println!("{data}");
-        }
-        true
-    });
-    tokio::select! {
-        r = follow => r,
-        _ = tokio::signal::ctrl_c() => Ok(()),
-    }
-}
-
-pub(crate) fn streams(cmd: StreamsCommand, args: &ApiArgs) -> Result<(), Failure> {
-    let (path, key) = match cmd {
-        StreamsCommand::Tail { stream, from } => {
-            return run_with(args, async |api| tail(&api, stream, from).await);
-        }
-        StreamsCommand::Ls => ("/api/v1/streams".to_owned(), "streams"),
-        StreamsCommand::Read { stream } => (format!("/api/v1/streams/{}", seg(&stream)), "events"),
-    };
-    run_with(args, async |api| {
-        let res = api.get(&path).await.context("reading the event store")?;
-        print(&res, Some(key), args.json);
         Ok(())
     })
 }

@@ -13,10 +13,12 @@ pub(crate) fn check(args: &ConfigArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Secrets are checked but never printed: the token, and passwords inside server URLs.
+/// Secrets are checked but never printed: tokens, and passwords inside server URLs.
 fn redact(config: &mut PlatformConfig) {
-    if config.registry.token.is_some() {
-        config.registry.token = Some("<redacted>".into());
+    for token in [&mut config.registry.token, &mut config.server.admin_token] {
+        if token.is_some() {
+            *token = Some("<redacted>".into());
+        }
     }
     for url in [&mut config.bus.url, &mut config.eventstore.url]
         .into_iter()

@@ -2,6 +2,8 @@
 
 mod admin;
 mod config;
+mod rebuild;
+mod streams;
 mod up;
 
 use crate::Failure;
@@ -17,8 +19,8 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
         Command::Topics { command, api } => admin::topics(command, &api),
         Command::Events { command, api } => admin::events(command, &api),
         Command::Dlq { command, api } => admin::dlq(command, &api),
-        Command::Streams { command, api } => admin::streams(command, &api),
-        Command::Projections { command, api } => admin::projections(command, &api),
+        Command::Streams { command, api } => streams::streams(command, &api),
+        Command::Projections { command, api } => streams::projections(command, &api),
     }
 }
 

@@ -40,6 +40,9 @@ async fn serve(config: PlatformConfig, role: Role) -> Result<(), Failure> {
         guarded = guarded.merge(broker.router());
     }
     if let Some(store) = &platform.store {
+        // Followers of `$all` are told the stream ended as soon as the listener closes,
+        // rather than holding shutdown until its deadline.
+        let store = store.clone().end_streams_on(builder.closing_token());
         guarded = guarded.merge(store.router());
     }
     if let Some(gw) = &platform.gateway {

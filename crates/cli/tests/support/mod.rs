@@ -1,6 +1,11 @@
-//! Shared by the binary's black-box tests.
+//! Shared by the binary's black-box tests (each test file uses some of it).
+#![allow(dead_code)]
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// The `flotilla` binary with every `FLOTILLA_*` variable of the test environment removed, so
 /// a developer's settings cannot leak into a test.
@@ -12,4 +17,82 @@ pub(crate) fn flotilla() -> Command {
         }
     }
     cmd
+}
+
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub(crate) struct Up {
+    pub(crate) child: Child,
+    pub(crate) api: u16,
+    pub(crate) gateway: u16,
+}
+
+pub(crate) fn start(data: &Path, routes: &Path) -> Up {
+    start_role("up", data, routes, &[])
+}
+
+pub(crate) fn start_role(role: &str, data: &Path, routes: &Path, env: &[(&str, &str)]) -> Up {
+    let (api, gateway) = (free_port(), free_port());
+    let mut child = flotilla()
+        .arg(role)
+        .env("FLOTILLA_SERVER__LISTEN", format!("127.0.0.1:{api}"))
+        .env("FLOTILLA_SERVER__DRAIN_DELAY", "0s")
+        .env("FLOTILLA_STORAGE__DATA_DIR", data)
+        .env("FLOTILLA_GATEWAY__LISTEN", format!("127.0.0.1:{gateway}"))
+        .env("FLOTILLA_GATEWAY__ROUTES_FILE", routes)
+        .envs(env.iter().copied())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        assert!(!line.contains("ERROR"), "{line}");
+        if line.contains("service ready") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Up {
+        child,
+        api,
+        gateway,
+    }
+}
+
+pub(crate) fn stop(mut up: Up) {
+    let pid = up.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(up.child.wait().unwrap().code(), Some(0));
+}
+
+/// One request on a fresh connection; returns (status, body).
+pub(crate) fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut res = String::new();
+    s.read_to_string(&mut res).unwrap();
+    let status = res[9..12].parse().unwrap();
+    let body = res
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
