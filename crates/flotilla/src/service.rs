@@ -392,8 +392,15 @@ impl Microservice {
         let deadline = self.config.shutdown_deadline;
         // Parts first: the service is announced (start hooks register it) only once its event
         // handlers and projections run.
-        let parts = self.parts.start(deadline).await?;
+        let parts = match self.parts.start(deadline).await {
+            Ok(parts) => parts,
+            Err(e) => {
+                self.lifecycle.advance(State::Stopped);
+                return Err(e);
+            }
+        };
         if let Err(e) = run_hooks("start", self.hooks.start, &ctx, true).await {
+            self.lifecycle.advance(State::Stopped);
             let _ = parts.stop(deadline).await;
             return Err(e);
         }

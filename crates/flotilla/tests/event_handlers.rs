@@ -167,6 +167,20 @@ fn gated(
 #[tokio::test(start_paused = true)]
 async fn shutdown_lets_an_in_flight_handler_finish_and_acks_it_once() {
     let (bus, _) = memory_bus();
+    in_flight_handler_finishes_and_is_acked_once(bus).await;
+}
+
+#[tokio::test]
+async fn on_sqlite_shutdown_lets_an_in_flight_handler_finish_and_acks_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db =
+        flotilla_sqlite::Database::open(flotilla_sqlite::Options::new(dir.path().join("bus.db")))
+            .unwrap();
+    let backend = flotilla_sqlite::bus::SqliteBus::open(db, Default::default()).unwrap();
+    in_flight_handler_finishes_and_is_acked_once(Bus::new(Arc::new(backend))).await;
+}
+
+async fn in_flight_handler_finishes_and_is_acked_once(bus: Bus) {
     let (started_tx, mut started) = mpsc::unbounded_channel();
     let (release, calls) = (Arc::new(Notify::new()), Arc::new(AtomicU32::new(0)));
     let handler = gated(started_tx, release.clone(), calls.clone());

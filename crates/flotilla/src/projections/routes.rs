@@ -25,10 +25,8 @@ pub(super) fn router(hosted: Hosted, access: AdminAccess) -> Router {
         .layer(axum::middleware::from_fn_with_state(access, guard))
 }
 
-fn find<'a>(hosted: &'a Hosted, name: &str) -> Result<&'a Arc<Shared>, Problem> {
-    hosted.get(name).ok_or_else(|| {
-        Problem::not_found(format!("this service hosts no projection named {name:?}"))
-    })
+fn unknown(name: &str) -> Problem {
+    Problem::not_found(format!("this service hosts no projection named {name:?}"))
 }
 
 /// The projection's status with its checkpoint and lag read from the store now.
@@ -64,7 +62,7 @@ async fn list(State(hosted): State<Hosted>) -> Result<Response, Problem> {
 }
 
 async fn show(State(hosted): State<Hosted>, Path(name): Path<String>) -> Result<Response, Problem> {
-    let shared = find(&hosted, &name)?;
+    let shared = hosted.get(&name).ok_or_else(|| unknown(&name))?;
     Ok(axum::Json(describe(shared).await?).into_response())
 }
 
@@ -72,7 +70,7 @@ async fn rebuild(
     State(hosted): State<Hosted>,
     Path(name): Path<String>,
 ) -> Result<Response, Problem> {
-    let shared = find(&hosted, &name)?;
+    let shared = hosted.get(&name).ok_or_else(|| unknown(&name))?;
     match shared.request_rebuild() {
         Ok(rebuild) => {
             let body = json!({ "name": name, "rebuild": rebuild });
