@@ -390,20 +390,9 @@ impl Microservice {
             metrics: self.metrics.clone(),
         };
         let deadline = self.config.shutdown_deadline;
-        // Parts first: the service is announced (start hooks register it) only once its event
-        // handlers and projections run.
-        let parts = match self.parts.start(deadline).await {
-            Ok(parts) => parts,
-            Err(e) => {
-                self.lifecycle.advance(State::Stopped);
-                return Err(e);
-            }
-        };
-        if let Err(e) = run_hooks("start", self.hooks.start, &ctx, true).await {
-            self.lifecycle.advance(State::Stopped);
-            let _ = parts.stop(deadline).await;
-            return Err(e);
-        }
+        let parts = start_up(self.parts, self.hooks.start, &ctx, deadline)
+            .await
+            .inspect_err(|_| self.lifecycle.advance(State::Stopped))?;
         let tasks_token = CancellationToken::new();
         let mut tasks = JoinSet::new();
         for (name, task) in self.tasks {
@@ -435,21 +424,38 @@ impl Microservice {
         self.closing.cancel();
         close_server(server, deadline, &self.cut_streams).await;
         self.lifecycle.advance(State::Stopped);
-        if tokio::time::timeout(deadline, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await
-        .is_err()
-        {
-            tracing::warn!("background tasks outlived the shutdown deadline; aborting them");
-            tasks.abort_all();
-        }
+        join_tasks(tasks, deadline).await;
         if parts_done.await.is_err() {
             tracing::error!("stopping event handlers or projections panicked");
         }
         let _ = run_hooks("shutdown", self.hooks.shutdown, &ctx, false).await;
         tracing::info!(service = %self.name, "service stopped");
         Ok(())
+    }
+}
+
+/// Starts the managed parts, then runs the start hooks. Parts first: the service is announced
+/// (start hooks register it) only once its event handlers and projections run.
+async fn start_up(
+    parts: Parts,
+    hooks: Vec<Hook>,
+    ctx: &HookContext,
+    deadline: Duration,
+) -> Result<crate::parts::Started, Error> {
+    let parts = parts.start(deadline).await?;
+    if let Err(e) = run_hooks("start", hooks, ctx, true).await {
+        let _ = parts.stop(deadline).await;
+        return Err(e);
+    }
+    Ok(parts)
+}
+
+/// Waits for background tasks for up to `deadline`, then aborts those still running.
+async fn join_tasks(mut tasks: JoinSet<()>, deadline: Duration) {
+    let all = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(deadline, all).await.is_err() {
+        tracing::warn!("background tasks outlived the shutdown deadline; aborting them");
+        tasks.abort_all();
     }
 }
 
