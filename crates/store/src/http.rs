@@ -269,14 +269,24 @@ async fn subscribe(
             .map_err(|_| Problem::bad_request(format!("Last-Event-ID {id:?} is not a position")))?,
         None => q.after.unwrap_or(0),
     };
+    // The permit lives as long as the stream, so a closed connection frees its slot.
+    let permit = api
+        .subscribers
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Problem::too_many_subscribers())?;
     let sub = subscribe_all(api.store.clone(), after, filter);
     let end = api.streams_end.clone().cancelled_owned();
-    let stream = futures_util::stream::unfold(Some(sub), |sub| async move {
-        let mut sub = sub?;
+    let stream = futures_util::stream::unfold(Some((sub, permit)), |state| async move {
+        let (mut sub, permit) = state?;
         match sub.next().await? {
-            Ok(e) => Some((Ok(sse_event(&e)), Some(sub))),
+            Ok(e) => Some((Ok(sse_event(&e)), Some((sub, permit)))),
             Err(e) => {
-                let ev = SseEvent::default().event("error").data(e.to_string());
+                // Storage details stay in the log; the client resumes from its last id.
+                tracing::error!(error = %e, "subscription failed");
+                let ev = SseEvent::default()
+                    .event("error")
+                    .data("the subscription failed; reconnect with Last-Event-ID to resume");
                 Some((Ok(ev), None))
             }
         }

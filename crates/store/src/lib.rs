@@ -33,6 +33,9 @@ pub struct Options {
     pub max_events_per_append: usize,
     /// Largest `limit` a read may ask for (larger ones are capped). Default 1,000.
     pub max_read_limit: usize,
+    /// Most subscriptions (`$all/subscribe` streams) open at once; further ones get 503 with
+    /// `Retry-After` until one closes. Each holds a connection and a reader. Default 1,024.
+    pub max_subscribers: usize,
 }
 
 impl Default for Options {
@@ -41,6 +44,7 @@ impl Default for Options {
             max_body_bytes: 1 << 20,
             max_events_per_append: 1000,
             max_read_limit: 1000,
+            max_subscribers: 1024,
         }
     }
 }
@@ -73,6 +77,7 @@ impl Options {
             ("max_body_bytes", self.max_body_bytes),
             ("max_events_per_append", self.max_events_per_append),
             ("max_read_limit", self.max_read_limit),
+            ("max_subscribers", self.max_subscribers),
         ] {
             if v == 0 {
                 return Err(Error::InvalidOption(format!(
@@ -90,16 +95,19 @@ pub struct StoreApi {
     options: Arc<Options>,
     store: Arc<dyn EventStore>,
     streams_end: CancellationToken,
+    subscribers: Arc<tokio::sync::Semaphore>,
 }
 
 impl StoreApi {
     /// Validates `options` and serves `store`.
     pub fn new(options: Options, store: Arc<dyn EventStore>) -> Result<Self, Error> {
         options.validate()?;
+        let subscribers = Arc::new(tokio::sync::Semaphore::new(options.max_subscribers));
         Ok(Self {
             options: Arc::new(options),
             store,
             streams_end: CancellationToken::new(),
+            subscribers,
         })
     }
 

@@ -13,6 +13,7 @@ pub(crate) struct Problem {
     title: &'static str,
     detail: String,
     extra: Map<String, Value>,
+    retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -22,11 +23,27 @@ impl Problem {
             title,
             detail: detail.into(),
             extra: Map::new(),
+            retry_after: None,
         }
     }
 
     pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "Invalid request", detail)
+    }
+
+    /// Every subscription slot is taken (`max_subscribers`).
+    pub(crate) fn too_many_subscribers() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many subscriptions",
+            "every subscription slot is in use; retry later",
+        )
+        .retry_after(5)
+    }
+
+    fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     fn with(mut self, key: &str, value: Value) -> Self {
@@ -80,6 +97,10 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         res
     }
 }

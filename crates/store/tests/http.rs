@@ -310,3 +310,42 @@ async fn subscriptions_list_checkpoints_with_their_lag() {
         json!([{"name": "totals", "position": 1, "lag": 2}])
     );
 }
+
+#[tokio::test]
+async fn subscriptions_beyond_the_cap_get_503_until_one_closes() {
+    let (app, _) = api_with(Options {
+        max_subscribers: 2,
+        ..Options::default()
+    });
+    let open = || app.clone().oneshot(get("/api/v1/streams/$all/subscribe"));
+    let first = open().await.unwrap();
+    let second = open().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(second.status(), StatusCode::OK);
+
+    let refused = open().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["retry-after"], "5");
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+
+    drop(first); // the client went away: its slot is free again
+    assert_eq!(open().await.unwrap().status(), StatusCode::OK);
+    drop(second);
+}
+
+#[test]
+fn a_zero_subscriber_cap_is_refused_naming_the_option() {
+    let store: Arc<dyn EventStore> = Arc::new(MemoryEventStore::new());
+    let err = StoreApi::new(
+        Options {
+            max_subscribers: 0,
+            ..Options::default()
+        },
+        store,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("max_subscribers"), "{err}");
+}
