@@ -1,5 +1,6 @@
 //! The admin API, mounted by the control plane under `/api/v1/gateway`: routes, upstream
-//! instances with breaker state, limiter stats, and reload.
+//! instances with breaker state, limiter stats, reload, and the response cache's stats and
+//! purge.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -17,6 +18,8 @@ pub(crate) fn router(gw: Gateway) -> Router {
         .route("/routes", get(routes))
         .route("/upstreams", get(upstreams))
         .route("/reload", post(reload))
+        .route("/cache", get(cache_stats))
+        .route("/cache/purge", post(cache_purge))
         .with_state(gw)
 }
 
@@ -50,6 +53,54 @@ async fn upstreams(State(gw): State<Gateway>) -> Json<serde_json::Value> {
     Json(json!({ "upstreams": list }))
 }
 
+async fn cache_stats(State(gw): State<Gateway>) -> Json<serde_json::Value> {
+    Json(json!(gw.shared.cache.stats()))
+}
+
+/// What to purge: everything when both are absent.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Purge {
+    /// Only this route's entries.
+    route: Option<String>,
+    /// Only entries whose path is this one or below it.
+    prefix: Option<String>,
+}
+
+/// Drops stored responses. An empty body purges everything.
+async fn cache_purge(State(gw): State<Gateway>, body: axum::body::Bytes) -> Response {
+    let parsed = if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(Purge::default())
+    } else {
+        serde_json::from_slice::<Purge>(&body)
+    };
+    match parsed {
+        Ok(p) if p.prefix.as_deref().is_some_and(|p| !p.starts_with('/')) => {
+            bad_request("`prefix` must start with `/`".into())
+        }
+        Ok(p) => {
+            gw.shared.cache.purge(p.route, p.prefix);
+            (StatusCode::OK, Json(json!({ "purged": true }))).into_response()
+        }
+        Err(e) => bad_request(format!("invalid purge request: {e}")),
+    }
+}
+
+fn bad_request(detail: String) -> Response {
+    let body = json!({
+        "type": "about:blank",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": detail,
+    });
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 /// Replaces the configuration with the posted one (JSON, same shape as the TOML); on error
 /// the old configuration keeps serving and the answer is a 400 naming the bad key.
 async fn reload(State(gw): State<Gateway>, body: axum::body::Bytes) -> Response {
@@ -57,19 +108,6 @@ async fn reload(State(gw): State<Gateway>, body: axum::body::Bytes) -> Response 
         serde_json::from_slice(&body).map_err(|e| Error::config("body", e.to_string()));
     match parsed.and_then(|opts| gw.reload(opts)) {
         Ok(()) => (StatusCode::OK, Json(json!({ "reloaded": true }))).into_response(),
-        Err(e) => {
-            let body = json!({
-                "type": "about:blank",
-                "title": "Bad Request",
-                "status": 400,
-                "detail": e.to_string(),
-            });
-            (
-                StatusCode::BAD_REQUEST,
-                [(header::CONTENT_TYPE, "application/problem+json")],
-                body.to_string(),
-            )
-                .into_response()
-        }
+        Err(e) => bad_request(e.to_string()),
     }
 }

@@ -26,6 +26,8 @@ pub struct GatewayOptions {
     pub jwt: Vec<JwtConfig>,
     /// API keys, stored as SHA-256 hashes; routes accept them with `auth.api_key = true`.
     pub api_keys: Vec<ApiKeyConfig>,
+    /// The shared response cache that routes with `cache.enabled` use.
+    pub cache: CacheOptions,
 }
 
 impl GatewayOptions {
@@ -80,6 +82,53 @@ impl Default for ServerOptions {
             upstream_idle_timeout: Duration::from_secs(90),
             via_name: "flotilla".into(),
             tls: None,
+        }
+    }
+}
+
+/// The gateway-wide response cache (RFC 9111). Read at start, like `[server]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheOptions {
+    /// Total size of stored responses (bodies and headers) in bytes; default 256 MiB. The
+    /// least valuable entries are evicted beyond it.
+    pub max_bytes: u64,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// A route's use of the shared cache.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouteCacheConfig {
+    /// Serve this route's GET and HEAD requests from the cache; default false.
+    pub enabled: bool,
+    /// Largest response body stored, in bytes; a larger one streams through uncached.
+    /// Default 1 MiB.
+    pub max_entry_bytes: u64,
+    /// Freshness given to a response with no explicit expiry whose status is heuristically
+    /// cacheable (RFC 9111 §4.2.2), instead of the Last-Modified heuristic. Default none.
+    #[serde(with = "humantime_serde", default)]
+    pub default_ttl: Option<Duration>,
+    /// Cap on heuristic freshness (10% of the time since `Last-Modified`); `0s` disables
+    /// heuristic freshness. Default 1 day.
+    #[serde(with = "humantime_serde")]
+    pub max_heuristic_ttl: Duration,
+}
+
+impl Default for RouteCacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_entry_bytes: 1024 * 1024,
+            default_ttl: None,
+            max_heuristic_ttl: Duration::from_secs(86_400),
         }
     }
 }
@@ -153,6 +202,8 @@ pub struct RouteConfig {
     pub auth: Option<AuthConfig>,
     /// Cross-origin resource sharing, if any.
     pub cors: Option<CorsConfig>,
+    /// Response caching, if any.
+    pub cache: Option<RouteCacheConfig>,
 }
 
 /// Path rewriting. At most one of `strip_prefix`, `replace_prefix` and `template`.

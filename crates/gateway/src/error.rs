@@ -53,6 +53,10 @@ pub enum Error {
     /// The upstream refused the connection, reset it, or spoke broken HTTP.
     #[error("upstream failed: {0}")]
     Upstream(String),
+    /// `Cache-Control: only-if-cached` and the cache holds no usable response (RFC 9111
+    /// §5.2.1.7 answers 504).
+    #[error("no stored response satisfies only-if-cached")]
+    NotCached,
     /// A local failure (I/O on the listener, a bug).
     #[error("internal error: {0}")]
     Internal(String),
@@ -77,7 +81,7 @@ impl Error {
             Self::Forbidden(_) => ErrorKind::Forbidden,
             Self::RateLimited { .. } => ErrorKind::RateLimited,
             Self::Unavailable(_) => ErrorKind::Unavailable,
-            Self::Timeout => ErrorKind::Timeout,
+            Self::Timeout | Self::NotCached => ErrorKind::Timeout,
             Self::Upstream(_) => ErrorKind::Upstream,
             Self::Internal(_) => ErrorKind::Internal,
         }

@@ -13,6 +13,7 @@
 
 mod admin;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod cors;
 mod error;
@@ -35,6 +36,7 @@ pub mod upstream;
 use std::path::Path;
 use std::sync::Arc;
 
+use flotilla_core::{Clock, SystemClock};
 use flotilla_discovery::Discovery;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -57,6 +59,16 @@ pub struct Gateway {
 impl Gateway {
     /// Validates `opts` and builds the gateway; the error names the first bad key.
     pub fn new(opts: GatewayOptions, discovery: Arc<dyn Discovery>) -> Result<Self, Error> {
+        Self::with_clock(opts, discovery, Arc::new(SystemClock))
+    }
+
+    /// Like [`Gateway::new`], with the wall clock the response cache reads (ages, expiry);
+    /// tests pass a [`flotilla_core::ManualClock`] to move time by hand.
+    pub fn with_clock(
+        opts: GatewayOptions,
+        discovery: Arc<dyn Discovery>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
         let metrics = metrics::Metrics::default();
         let table = RouteTable::build(&opts, discovery.as_ref(), &metrics)?;
         let tls = opts
@@ -65,8 +77,12 @@ impl Gateway {
             .as_ref()
             .map(tls::ServerTls::build)
             .transpose()?;
+        if opts.cache.max_bytes == 0 {
+            return Err(Error::config("cache.max_bytes", "must be at least 1"));
+        }
+        let cache = cache::Cache::new(opts.cache.max_bytes, clock);
         Ok(Self {
-            shared: Arc::new(Shared::new(table, opts.server, metrics, tls)),
+            shared: Arc::new(Shared::new(table, opts.server, metrics, tls, cache)),
             discovery,
         })
     }

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -39,6 +40,78 @@ pub struct Metrics {
     pub retries: Family<RouteLabels, Counter>,
     /// Requests refused by the rate limiter, by route.
     pub rate_limited: Family<RouteLabels, Counter>,
+    /// Cache counters and stored bytes, by route.
+    pub cache: CacheFamilies,
+}
+
+/// The response cache's series.
+#[derive(Debug, Clone, Default)]
+pub struct CacheFamilies {
+    /// Requests answered from the cache with a fresh response.
+    pub hits: Family<RouteLabels, Counter>,
+    /// Requests that found no usable stored response.
+    pub misses: Family<RouteLabels, Counter>,
+    /// Requests answered with a stale response (`stale-while-revalidate`, `max-stale`).
+    pub stale: Family<RouteLabels, Counter>,
+    /// Conditional requests sent to revalidate a stored response.
+    pub revalidations: Family<RouteLabels, Counter>,
+    /// Bytes stored for the route.
+    pub stored_bytes: Family<RouteLabels, Gauge>,
+}
+
+impl CacheFamilies {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "cache_hits",
+            "Requests answered from the cache with a fresh response",
+            self.hits.clone(),
+        );
+        r.register(
+            "cache_misses",
+            "Requests that found no usable stored response",
+            self.misses.clone(),
+        );
+        r.register(
+            "cache_stale",
+            "Requests answered with a stale stored response",
+            self.stale.clone(),
+        );
+        r.register(
+            "cache_revalidations",
+            "Conditional requests sent to revalidate a stored response",
+            self.revalidations.clone(),
+        );
+        r.register(
+            "cache_stored_bytes",
+            "Bytes of responses stored for the route",
+            self.stored_bytes.clone(),
+        );
+    }
+
+    fn route(&self, labels: &RouteLabels) -> CacheMetrics {
+        CacheMetrics {
+            hits: self.hits.get_or_create(labels).clone(),
+            misses: self.misses.get_or_create(labels).clone(),
+            stale: self.stale.get_or_create(labels).clone(),
+            revalidations: self.revalidations.get_or_create(labels).clone(),
+            stored_bytes: self.stored_bytes.get_or_create(labels).clone(),
+        }
+    }
+}
+
+/// One route's cache metric handles.
+#[derive(Debug, Clone)]
+pub struct CacheMetrics {
+    /// Fresh hits.
+    pub hits: Counter,
+    /// Misses.
+    pub misses: Counter,
+    /// Stale responses served.
+    pub stale: Counter,
+    /// Revalidations sent.
+    pub revalidations: Counter,
+    /// Bytes stored.
+    pub stored_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -49,6 +122,7 @@ impl Default for Metrics {
             upstream_duration: Family::new_with_constructor(latency),
             retries: Family::default(),
             rate_limited: Family::default(),
+            cache: CacheFamilies::default(),
         }
     }
 }
@@ -78,6 +152,7 @@ impl Metrics {
             "Requests refused by the rate limiter",
             self.rate_limited.clone(),
         );
+        self.cache.register(r);
     }
 
     /// Handles to one route's series, resolved once so the request path neither allocates
@@ -99,6 +174,7 @@ impl Metrics {
             upstream: self.upstream_duration.get_or_create(&labels).clone(),
             retries: self.retries.get_or_create(&labels).clone(),
             rate_limited: self.rate_limited.get_or_create(&labels).clone(),
+            cache: self.cache.route(&labels),
         }
     }
 }
@@ -115,6 +191,8 @@ pub struct RouteMetrics {
     pub retries: Counter,
     /// Requests refused by the rate limiter.
     pub rate_limited: Counter,
+    /// The response cache's handles.
+    pub cache: CacheMetrics,
 }
 
 impl RouteMetrics {

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 
 use crate::Error;
 use crate::auth::Identity;
+use crate::cache;
 use crate::cors::Cors;
 use crate::headers::{ClientInfo, add_forwarding, strip_hop_by_hop};
 use crate::matcher::{RequestView, request_host};
@@ -25,6 +26,7 @@ use crate::template::Params;
 use crate::upstream::Target;
 
 /// Per-request context carried across phases.
+#[derive(Clone)]
 struct Ctx {
     request_id: RequestId,
     trace: TraceParent,
@@ -73,8 +75,8 @@ pub(crate) async fn handle(
 }
 
 async fn admit<'t>(
-    shared: &Shared,
-    table: &'t RouteTable,
+    shared: &Arc<Shared>,
+    table: &'t Arc<RouteTable>,
     ctx: &Ctx,
     req: Request<Incoming>,
 ) -> (Option<&'t Route>, Response<Body>) {
@@ -109,7 +111,13 @@ async fn admit<'t>(
     if let Some(cors) = route.cors.as_ref().filter(|_| Cors::is_preflight(&req)) {
         return (Some(route), cors.preflight(origin.as_ref()));
     }
-    let mut resp = match guard_and_forward(shared, route, ctx, req, &path, &params).await {
+    let matched = Matched {
+        route,
+        path: &path,
+        params: &params,
+        host: &host,
+    };
+    let mut resp = match guard_and_forward(shared, table, &matched, ctx, req).await {
         Ok(resp) => resp,
         Err(e) => {
             let mut resp = error_response(ctx, &e);
@@ -117,6 +125,12 @@ async fn admit<'t>(
                 route.metrics.rate_limited.inc();
                 resp.headers_mut()
                     .extend(l.refusal_headers(*retry_after_secs));
+            }
+            if let Error::NotCached = e {
+                resp.headers_mut().insert(
+                    "cache-status",
+                    cache::CacheStatus::OnlyIfCachedMiss.header(),
+                );
             }
             resp
         }
@@ -144,14 +158,23 @@ fn find_route<'t>(table: &'t RouteTable, view: &RequestView<'_>) -> Option<(&'t 
     table.find(view)
 }
 
+/// The route a request matched, and what it was matched on.
+struct Matched<'a> {
+    route: &'a Route,
+    path: &'a NormalPath,
+    params: &'a Params,
+    /// The lowercase request host.
+    host: &'a str,
+}
+
 async fn guard_and_forward(
-    shared: &Shared,
-    route: &Route,
+    shared: &Arc<Shared>,
+    table: &Arc<RouteTable>,
+    m: &Matched<'_>,
     ctx: &Ctx,
     req: Request<Incoming>,
-    path: &NormalPath,
-    params: &Params,
 ) -> Result<Response<Body>, Error> {
+    let route = m.route;
     let id = match &route.auth {
         Some(a) => a.authenticate(req.headers()).await?,
         None => Identity::default(),
@@ -165,9 +188,104 @@ async fn guard_and_forward(
     {
         return Err(Error::BodyTooLarge(limit));
     }
-    let upstream_req = build_upstream_request(shared, route, ctx, req, path, params, &id)?;
-    let resp = forward(shared, route, ctx, upstream_req).await?;
+    let target = client_target(m.path, req.uri());
+    let upstream_req = build_upstream_request(shared, route, ctx, req, m.path, m.params, &id)?;
+    let unsafe_method = !is_safe(upstream_req.method());
+    let resp = match &route.cache {
+        Some(rc) => {
+            let origin = forwarder(shared, table, route, ctx)?;
+            let args = (rc, m.host, target.clone(), route.auth.is_some());
+            through_cache(shared, origin, args, upstream_req).await?
+        }
+        None => boxed(forward(shared, route, ctx, upstream_req).await?),
+    };
+    if unsafe_method && !resp.status().is_client_error() && !resp.status().is_server_error() {
+        let cached = table.routes.iter().filter(|r| r.cache.is_some());
+        (shared.cache).invalidate(cached.map(|r| r.name.as_str()), m.host, &target);
+    }
     Ok(respond(route, ctx, resp, allowed))
+}
+
+/// The normalised path and the query as the client sent them: the cache's target.
+fn client_target(path: &NormalPath, uri: &Uri) -> String {
+    let mut t = path.encoded();
+    if let Some(q) = uri.query() {
+        t.push('?');
+        t.push_str(q);
+    }
+    t
+}
+
+fn boxed(resp: Response<Incoming>) -> Response<Body> {
+    resp.map(|b| b.map_err(Into::into).boxed())
+}
+
+/// Sends a request on a cached route: through the cache when it may answer, otherwise
+/// straight to the origin, marked with why it bypassed the cache.
+async fn through_cache(
+    shared: &Arc<Shared>,
+    origin: Forwarder,
+    (rc, host, target, authenticated): (&Arc<cache::RouteCache>, &str, String, bool),
+    req: Request<UpstreamBody>,
+) -> Result<Response<Body>, Error> {
+    let route = origin.route()?;
+    if origin.ctx.upgrade || !cache::Lookup::applies(req.headers(), req.method()) {
+        let why = match *req.method() {
+            Method::GET | Method::HEAD => cache::Forward::Bypass,
+            _ => cache::Forward::Method,
+        };
+        let mut resp = boxed(forward(shared, route, &origin.ctx, req).await?);
+        resp.headers_mut()
+            .insert("cache-status", cache::forwarded_status(why));
+        return Ok(resp);
+    }
+    let (head, _empty) = req.into_parts();
+    let lookup = cache::Lookup::new(&route.name, host, target, head, authenticated);
+    cache::serve(&shared.cache, rc, lookup, origin.clone()).await
+}
+
+/// Owns what forwarding needs, so a background revalidation can outlive the client request.
+#[derive(Clone)]
+struct Forwarder {
+    shared: Arc<Shared>,
+    table: Arc<RouteTable>,
+    index: usize,
+    ctx: Ctx,
+}
+
+fn forwarder(
+    shared: &Arc<Shared>,
+    table: &Arc<RouteTable>,
+    route: &Route,
+    ctx: &Ctx,
+) -> Result<Forwarder, Error> {
+    let index = table
+        .routes
+        .iter()
+        .position(|r| std::ptr::eq(r, route))
+        .ok_or_else(|| Error::Internal("route is not in its table".into()))?;
+    Ok(Forwarder {
+        shared: shared.clone(),
+        table: table.clone(),
+        index,
+        ctx: ctx.clone(),
+    })
+}
+
+impl Forwarder {
+    fn route(&self) -> Result<&Route, Error> {
+        (self.table.routes.get(self.index))
+            .ok_or_else(|| Error::Internal("route index out of its table".into()))
+    }
+}
+
+impl cache::Origin for Forwarder {
+    async fn fetch(&self, head: http::request::Parts) -> Result<Response<Body>, Error> {
+        let req = Request::from_parts(head, empty());
+        Ok(boxed(
+            forward(&self.shared, self.route()?, &self.ctx, req).await?,
+        ))
+    }
 }
 
 fn content_length(req: &Request<Incoming>) -> Result<Option<u64>, Error> {
@@ -366,7 +484,7 @@ fn upstream_uri(target: &Target, pq: &str) -> Result<Uri, Error> {
 fn respond(
     route: &Route,
     ctx: &Ctx,
-    resp: Response<Incoming>,
+    resp: Response<Body>,
     allowed: Option<Allowed>,
 ) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
@@ -380,7 +498,7 @@ fn respond(
         parts.headers.insert("ratelimit-policy", policy);
         parts.headers.insert("ratelimit", status);
     }
-    Response::from_parts(parts, body.map_err(Into::into).boxed())
+    Response::from_parts(parts, body)
 }
 
 fn error_response(ctx: &Ctx, err: &Error) -> Response<Body> {
@@ -423,6 +541,14 @@ fn is_upgrade(req: &Request<Incoming>) -> bool {
                 v.split(',')
                     .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
             })
+}
+
+/// Safe methods (RFC 9110 §9.2.1) never invalidate stored responses.
+fn is_safe(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
 }
 
 fn is_idempotent(m: &Method) -> bool {

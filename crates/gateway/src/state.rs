@@ -1,8 +1,11 @@
 //! State shared by every connection: the swappable routing table, the upstream client pool,
 //! metrics and listener options.
 
+use std::sync::Arc;
+
 use arc_swap::ArcSwap;
 
+use crate::cache::Cache;
 use crate::config::ServerOptions;
 use crate::metrics::Metrics;
 use crate::table::RouteTable;
@@ -24,6 +27,8 @@ pub(crate) struct Shared {
     pub server: ServerOptions,
     /// The listener's TLS (its certificate reloads with the config); None = cleartext.
     pub tls: Option<ServerTls>,
+    /// The response cache shared by every route that enables it; it outlives reloads.
+    pub cache: Arc<Cache>,
 }
 
 impl Shared {
@@ -33,6 +38,7 @@ impl Shared {
         server: ServerOptions,
         metrics: Metrics,
         tls: Option<ServerTls>,
+        cache: Cache,
     ) -> Self {
         Self {
             table: ArcSwap::from_pointee(table),
@@ -41,6 +47,7 @@ impl Shared {
             metrics,
             server,
             tls,
+            cache: Arc::new(cache),
         }
     }
 }

@@ -9,6 +9,7 @@ use flotilla_discovery::Discovery;
 
 use crate::Error;
 use crate::auth::{ApiKeys, RouteAuth, Validators};
+use crate::cache::RouteCache;
 use crate::config::{GatewayOptions, RewriteConfig, RouteConfig};
 use crate::headers::Edits;
 use crate::matcher::{Matcher, PathMatch, RequestView};
@@ -85,6 +86,8 @@ pub struct Route {
     pub auth: Option<RouteAuth>,
     /// Cross-origin resource sharing.
     pub cors: Option<crate::cors::Cors>,
+    /// Response caching, when enabled.
+    pub cache: Option<Arc<RouteCache>>,
     /// Metric handles.
     pub metrics: crate::metrics::RouteMetrics,
     /// The config this route was built from, for the admin API.
@@ -218,8 +221,14 @@ fn build_route(
     };
     let max_body = cfg.max_body_bytes.unwrap_or(opts.server.max_body_bytes);
     let name = cfg.name.clone().unwrap_or_else(|| format!("route-{i}"));
+    let route_metrics = metrics.route(&name);
+    let cache = match &cfg.cache {
+        Some(c) => RouteCache::build(c, &format!("{key}.cache"), route_metrics.cache.clone())?,
+        None => None,
+    };
     Ok(Route {
-        metrics: metrics.route(&name),
+        cache: cache.map(Arc::new),
+        metrics: route_metrics,
         name,
         upstream,
         rewrite,

@@ -62,10 +62,15 @@ impl Drop for Running {
 
 /// Starts a gateway from TOML text on a loopback port.
 pub async fn gateway(toml: &str) -> Running {
+    gateway_with_clock(toml, Arc::new(flotilla_core::SystemClock)).await
+}
+
+/// Starts a gateway whose cache reads time from `clock`.
+pub async fn gateway_with_clock(toml: &str, clock: Arc<dyn flotilla_core::Clock>) -> Running {
     let opts = GatewayOptions::from_toml(toml).unwrap();
     let discovery = StaticDiscovery::new();
     let d: Arc<dyn Discovery> = Arc::new(discovery.clone());
-    let gateway = Gateway::new(opts, d).unwrap();
+    let gateway = Gateway::with_clock(opts, d, clock).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();

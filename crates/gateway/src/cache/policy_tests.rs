@@ -1,0 +1,319 @@
+use super::*;
+use http::HeaderValue;
+
+const T0: u64 = 1_800_000_000;
+
+fn at(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+fn date(secs: u64) -> String {
+    httpdate::fmt_http_date(at(secs))
+}
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
+}
+
+fn cc(v: &str) -> Directives {
+    Directives::parse(&headers(&[("cache-control", v)]))
+}
+
+#[test]
+fn directives_parse_case_insensitively_with_quoted_and_bad_values() {
+    let d = cc("Public, MAX-AGE=\"60\", s-maxage=abc, no-cache=\"set-cookie\"");
+    assert!(d.public && d.no_cache);
+    assert_eq!(d.max_age, Some(60));
+    assert_eq!(d.s_maxage, Some(0), "an invalid delta counts as stale");
+    let first = cc("max-age=10, max-age=99");
+    assert_eq!(first.max_age, Some(10), "the first occurrence wins");
+    let req = cc("max-stale, min-fresh=5, only-if-cached");
+    assert_eq!(req.max_stale, Some(None));
+    assert_eq!(req.min_fresh, Some(5));
+    assert!(req.only_if_cached);
+    assert_eq!(cc("max-stale=7").max_stale, Some(Some(7)));
+    let two_lines = headers(&[("cache-control", "private"), ("cache-control", "no-store")]);
+    let d = Directives::parse(&two_lines);
+    assert!(d.private && d.no_store);
+}
+
+fn exchange<'a>(
+    method: &'a Method,
+    req: &'a Directives,
+    status: u16,
+    resp_headers: &'a HeaderMap,
+    resp: &'a Directives,
+) -> Exchange<'a> {
+    Exchange {
+        method,
+        request: req,
+        authenticated: false,
+        status: StatusCode::from_u16(status).unwrap(),
+        headers: resp_headers,
+        response: resp,
+    }
+}
+
+#[test]
+fn storability_follows_section_3() {
+    let none = Directives::default();
+    let empty = HeaderMap::new();
+    let get = Method::GET;
+    let max_age = cc("max-age=60");
+    let ok = |m: &Method, req: &Directives, status, h: &HeaderMap, r: &Directives| {
+        storable(&exchange(m, req, status, h, r))
+    };
+    assert_eq!(ok(&get, &none, 200, &empty, &none), Ok(()));
+    assert_eq!(ok(&Method::HEAD, &none, 200, &empty, &none), Ok(()));
+    assert_eq!(
+        ok(&Method::POST, &none, 200, &empty, &max_age),
+        Err(NotStored::Method)
+    );
+    for status in [206, 304, 101] {
+        assert_eq!(
+            ok(&get, &none, status, &empty, &max_age),
+            Err(NotStored::Status)
+        );
+    }
+    assert_eq!(ok(&get, &none, 302, &empty, &none), Err(NotStored::Status));
+    assert_eq!(ok(&get, &none, 500, &empty, &none), Err(NotStored::Status));
+    assert_eq!(
+        ok(&get, &none, 302, &empty, &max_age),
+        Ok(()),
+        "explicit freshness"
+    );
+    let expires = headers(&[("expires", &date(T0))]);
+    assert_eq!(ok(&get, &none, 503, &expires, &none), Ok(()));
+    assert_eq!(
+        ok(&get, &none, 404, &empty, &none),
+        Ok(()),
+        "heuristically cacheable"
+    );
+    assert_eq!(
+        ok(&get, &cc("no-store"), 200, &empty, &max_age),
+        Err(NotStored::NoStore)
+    );
+    assert_eq!(
+        ok(&get, &none, 200, &empty, &cc("no-store, max-age=9")),
+        Err(NotStored::NoStore)
+    );
+    assert_eq!(
+        ok(&get, &none, 200, &empty, &cc("private, max-age=9")),
+        Err(NotStored::Private)
+    );
+    let star = headers(&[("vary", "accept, *")]);
+    assert_eq!(
+        ok(&get, &none, 200, &star, &max_age),
+        Err(NotStored::VaryStar)
+    );
+    let cookie = headers(&[("set-cookie", "s=1")]);
+    assert_eq!(
+        ok(&get, &none, 200, &cookie, &max_age),
+        Err(NotStored::SetCookie)
+    );
+}
+
+#[test]
+fn authenticated_requests_are_stored_only_when_the_response_allows_sharing() {
+    let none = Directives::default();
+    let empty = HeaderMap::new();
+    let get = Method::GET;
+    let check = |r: &Directives| {
+        let mut x = exchange(&get, &none, 200, &empty, r);
+        x.authenticated = true;
+        storable(&x)
+    };
+    assert_eq!(check(&cc("max-age=60")), Err(NotStored::Authorization));
+    assert_eq!(check(&none), Err(NotStored::Authorization));
+    assert_eq!(check(&cc("public")), Ok(()));
+    assert_eq!(check(&cc("s-maxage=5")), Ok(()));
+    assert_eq!(check(&cc("must-revalidate, max-age=5")), Ok(()));
+}
+
+fn lifetime(status: u16, h: &HeaderMap, h11: &Heuristics) -> Duration {
+    let d = Directives::parse(h);
+    freshness_lifetime(StatusCode::from_u16(status).unwrap(), h, &d, at(T0), h11)
+}
+
+#[test]
+fn freshness_prefers_s_maxage_then_max_age_then_expires() {
+    let h = Heuristics::default();
+    let all = headers(&[
+        ("cache-control", "max-age=60, s-maxage=30"),
+        ("date", &date(T0)),
+        ("expires", &date(T0 + 600)),
+    ]);
+    assert_eq!(lifetime(200, &all, &h), Duration::from_secs(30));
+    let no_s = headers(&[
+        ("cache-control", "max-age=60"),
+        ("date", &date(T0)),
+        ("expires", &date(T0 + 600)),
+    ]);
+    assert_eq!(lifetime(200, &no_s, &h), Duration::from_secs(60));
+    let expires = headers(&[("date", &date(T0 - 100)), ("expires", &date(T0 + 500))]);
+    assert_eq!(
+        lifetime(200, &expires, &h),
+        Duration::from_secs(600),
+        "Expires minus Date"
+    );
+    let bad = headers(&[("date", &date(T0)), ("expires", "0")]);
+    assert_eq!(
+        lifetime(200, &bad, &h),
+        Duration::ZERO,
+        "malformed Expires is expired"
+    );
+    let past = headers(&[("date", &date(T0)), ("expires", &date(T0 - 5))]);
+    assert_eq!(lifetime(200, &past, &h), Duration::ZERO);
+}
+
+#[test]
+fn heuristic_freshness_only_where_allowed_and_capped() {
+    let h = Heuristics {
+        default_ttl: None,
+        max_heuristic: Duration::from_secs(3600),
+    };
+    let lm = |age: u64| headers(&[("date", &date(T0)), ("last-modified", &date(T0 - age))]);
+    assert_eq!(
+        lifetime(200, &lm(1000), &h),
+        Duration::from_secs(100),
+        "10%"
+    );
+    assert_eq!(
+        lifetime(200, &lm(1_000_000), &h),
+        Duration::from_secs(3600),
+        "capped"
+    );
+    assert_eq!(
+        lifetime(302, &lm(1000), &h),
+        Duration::ZERO,
+        "302 is not heuristic"
+    );
+    assert_eq!(
+        lifetime(200, &HeaderMap::new(), &h),
+        Duration::ZERO,
+        "no Last-Modified"
+    );
+    let off = Heuristics::default();
+    assert_eq!(lifetime(200, &lm(1000), &off), Duration::ZERO, "disabled");
+    let ttl = Heuristics {
+        default_ttl: Some(Duration::from_secs(42)),
+        max_heuristic: Duration::ZERO,
+    };
+    assert_eq!(
+        lifetime(200, &HeaderMap::new(), &ttl),
+        Duration::from_secs(42)
+    );
+    assert_eq!(lifetime(500, &HeaderMap::new(), &ttl), Duration::ZERO);
+    let explicit = headers(&[("cache-control", "max-age=7")]);
+    assert_eq!(lifetime(200, &explicit, &ttl), Duration::from_secs(7));
+}
+
+#[test]
+fn initial_age_takes_the_larger_of_apparent_and_corrected_age() {
+    let apparent = headers(&[("date", &date(T0 - 10))]);
+    assert_eq!(
+        initial_age(&apparent, at(T0 - 1), at(T0)),
+        Duration::from_secs(10)
+    );
+    let aged = headers(&[("date", &date(T0)), ("age", "30")]);
+    assert_eq!(
+        initial_age(&aged, at(T0 - 2), at(T0)),
+        Duration::from_secs(32),
+        "age + delay"
+    );
+    let future = headers(&[("date", &date(T0 + 50))]);
+    assert_eq!(
+        initial_age(&future, at(T0), at(T0)),
+        Duration::ZERO,
+        "clock skew clamps"
+    );
+    let stored = Freshness {
+        response_time: at(T0),
+        initial_age: Duration::from_secs(5),
+        lifetime: Duration::from_secs(60),
+        directives: Directives::default(),
+    };
+    assert_eq!(stored.age(at(T0 + 10)), Duration::from_secs(15));
+    assert_eq!(ttl_secs(&stored, at(T0 + 10)), 45);
+    assert_eq!(ttl_secs(&stored, at(T0 + 100)), -45);
+}
+
+fn stored(lifetime: u64, resp: &str) -> Freshness {
+    Freshness {
+        response_time: at(T0),
+        initial_age: Duration::ZERO,
+        lifetime: Duration::from_secs(lifetime),
+        directives: cc(resp),
+    }
+}
+
+#[test]
+fn usability_follows_freshness_and_request_directives() {
+    let none = Directives::default();
+    let s = stored(60, "max-age=60");
+    assert_eq!(usable(&s, &none, at(T0 + 59)), Usable::Fresh);
+    assert_eq!(usable(&s, &none, at(T0 + 60)), Usable::Revalidate);
+    assert_eq!(usable(&s, &cc("no-cache"), at(T0)), Usable::Revalidate);
+    assert_eq!(usable(&s, &cc("max-age=0"), at(T0)), Usable::Revalidate);
+    assert_eq!(
+        usable(&s, &cc("max-age=10"), at(T0 + 11)),
+        Usable::Revalidate
+    );
+    assert_eq!(usable(&s, &cc("max-age=10"), at(T0 + 10)), Usable::Fresh);
+    assert_eq!(
+        usable(&s, &cc("min-fresh=30"), at(T0 + 31)),
+        Usable::Revalidate
+    );
+    assert_eq!(usable(&s, &cc("min-fresh=30"), at(T0 + 30)), Usable::Fresh);
+    let no_cache = stored(60, "no-cache, max-age=60");
+    assert_eq!(usable(&no_cache, &none, at(T0)), Usable::Revalidate);
+}
+
+#[test]
+fn stale_responses_are_served_only_where_allowed() {
+    let none = Directives::default();
+    let swr = stored(10, "max-age=10, stale-while-revalidate=30");
+    assert_eq!(
+        usable(&swr, &none, at(T0 + 20)),
+        Usable::StaleWhileRevalidate
+    );
+    assert_eq!(
+        usable(&swr, &none, at(T0 + 40)),
+        Usable::Revalidate,
+        "past the window"
+    );
+    let strict = stored(10, "max-age=10, stale-while-revalidate=30, must-revalidate");
+    assert_eq!(usable(&strict, &none, at(T0 + 20)), Usable::Revalidate);
+    let proxy = stored(
+        10,
+        "max-age=10, stale-while-revalidate=30, proxy-revalidate",
+    );
+    assert_eq!(usable(&proxy, &none, at(T0 + 20)), Usable::Revalidate);
+    let shared = stored(10, "s-maxage=10, stale-while-revalidate=30");
+    assert_eq!(usable(&shared, &none, at(T0 + 20)), Usable::Revalidate);
+    let plain = stored(10, "max-age=10");
+    assert_eq!(
+        usable(&plain, &cc("max-stale"), at(T0 + 999)),
+        Usable::StaleAccepted
+    );
+    assert_eq!(
+        usable(&plain, &cc("max-stale=5"), at(T0 + 15)),
+        Usable::StaleAccepted
+    );
+    assert_eq!(
+        usable(&plain, &cc("max-stale=5"), at(T0 + 16)),
+        Usable::Revalidate
+    );
+    let must = stored(10, "max-age=10, must-revalidate");
+    assert_eq!(
+        usable(&must, &cc("max-stale"), at(T0 + 11)),
+        Usable::Revalidate
+    );
+}
