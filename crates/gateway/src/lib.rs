@@ -105,9 +105,29 @@ impl Gateway {
             (None, None) => {}
             _ => tracing::warn!("turning TLS on or off needs a restart; kept as started"),
         }
-        self.shared.table.store(Arc::new(table));
+        let old = self.shared.table.swap(Arc::new(table));
+        self.purge_changed_routes(&old);
         tracing::info!("gateway configuration reloaded");
         Ok(())
+    }
+
+    /// Drops what the cache stored for routes that a reload removed or changed (a new
+    /// rewrite or upstream may answer differently); unchanged routes keep their entries.
+    fn purge_changed_routes(&self, old: &RouteTable) {
+        let new = self.shared.table.load();
+        let as_json = |r: &table::Route| serde_json::to_value(&r.config).ok();
+        let kept = |o: &table::Route| {
+            new.routes
+                .iter()
+                .any(|n| n.name == o.name && n.cache.is_some() && as_json(n) == as_json(o))
+        };
+        let changed: Vec<String> = (old.routes.iter())
+            .filter(|o| o.cache.is_some() && !kept(o))
+            .map(|o| o.name.clone())
+            .collect();
+        if !changed.is_empty() {
+            self.shared.cache.purge_routes(changed);
+        }
     }
 
     /// Reads a TOML file and [`reload`](Self::reload)s it. [`Gateway::watch_config`] calls it

@@ -188,20 +188,24 @@ async fn guard_and_forward(
     {
         return Err(Error::BodyTooLarge(limit));
     }
-    let target = client_target(m.path, req.uri());
+    let unsafe_method = !is_safe(req.method());
+    // Only the cache needs the target: skip the allocation on plain routes.
+    let target = (route.cache.is_some() || unsafe_method).then(|| client_target(m.path, req.uri()));
     let upstream_req = build_upstream_request(shared, route, ctx, req, m.path, m.params, &id)?;
-    let unsafe_method = !is_safe(upstream_req.method());
-    let resp = match &route.cache {
-        Some(rc) => {
+    let resp = match (&route.cache, &target) {
+        (Some(rc), Some(t)) => {
             let origin = forwarder(shared, table, route, ctx)?;
-            let args = (rc, m.host, target.clone(), route.auth.is_some());
+            let args = (rc, m.host, t.clone(), route.auth.is_some());
             through_cache(shared, origin, args, upstream_req).await?
         }
-        None => boxed(forward(shared, route, ctx, upstream_req).await?),
+        _ => boxed(forward(shared, route, ctx, upstream_req).await?),
     };
-    if unsafe_method && !resp.status().is_client_error() && !resp.status().is_server_error() {
+    if let (true, Some(t)) = (unsafe_method, &target)
+        && !resp.status().is_client_error()
+        && !resp.status().is_server_error()
+    {
         let cached = table.routes.iter().filter(|r| r.cache.is_some());
-        (shared.cache).invalidate(cached.map(|r| r.name.as_str()), m.host, &target);
+        (shared.cache).invalidate(cached.map(|r| r.name.as_str()), m.host, t);
     }
     Ok(respond(route, ctx, resp, allowed))
 }

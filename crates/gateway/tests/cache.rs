@@ -123,6 +123,7 @@ struct Setup {
     clock: ManualClock,
     release: watch::Sender<bool>,
     arrivals: mpsc::UnboundedReceiver<String>,
+    toml: String,
 }
 
 async fn setup() -> Setup {
@@ -157,6 +158,7 @@ async fn setup() -> Setup {
         clock,
         release,
         arrivals,
+        toml,
     }
 }
 
@@ -455,4 +457,74 @@ async fn admin_purge_by_prefix_and_all_and_stats() {
     let by_route = r#"{"route":"cached"}"#;
     admin_json(&admin, "POST", "/cache/purge", by_route).await;
     assert_eq!(get(&s.gw, "/b/y", &[]).await.body, "/b/y #3");
+}
+
+#[tokio::test]
+async fn head_is_answered_from_a_stored_get_but_never_the_reverse() {
+    let s = setup().await;
+    let head = |path: &'static str| {
+        let req = http::Request::head(path)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        send(&s.gw, req)
+    };
+    get(&s.gw, "/fresh", &[]).await;
+    let from_get = head("/fresh").await;
+    assert_eq!(from_get.status, 200);
+    assert!(from_get.body.is_empty());
+    assert_eq!(
+        from_get.headers["content-length"], "9",
+        "the stored GET's length"
+    );
+    assert!(status_of(&from_get).contains("hit"));
+    assert_eq!(s.origin.count("HEAD /fresh"), 0);
+    head("/item").await;
+    assert_eq!(
+        get(&s.gw, "/item", &[]).await.body,
+        "/item #1",
+        "not the HEAD's"
+    );
+}
+
+#[tokio::test]
+async fn a_reload_keeps_unchanged_routes_entries_and_drops_changed_ones() {
+    let s = setup().await;
+    get(&s.gw, "/fresh", &[]).await;
+    let same = flotilla_gateway::GatewayOptions::from_toml(&s.toml).unwrap();
+    s.gw.gateway.reload(same).unwrap();
+    assert_eq!(get(&s.gw, "/fresh", &[]).await.body, "/fresh #1");
+    let changed = s.toml.replace(
+        "upstream = \"o\"\n",
+        "upstream = \"o\"\nresponse_headers = { set = { x-v = \"2\" } }\n",
+    );
+    assert_ne!(changed, s.toml);
+    let opts = flotilla_gateway::GatewayOptions::from_toml(&changed).unwrap();
+    s.gw.gateway.reload(opts).unwrap();
+    let after = get(&s.gw, "/fresh", &[]).await;
+    assert_eq!(after.body, "/fresh #2");
+    assert_eq!(after.headers["x-v"], "2");
+}
+
+#[tokio::test]
+async fn cache_metrics_count_per_route() {
+    let s = setup().await;
+    get(&s.gw, "/fresh", &[]).await;
+    get(&s.gw, "/fresh", &[]).await;
+    get(&s.gw, "/etag", &[]).await;
+    s.clock.advance(Duration::from_secs(11));
+    get(&s.gw, "/etag", &[]).await;
+    let mut registry = prometheus_client::registry::Registry::default();
+    s.gw.gateway.register_metrics(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let value = |name: &str| -> f64 {
+        let prefix = format!("{name}{{route=\"cached\"}} ");
+        let line = text.lines().find(|l| l.starts_with(&prefix)).unwrap();
+        line[prefix.len()..].parse().unwrap()
+    };
+    assert_eq!(value("gateway_cache_hits_total"), 1.0);
+    assert_eq!(value("gateway_cache_misses_total"), 3.0);
+    assert_eq!(value("gateway_cache_revalidations_total"), 1.0);
+    assert_eq!(value("gateway_cache_stale_total"), 0.0);
+    assert!(value("gateway_cache_stored_bytes") > 0.0);
 }

@@ -127,7 +127,9 @@ async fn revalidate<O: Origin>(
 ) -> Result<Answer, Error> {
     count_miss(cache, rc);
     rc.metrics.revalidations.inc();
-    let why = if req.directives.no_cache || req.directives.max_age.is_some() {
+    // The request forced this when the entry would have served a request without directives.
+    let unforced = policy::usable(&entry.freshness, &Directives::default(), cache.now());
+    let why = if unforced == Usable::Fresh {
         Forward::Request
     } else {
         Forward::Stale

@@ -90,6 +90,12 @@ impl Cache {
         });
     }
 
+    /// Drops everything stored for the named routes.
+    pub(crate) fn purge_routes(&self, routes: Vec<String>) {
+        self.store
+            .purge_if(move |k| routes.iter().any(|r| **r == *k.route));
+    }
+
     /// RFC 9111 §4.4: an unsafe request that succeeded invalidates what every cached route
     /// stored for its target.
     pub(crate) fn invalidate<'a>(
