@@ -25,6 +25,8 @@ use crate::table::{Route, RouteTable};
 use crate::template::Params;
 use crate::upstream::Target;
 
+mod cached;
+
 /// Per-request context carried across phases.
 #[derive(Clone)]
 struct Ctx {
@@ -190,106 +192,25 @@ async fn guard_and_forward(
     }
     let unsafe_method = !is_safe(req.method());
     // Only the cache needs the target: skip the allocation on plain routes.
-    let target = (route.cache.is_some() || unsafe_method).then(|| client_target(m.path, req.uri()));
+    let target =
+        (route.cache.is_some() || unsafe_method).then(|| cached::client_target(m.path, req.uri()));
     let upstream_req = build_upstream_request(shared, route, ctx, req, m.path, m.params, &id)?;
     let resp = match (&route.cache, &target) {
         (Some(rc), Some(t)) => {
-            let origin = forwarder(shared, table, route, ctx)?;
+            let origin = cached::forwarder(shared, table, route, ctx)?;
             let args = (rc, m.host, t.clone(), route.auth.is_some());
-            through_cache(shared, origin, args, upstream_req).await?
+            cached::through_cache(origin, args, upstream_req).await?
         }
         _ => boxed(forward(shared, route, ctx, upstream_req).await?),
     };
-    if let (true, Some(t)) = (unsafe_method, &target)
-        && !resp.status().is_client_error()
-        && !resp.status().is_server_error()
-    {
-        let cached = table.routes.iter().filter(|r| r.cache.is_some());
-        (shared.cache).invalidate(cached.map(|r| r.name.as_str()), m.host, t);
+    if let (true, Some(t)) = (unsafe_method, &target) {
+        cached::invalidate_after(shared, table, m.host, t, resp.status());
     }
     Ok(respond(route, ctx, resp, allowed))
 }
 
-/// The normalised path and the query as the client sent them: the cache's target.
-fn client_target(path: &NormalPath, uri: &Uri) -> String {
-    let mut t = path.encoded();
-    if let Some(q) = uri.query() {
-        t.push('?');
-        t.push_str(q);
-    }
-    t
-}
-
 fn boxed(resp: Response<Incoming>) -> Response<Body> {
     resp.map(|b| b.map_err(Into::into).boxed())
-}
-
-/// Sends a request on a cached route: through the cache when it may answer, otherwise
-/// straight to the origin, marked with why it bypassed the cache.
-async fn through_cache(
-    shared: &Arc<Shared>,
-    origin: Forwarder,
-    (rc, host, target, authenticated): (&Arc<cache::RouteCache>, &str, String, bool),
-    req: Request<UpstreamBody>,
-) -> Result<Response<Body>, Error> {
-    let route = origin.route()?;
-    if origin.ctx.upgrade || !cache::Lookup::applies(req.headers(), req.method()) {
-        let why = match *req.method() {
-            Method::GET | Method::HEAD => cache::Forward::Bypass,
-            _ => cache::Forward::Method,
-        };
-        let mut resp = boxed(forward(shared, route, &origin.ctx, req).await?);
-        resp.headers_mut()
-            .insert("cache-status", cache::forwarded_status(why));
-        return Ok(resp);
-    }
-    let (head, _empty) = req.into_parts();
-    let lookup = cache::Lookup::new(&route.name, host, target, head, authenticated);
-    cache::serve(&shared.cache, rc, lookup, origin.clone()).await
-}
-
-/// Owns what forwarding needs, so a background revalidation can outlive the client request.
-#[derive(Clone)]
-struct Forwarder {
-    shared: Arc<Shared>,
-    table: Arc<RouteTable>,
-    index: usize,
-    ctx: Ctx,
-}
-
-fn forwarder(
-    shared: &Arc<Shared>,
-    table: &Arc<RouteTable>,
-    route: &Route,
-    ctx: &Ctx,
-) -> Result<Forwarder, Error> {
-    let index = table
-        .routes
-        .iter()
-        .position(|r| std::ptr::eq(r, route))
-        .ok_or_else(|| Error::Internal("route is not in its table".into()))?;
-    Ok(Forwarder {
-        shared: shared.clone(),
-        table: table.clone(),
-        index,
-        ctx: ctx.clone(),
-    })
-}
-
-impl Forwarder {
-    fn route(&self) -> Result<&Route, Error> {
-        (self.table.routes.get(self.index))
-            .ok_or_else(|| Error::Internal("route index out of its table".into()))
-    }
-}
-
-impl cache::Origin for Forwarder {
-    async fn fetch(&self, head: http::request::Parts) -> Result<Response<Body>, Error> {
-        let req = Request::from_parts(head, empty());
-        Ok(boxed(
-            forward(&self.shared, self.route()?, &self.ctx, req).await?,
-        ))
-    }
 }
 
 fn content_length(req: &Request<Incoming>) -> Result<Option<u64>, Error> {
