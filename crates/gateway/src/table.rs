@@ -351,6 +351,10 @@ mod tests {
                 "[[routes]]\nprefix = \"/a\"\nupstream = \"u\"\nrate_limit = { requests = 0, per = \"second\" }",
                 "routes[1].rate_limit.requests",
             ),
+            (
+                "[[routes]]\nprefix = \"/a\"\nupstream = \"u\"\ncache = { enabled = true, max_entry_bytes = 0 }",
+                "routes[1].cache.max_entry_bytes",
+            ),
         ];
         for (route, key) in cases {
             assert_eq!(err_key(&format!("{ok}{route}")), key, "{route}");

@@ -317,3 +317,90 @@ fn stale_responses_are_served_only_where_allowed() {
         Usable::Revalidate
     );
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn directive() -> impl Strategy<Value = String> {
+        let names = prop::sample::select(vec![
+            "max-age",
+            "s-maxage",
+            "no-cache",
+            "no-store",
+            "private",
+            "public",
+            "must-revalidate",
+            "stale-while-revalidate",
+            "max-stale",
+            "min-fresh",
+            "x-unknown",
+        ]);
+        (names, prop::option::of("[0-9a-z\"]{0,6}")).prop_map(|(n, v)| match v {
+            Some(v) => format!("{n}={v}"),
+            None => n.to_owned(),
+        })
+    }
+
+    fn cache_control() -> impl Strategy<Value = String> {
+        prop::collection::vec(directive(), 0..6).prop_map(|d| d.join(", "))
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics_on_printable_text(text in "[ -~]{0,64}") {
+            if let Ok(v) = HeaderValue::from_str(&text) {
+                let mut h = HeaderMap::new();
+                h.insert(header::CACHE_CONTROL, v);
+                let _ = Directives::parse(&h);
+            }
+        }
+
+        #[test]
+        fn a_response_usable_fresh_later_was_usable_fresh_earlier(
+            resp in cache_control(),
+            req in cache_control(),
+            lifetime in 0u64..1000,
+            initial in 0u64..100,
+            t1 in 0u64..2000,
+            dt in 0u64..2000,
+        ) {
+            let stored = Freshness {
+                response_time: at(T0),
+                initial_age: Duration::from_secs(initial),
+                lifetime: Duration::from_secs(lifetime),
+                directives: cc(&resp),
+            };
+            let req = cc(&req);
+            if usable(&stored, &req, at(T0 + t1 + dt)) == Usable::Fresh {
+                prop_assert_eq!(usable(&stored, &req, at(T0 + t1)), Usable::Fresh);
+            }
+            let ttl = ttl_secs(&stored, at(T0 + t1));
+            prop_assert_eq!(ttl, lifetime as i64 - (initial + t1) as i64);
+        }
+
+        #[test]
+        fn private_and_no_store_responses_are_never_storable(
+            resp in cache_control(),
+            status in 200u16..600,
+            authenticated in any::<bool>(),
+        ) {
+            let d = cc(&resp);
+            let h = HeaderMap::new();
+            let x = Exchange {
+                method: &Method::GET,
+                request: &Directives::default(),
+                authenticated,
+                status: StatusCode::from_u16(status).unwrap(),
+                headers: &h,
+                response: &d,
+            };
+            if d.private || d.no_store {
+                prop_assert!(storable(&x).is_err());
+            }
+            if authenticated && !(d.public || d.s_maxage.is_some() || d.must_revalidate) {
+                prop_assert!(storable(&x).is_err());
+            }
+        }
+    }
+}
