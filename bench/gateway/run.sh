@@ -7,7 +7,10 @@
 # p99 latency; "added" latency is the proxy's minus the upstream called directly.
 #
 # Scenarios: routing + metrics (gateway) vs a plain keep-alive reverse proxy (nginx), then rate
-# limiting + JWT (gateway) vs rate limiting (nginx; open-source nginx cannot verify JWTs).
+# limiting + JWT (gateway) vs rate limiting (nginx; open-source nginx cannot verify JWTs), then
+# a cached route (the gateway's response cache vs nginx's proxy_cache; after the first request
+# both answer without the upstream; it sends no Cache-Control, so both are configured to give
+# its 200s 60 s of freshness).
 #
 #   bench/gateway/run.sh                 # 10 s per point, 1/64/256 connections
 #   DURATION=5 CONNS="1 64" bench/gateway/run.sh
@@ -22,7 +25,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/root/.cache/flotilla/target}
 OUT=${OUT:-$ROOT/bench/gateway/results.md}
 SECRET="bench-secret-bench-secret-bench-secret-0123"
-P_UP=18080 P_NGINX=18081 P_GW=18082 P_NGINX_RL=18083 P_GW_JWT=18084
+P_UP=18080 P_NGINX=18081 P_GW=18082 P_NGINX_RL=18083 P_GW_JWT=18084 P_NGINX_C=18085 P_GW_C=18086
 
 need() { # command package
   command -v "$1" >/dev/null 2>&1 && return
@@ -69,6 +72,11 @@ http {
     listen 127.0.0.1:$P_NGINX_RL;
     location / { limit_req zone=perip burst=1000000 nodelay; proxy_pass http://up; }
   }
+  proxy_cache_path $WORK/ncache keys_zone=bench:10m;
+  server {
+    listen 127.0.0.1:$P_NGINX_C;
+    location / { proxy_cache bench; proxy_cache_valid 200 60s; proxy_cache_lock on; proxy_pass http://up; }
+  }
 }
 EOF
 
@@ -106,13 +114,27 @@ auth = { jwt = "main", forward_claims = { sub = "x-user" } }
 rate_limit = { requests = 1000000, per = "second", key = "client_ip" }
 EOF
 
+cat >"$WORK/gateway-cache.toml" <<EOF
+[server]
+max_connections = 4096
+[[upstreams]]
+name = "up"
+urls = ["http://127.0.0.1:$P_UP"]
+[[routes]]
+name = "all"
+prefix = "/"
+upstream = "up"
+cache = { enabled = true, default_ttl = "60s" }
+EOF
+
 # ---- processes ---------------------------------------------------------------------------
 taskset -c "$LOAD_CPU" "$BIN" upstream 127.0.0.1:$P_UP & PIDS+=($!)
 taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK"
 taskset -c "$PROXY_CPU" "$BIN" serve "$WORK/gateway.toml" 127.0.0.1:$P_GW & GW=$!; PIDS+=($GW)
 taskset -c "$PROXY_CPU" "$BIN" serve "$WORK/gateway-jwt.toml" 127.0.0.1:$P_GW_JWT & GWJ=$!; PIDS+=($GWJ)
+taskset -c "$PROXY_CPU" "$BIN" serve "$WORK/gateway-cache.toml" 127.0.0.1:$P_GW_C & GWC=$!; PIDS+=($GWC)
 TOKEN=$("$BIN" token "$SECRET")
-for p in $P_UP $P_NGINX $P_GW $P_NGINX_RL $P_GW_JWT; do
+for p in $P_UP $P_NGINX $P_GW $P_NGINX_RL $P_GW_JWT $P_NGINX_C $P_GW_C; do
   for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
 done
 NGINX_WORKER=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)
@@ -158,12 +180,14 @@ declare -A R
 for c in $CONNS; do
   read -r d_rps _ d50 d99 <<<"$(measure direct - $P_UP "$c")"
   echo "| upstream direct | $c | $d_rps | - | $d50 | $d99 | - | - |" >>"$OUT"
-  for s in nginx gateway nginx-ratelimit gateway-jwt-ratelimit; do
+  for s in nginx gateway nginx-ratelimit gateway-jwt-ratelimit nginx-cache gateway-cache; do
     case $s in
       nginx) pid=$NGINX_WORKER port=$P_NGINX hdr="" ;;
       gateway) pid=$GW port=$P_GW hdr="" ;;
       nginx-ratelimit) pid=$NGINX_WORKER port=$P_NGINX_RL hdr="" ;;
       gateway-jwt-ratelimit) pid=$GWJ port=$P_GW_JWT hdr="Authorization: Bearer $TOKEN" ;;
+      nginx-cache) pid=$NGINX_WORKER port=$P_NGINX_C hdr="" ;;
+      gateway-cache) pid=$GWC port=$P_GW_C hdr="" ;;
     esac
     read -r rps cpu p50 p99 <<<"$(measure "$s" "$pid" "$port" "$c" "$hdr")"
     a50=$(awk -v a="$p50" -v b="$d50" 'BEGIN { printf "%.0f", a - b }')
@@ -179,7 +203,7 @@ done
   echo "| pair | conns | req/s ratio | CPU/req ratio | added p50 ratio |"
   echo "|---|---|---|---|---|"
   for c in $CONNS; do
-    for pair in "gateway nginx" "gateway-jwt-ratelimit nginx-ratelimit"; do
+    for pair in "gateway nginx" "gateway-jwt-ratelimit nginx-ratelimit" "gateway-cache nginx-cache"; do
       read -r g n <<<"$pair"
       read -r grps gcpu ga50 <<<"${R[$g,$c]}"
       read -r nrps ncpu na50 <<<"${R[$n,$c]}"
