@@ -40,6 +40,8 @@ need taskset util-linux
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p flotilla-gateway --example bench_gateway
 BIN=$CARGO_TARGET_DIR/release/examples/bench_gateway
 WORK=$(mktemp -d)
+# nginx's workers (not root) must reach the proxy_cache directory.
+chmod 711 "$WORK" && mkdir -m 777 "$WORK/ncache"
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -3,8 +3,9 @@
 //! It owns request routing (path templates, prefixes, host/method/header matchers with a
 //! deterministic precedence), path normalisation, streaming proxying with RFC 9110 header
 //! handling, per-route policies (timeouts, retries, a per-instance breaker, GCRA rate limits,
-//! body limits, JWT (PEM or JWKS keys) / API-key auth, CORS, header rewrites), TLS on the
-//! listener (ALPN h2 / http/1.1) and to upstreams, metrics, hot reload and an admin API.
+//! body limits, JWT (PEM or JWKS keys) / API-key auth, CORS, header rewrites), a shared
+//! RFC 9111 response cache ([`cache`]), TLS on the listener (ALPN h2 / http/1.1) and to
+//! upstreams, metrics, hot reload and an admin API.
 //! It resolves upstreams only through the [`flotilla_discovery::Discovery`] contract, never
 //! through the registry crate or a backend. `flotilla-cli` wires it: build a [`Gateway`] from
 //! [`GatewayOptions`] and an `Arc<dyn Discovery>`, call [`Gateway::serve`] on a listener,

@@ -290,7 +290,8 @@ async fn store_or_pass(
     let names = vary_names(&parts.headers).unwrap_or_default();
     let vary = vary_values(&names, &req.head.headers);
     let freshness = freshness(parts.status, &parts.headers, times, rc);
-    parts.headers.remove(header::AGE);
+    // An upstream cache's `Age` becomes the initial age; pass it on, corrected.
+    let age = (parts.headers.remove(header::AGE)).map(|_| freshness.initial_age);
     let entry = Arc::new(Entry::new(
         parts.status,
         parts.headers,
@@ -301,7 +302,7 @@ async fn store_or_pass(
     cache
         .store
         .insert(req.key.clone(), entry.clone(), &rc.metrics.stored_bytes);
-    Ok((render(&entry, req.is_head(), None), true))
+    Ok((render(&entry, req.is_head(), age), true))
 }
 
 fn declared_length(h: &http::HeaderMap) -> Option<u64> {
