@@ -15,6 +15,7 @@ use bytes::Bytes;
 use common::{Running, get, send};
 use flotilla_core::{Clock, ManualClock};
 use http_body_util::Full;
+use sha2::Digest;
 use tokio::sync::{mpsc, watch};
 
 /// The origin: answers by path and counts every call by `METHOD path`.
@@ -96,10 +97,11 @@ async fn route(
             let h = [cc("max-age=60"), ("vary", "Accept-Language".into())];
             resp(200, &h, format!("{lang} #{n}"))
         }
+        "/aged" => resp(200, &[cc("max-age=300"), ("age", "100".into())], body),
         "/star" => resp(200, &[cc("max-age=60"), ("vary", "*".into())], body),
         "/private" => resp(200, &[cc("private, max-age=60")], body),
         "/nostore" => resp(200, &[cc("no-store")], body),
-        "/public" => resp(200, &[cc("public, max-age=60")], body),
+        "/public" | "/keyed/public" => resp(200, &[cc("public, max-age=60")], body),
         "/swr" => resp(200, &[cc("max-age=10, stale-while-revalidate=60")], body),
         "/slow" => {
             let mut release = o.release.clone();
@@ -116,6 +118,8 @@ async fn route(
         _ => resp(200, &[cc("max-age=60")], body),
     }
 }
+
+const API_KEY: &str = "key-of-the-team";
 
 struct Setup {
     gw: Running,
@@ -145,9 +149,13 @@ async fn setup() -> Setup {
         .fallback(answer)
         .with_state(origin.clone());
     let url = common::upstream(router).await;
+    let key_hash = hex::encode(sha2::Sha256::digest(API_KEY));
     let toml = format!(
         "[cache]\nmax_bytes = 10485760\n\
+         [[api_keys]]\nname = \"team\"\nhash = \"sha256:{key_hash}\"\n\
          [[upstreams]]\nname = \"o\"\nurls = [\"{url}\"]\n\
+         [[routes]]\nname = \"keyed\"\nprefix = \"/keyed\"\nupstream = \"o\"\n\
+         auth = {{ api_key = true }}\ncache = {{ enabled = true }}\n\
          [[routes]]\nname = \"cached\"\nprefix = \"/\"\nupstream = \"o\"\n\
          cache = {{ enabled = true, max_entry_bytes = 2048 }}\n"
     );
@@ -527,4 +535,40 @@ async fn cache_metrics_count_per_route() {
     assert_eq!(value("gateway_cache_revalidations_total"), 1.0);
     assert_eq!(value("gateway_cache_stale_total"), 0.0);
     assert!(value("gateway_cache_stored_bytes") > 0.0);
+}
+
+#[tokio::test]
+async fn an_upstream_age_counts_toward_freshness_and_is_passed_on() {
+    let s = setup().await;
+    let first = get(&s.gw, "/aged", &[]).await;
+    assert_eq!(age_of(&first), 100);
+    s.clock.advance(Duration::from_secs(150));
+    let hit = get(&s.gw, "/aged", &[]).await;
+    assert_eq!(age_of(&hit), 250);
+    assert_eq!(status_of(&hit), "flotilla; hit; ttl=50");
+    s.clock.advance(Duration::from_secs(50));
+    assert_eq!(
+        get(&s.gw, "/aged", &[]).await.body,
+        "/aged #2",
+        "300 s old: refetched"
+    );
+}
+
+#[tokio::test]
+async fn a_route_with_auth_stores_only_responses_marked_public() {
+    let s = setup().await;
+    let key = [("x-api-key", API_KEY)];
+    get(&s.gw, "/keyed/private-data", &key).await;
+    let again = get(&s.gw, "/keyed/private-data", &key).await;
+    assert_eq!(
+        again.body, "/keyed/private-data #2",
+        "API-key callers do not share it"
+    );
+    get(&s.gw, "/keyed/public", &key).await;
+    assert_eq!(
+        get(&s.gw, "/keyed/public", &key).await.body,
+        "/keyed/public #1"
+    );
+    let anonymous = get(&s.gw, "/keyed/public", &[]).await;
+    assert_eq!(anonymous.status, 401, "auth runs before the cache");
 }
