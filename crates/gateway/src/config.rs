@@ -355,9 +355,17 @@ mod tests {
             upstream = "users"
             timeout = "2s"
             rate_limit = { requests = 10, per = "minute" }
+            cache = { enabled = true, max_entry_bytes = 1048576, default_ttl = "30s", max_heuristic_ttl = "1h" }
+            [cache]
+            max_bytes = 268435456
             "#,
         )
         .unwrap();
+        let cache = cfg.routes[0].cache.as_ref().unwrap();
+        assert!(cache.enabled);
+        assert_eq!(cache.default_ttl, Some(Duration::from_secs(30)));
+        assert_eq!(cache.max_heuristic_ttl, Duration::from_secs(3600));
+        assert_eq!(cfg.cache.max_bytes, 268_435_456);
         assert_eq!(cfg.server.header_read_timeout, Duration::from_secs(5));
         assert_eq!(cfg.routes[0].timeout, Some(Duration::from_secs(2)));
         assert_eq!(cfg.routes[0].rate_limit.as_ref().unwrap().key, "client_ip");
