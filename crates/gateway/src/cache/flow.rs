@@ -319,6 +319,7 @@ fn finish(resp: Response<Body>, status: CacheStatus, c: &ClientConditions) -> Re
     } else {
         resp
     };
-    resp.headers_mut().insert("cache-status", status.header());
+    // RFC 9211: an upstream cache's entry stays first, ours is appended.
+    resp.headers_mut().append("cache-status", status.header());
     resp
 }

@@ -38,8 +38,9 @@ pub(super) async fn through_cache(
             _ => cache::Forward::Method,
         };
         let mut resp = boxed(forward(&origin.shared, route, &origin.ctx, req).await?);
+        // RFC 9211: an upstream cache's entry stays first, ours is appended.
         resp.headers_mut()
-            .insert("cache-status", cache::forwarded_status(why));
+            .append("cache-status", cache::forwarded_status(why));
         return Ok(resp);
     }
     let (head, _empty) = req.into_parts();
