@@ -32,6 +32,7 @@ mod state;
 pub mod table;
 pub mod template;
 mod tls;
+pub mod transform;
 pub mod upstream;
 
 use std::path::Path;
