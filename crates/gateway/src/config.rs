@@ -204,6 +204,8 @@ pub struct RouteConfig {
     pub cors: Option<CorsConfig>,
     /// Response caching, if any.
     pub cache: Option<RouteCacheConfig>,
+    /// A JSON field selection / removal / renaming applied to successful JSON answers.
+    pub transform: Option<crate::transform::TransformConfig>,
 }
 
 /// Path rewriting. At most one of `strip_prefix`, `replace_prefix` and `template`.

@@ -16,6 +16,7 @@ use crate::matcher::{Matcher, PathMatch, RequestView};
 use crate::path::{NormalPath, encode_segments};
 use crate::ratelimit::RouteLimiter;
 use crate::template::{Params, Template};
+use crate::transform::Transform;
 use crate::upstream::Upstream;
 
 /// How the forwarded path is built.
@@ -88,6 +89,8 @@ pub struct Route {
     pub cors: Option<crate::cors::Cors>,
     /// Response caching, when enabled.
     pub cache: Option<Arc<RouteCache>>,
+    /// The JSON response transform, if any.
+    pub(crate) transform: Option<Transform>,
     /// Metric handles.
     pub metrics: crate::metrics::RouteMetrics,
     /// The config this route was built from, for the admin API.
@@ -226,8 +229,13 @@ fn build_route(
         Some(c) => RouteCache::build(c, &format!("{key}.cache"), route_metrics.cache.clone())?,
         None => None,
     };
+    let transform = match &cfg.transform {
+        Some(t) => Some(Transform::build(t, &format!("{key}.transform"))?),
+        None => None,
+    };
     Ok(Route {
         cache: cache.map(Arc::new),
+        transform,
         metrics: route_metrics,
         name,
         upstream,

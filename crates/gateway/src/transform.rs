@@ -9,10 +9,15 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG};
+use http::{HeaderValue, Response};
+use http_body_util::{BodyExt, Full};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::Error;
+use crate::problem::Body;
 
 /// `[routes.transform]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -160,6 +165,64 @@ fn remove_path(obj: &mut Map<String, Value>, path: &[String]) {
             }
         }
     }
+}
+
+/// Transforms a successful JSON answer; anything else passes through untouched. The answer
+/// to a HEAD request has no body to transform, so only its now-wrong length and validator
+/// are dropped.
+pub(crate) async fn apply_to_response(
+    t: &Transform,
+    head_only: bool,
+    resp: Response<Body>,
+) -> Result<Response<Body>, Error> {
+    let json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_json);
+    if !resp.status().is_success() || !json {
+        return Ok(resp);
+    }
+    let (mut parts, body) = resp.into_parts();
+    // The representation changes, so the upstream's validator no longer describes it.
+    parts.headers.remove(ETAG);
+    if head_only {
+        parts.headers.remove(CONTENT_LENGTH);
+        return Ok(Response::from_parts(parts, body));
+    }
+    let bytes = read_limited(body, t.max_body).await?;
+    let doc: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Upstream(format!("answer labelled JSON does not parse: {e}")))?;
+    let out = Bytes::from(
+        serde_json::to_vec(&t.apply(doc))
+            .map_err(|e| Error::Internal(format!("cannot encode a transformed answer: {e}")))?,
+    );
+    parts
+        .headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+    let body = Full::new(out).map_err(unreachable_error).boxed();
+    Ok(Response::from_parts(parts, body))
+}
+
+/// Reads a whole body of at most `limit` bytes.
+async fn read_limited(mut body: Body, limit: u64) -> Result<Bytes, Error> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::Upstream(format!("answer body failed: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if (buf.len() + data.len()) as u64 > limit {
+                return Err(Error::Upstream(format!(
+                    "answer longer than the transform's max_body_bytes ({limit})"
+                )));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn unreachable_error(never: std::convert::Infallible) -> crate::problem::BoxError {
+    match never {}
 }
 
 /// Whether a `Content-Type` value is JSON (`application/json`, `application/*+json`).

@@ -191,10 +191,15 @@ async fn guard_and_forward(
         return Err(Error::BodyTooLarge(limit));
     }
     let unsafe_method = !is_safe(req.method());
+    let head_only = req.method() == Method::HEAD;
     // Only the cache needs the target: skip the allocation on plain routes.
     let target =
         (route.cache.is_some() || unsafe_method).then(|| cached::client_target(m.path, req.uri()));
-    let upstream_req = build_upstream_request(shared, route, ctx, req, m.path, m.params, &id)?;
+    let mut upstream_req = build_upstream_request(shared, route, ctx, req, m.path, m.params, &id)?;
+    if route.transform.is_some() {
+        // A transform reads the JSON, so ask the upstream for it unencoded.
+        upstream_req.headers_mut().remove(header::ACCEPT_ENCODING);
+    }
     let resp = match (&route.cache, &target) {
         (Some(rc), Some(t)) => {
             let origin = cached::forwarder(shared, table, route, ctx)?;
@@ -206,6 +211,10 @@ async fn guard_and_forward(
     if let (true, Some(t)) = (unsafe_method, &target) {
         cached::invalidate_after(shared, table, m.host, t, resp.status());
     }
+    let resp = match &route.transform {
+        Some(t) => crate::transform::apply_to_response(t, head_only, resp).await?,
+        None => resp,
+    };
     Ok(respond(route, ctx, resp, allowed))
 }
 
