@@ -12,6 +12,7 @@
 pub mod eventstore;
 
 use flotilla_core::error::Classify;
+use flotilla_core::redact;
 use flotilla_core::{ErrorClass, ErrorKind};
 use serde::{Deserialize, Serialize};
 
@@ -126,21 +127,9 @@ pub fn connect(options: &Options) -> Result<deadpool_postgres::Pool, Error> {
         tokio_postgres::NoTls,
     )
     .map_err(|e| Error::Pool {
-        url: redact(&options.url),
-        message: e.to_string(),
+        url: redact::url(&options.url),
+        message: redact::text_about(&e.to_string(), &options.url),
     })
-}
-
-/// The URL with any password replaced, for messages and logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -161,8 +150,11 @@ mod tests {
     }
 
     #[test]
-    fn urls_are_redacted() {
-        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+    fn a_bad_url_error_names_the_url_without_its_password() {
+        let o = Options::new("postgres://u:s3cret@h:notaport/db");
+        let e = connect(&o).expect_err("the port is not a number");
+        let msg = e.to_string();
+        assert!(msg.contains("postgres://u:***@h"), "{msg}");
+        assert!(!msg.contains("s3cret"), "{msg}");
     }
 }
