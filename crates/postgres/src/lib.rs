@@ -1,8 +1,8 @@
 //! Flotilla on PostgreSQL (layer L2).
 //!
 //! This crate owns the connection pool ([`Options`], [`connect`]) and the contract
-//! implementations that run on PostgreSQL: today the event store ([`eventstore`], feature
-//! `eventstore`). Every table lives in one schema named by the options, so several Flotilla
+//! implementations that run on PostgreSQL: the event store ([`eventstore`], feature
+//! `eventstore`) and the bus's transactional outbox and inbox ([`outbox`], feature `outbox`). Every table lives in one schema named by the options, so several Flotilla
 //! installations (or test runs) can share a database.
 //!
 //! It does not own the contracts (those are the L1 crates) or any HTTP surface. Only the
@@ -10,6 +10,8 @@
 
 #[cfg(feature = "eventstore")]
 pub mod eventstore;
+#[cfg(feature = "outbox")]
+pub mod outbox;
 
 use flotilla_core::error::Classify;
 use flotilla_core::redact;
