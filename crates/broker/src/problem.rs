@@ -42,7 +42,7 @@ pub(crate) async fn normalize(req: Request, next: Next) -> Response {
         return problem(status, server_error_detail(status));
     }
     let headers = res.headers().clone();
-    let text = rejection_text(res.into_body()).await;
+    let text = rejection_text(status, res.into_body()).await;
     let mut out = problem(status, &text);
     // Keep what a client needs to act on (Allow on a 405, Retry-After).
     for name in [header::ALLOW, header::RETRY_AFTER] {
@@ -60,7 +60,7 @@ fn is_problem(res: &Response) -> bool {
         .is_some_and(|ct| ct.starts_with("application/problem+json"))
 }
 
-async fn rejection_text(body: Body) -> String {
+async fn rejection_text(status: StatusCode, body: Body) -> String {
     let limited = http_body_util::Limited::new(body, MAX_DETAIL_BYTES);
     let bytes = match limited.collect().await {
         Ok(c) => c.to_bytes(),
@@ -68,10 +68,7 @@ async fn rejection_text(body: Body) -> String {
     };
     let text = String::from_utf8_lossy(&bytes).trim().to_owned();
     if text.is_empty() {
-        StatusCode::BAD_REQUEST
-            .canonical_reason()
-            .unwrap_or("refused")
-            .into()
+        status.canonical_reason().unwrap_or("refused").into()
     } else {
         text
     }
