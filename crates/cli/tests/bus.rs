@@ -288,3 +288,40 @@ fn consumer_lag_and_dead_letters_show_per_group_on_metrics() {
     );
     stop(up);
 }
+
+#[test]
+fn with_a_token_the_sse_pull_needs_it_and_tail_sends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = platform(&dir, &[("FLOTILLA_REGISTRY__TOKEN", "s3cret")]);
+    let (status, _) = http(up.api, "GET", "/api/v1/bus/groups/any/events", "");
+    assert_eq!(status, 401, "leasing over SSE is a write");
+    let mut tail = Running(
+        flotilla()
+            .args([
+                "events",
+                "tail",
+                ">",
+                "--url",
+                &url(&up),
+                "--token",
+                "s3cret",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    eventually("the tail declares its group", || {
+        tail_groups(&up).len() == 1
+    });
+    let pid = tail.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(tail.0.wait().unwrap().code(), Some(0));
+    assert!(tail_groups(&up).is_empty());
+    stop(up);
+}
