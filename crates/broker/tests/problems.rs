@@ -196,7 +196,10 @@ async fn run_stops_on_shutdown_while_the_lag_refresh_keeps_failing() {
         async move { b.run(s).await }
     });
     tokio::time::sleep(Duration::from_secs(30)).await;
-    assert!(!run.is_finished(), "a failed refresh does not end the broker");
+    assert!(
+        !run.is_finished(),
+        "a failed refresh does not end the broker"
+    );
     shutdown.cancel();
     run.await.unwrap().unwrap();
 }
