@@ -197,3 +197,31 @@ fn confirm_purge(group: &str, ids: &[String]) -> Result<bool, Failure> {
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot read the answer: {e}")))?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_replay_reports_counts_and_each_failed_id() {
+        let report = Report {
+            replayed: 3,
+            failed: vec![
+                (
+                    "dl-7".into(),
+                    "Not Found: dead letter \"dl-7\" not found (HTTP 404)".into(),
+                ),
+                ("dl-9".into(), "cannot reach the control plane".into()),
+            ],
+            not_attempted: 4,
+        };
+        let text = report.summary("billing");
+        assert!(
+            text.starts_with("replayed 3 dead letters of group billing, failed 2"),
+            "{text}"
+        );
+        assert!(text.contains("\n  dl-7: Not Found") && text.contains("\n  dl-9: cannot reach"));
+        assert!(text.contains("4 entries not attempted"), "{text}");
+        assert_eq!(report.to_json()["failed"][1]["id"], "dl-9");
+    }
+}
