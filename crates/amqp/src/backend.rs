@@ -60,8 +60,8 @@ impl AmqpBackend {
         let conn = Connection::connect(&opts.url, ConnectionProperties::default())
             .await
             .map_err(|e| Error::Connect {
-                url: opts.url.clone(),
-                reason: e.to_string(),
+                url: flotilla_core::redact::url(&opts.url),
+                reason: flotilla_core::redact::text_about(&e.to_string(), &opts.url),
             })?;
         let confirm = conn
             .create_channel()

@@ -9,9 +9,9 @@ pub enum Error {
     /// The server could not be reached or refused the connection.
     #[error("cannot connect to RabbitMQ at {url}: {reason}")]
     Connect {
-        /// The URL that was tried.
+        /// The URL that was tried, its password masked.
         url: String,
-        /// What the client reported.
+        /// What the client reported, with the password masked.
         reason: String,
     },
     /// A broker operation failed (`op` names it: "declare queue", "publish", "ack", ...).

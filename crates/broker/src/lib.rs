@@ -5,16 +5,21 @@
 //! (`application/cloudevents-batch+json`) and binary mode (`ce-*` headers), long-poll pull
 //! with ack / nack / dead-letter, group declaration, topic and group listings, and the
 //! dead-letter endpoints (list, show, replay, purge), and push subscriptions (webhooks with
-//! the engine's retry/DLQ policy). Errors are RFC 9457 problem+json.
+//! the engine's retry/DLQ policy), and the consumer-lag gauges. Errors are RFC 9457
+//! problem+json, and no 5xx carries backend error text.
 //!
 //! It does not own delivery semantics or storage: everything goes through the
 //! `flotilla_bus::Backend` it is given (chosen and built by the binary). The binary mounts
 //! [`Broker::router`]; nothing else depends on this crate.
 
 mod error;
+mod leases;
+mod metrics;
+mod problem;
 mod publish;
 mod push;
 mod routes;
+mod sse;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +42,12 @@ pub struct Options {
     pub max_wait_ms: u64,
     /// Most events one pull returns (default 256).
     pub max_pull: usize,
+    /// Most SSE pull streams open at once (default 64); beyond, 503 with `Retry-After`.
+    pub max_sse_streams: usize,
+    /// Highest `max_in_flight` an SSE stream may ask for (default 256).
+    pub max_in_flight: usize,
+    /// How often the consumer-lag gauges are refreshed, in milliseconds (default 5 000).
+    pub lag_refresh_ms: u64,
     /// Push subscriptions, started by [`Broker::run`].
     pub push: Vec<PushOptions>,
 }
@@ -48,6 +59,9 @@ impl Default for Options {
             max_body_bytes: 8 << 20,
             max_wait_ms: 30_000,
             max_pull: 256,
+            max_sse_streams: 64,
+            max_in_flight: 256,
+            lag_refresh_ms: 5_000,
             push: Vec::new(),
         }
     }
@@ -62,13 +76,22 @@ impl Options {
                 self.max_event_bytes, self.max_body_bytes
             )));
         }
-        if self.max_pull == 0 {
-            return Err(Error::Config("max_pull 0 must be at least 1".into()));
+        for (name, value) in [
+            ("max_pull", self.max_pull),
+            ("max_sse_streams", self.max_sse_streams),
+            ("max_in_flight", self.max_in_flight),
+        ] {
+            if value == 0 {
+                return Err(Error::Config(format!("{name} 0 must be at least 1")));
+            }
+        }
+        if self.lag_refresh_ms == 0 {
+            return Err(Error::Config("lag_refresh_ms 0 must be at least 1".into()));
         }
         Ok(())
     }
 
-    fn max_wait(&self) -> Duration {
+    pub(crate) fn max_wait(&self) -> Duration {
         Duration::from_millis(self.max_wait_ms)
     }
 }
@@ -79,6 +102,11 @@ pub struct Broker {
     backend: Arc<dyn Backend>,
     options: Arc<Options>,
     discovery: Option<Arc<dyn flotilla_discovery::Discovery>>,
+    /// One permit per SSE stream that may open.
+    streams: Arc<tokio::sync::Semaphore>,
+    /// Deliveries out on SSE streams, holding their in-flight slots.
+    leases: Arc<leases::Leases>,
+    lag: metrics::LagMetrics,
 }
 
 impl Broker {
@@ -87,8 +115,11 @@ impl Broker {
         options.validate()?;
         Ok(Self {
             backend,
+            streams: Arc::new(tokio::sync::Semaphore::new(options.max_sse_streams)),
             options: Arc::new(options),
             discovery: None,
+            leases: Arc::default(),
+            lag: metrics::LagMetrics::default(),
         })
     }
 
@@ -104,13 +135,36 @@ impl Broker {
         routes::router(self.clone())
     }
 
-    /// Runs the push subscriptions until `shutdown` is cancelled; in-flight pushes finish
-    /// and are settled before it returns. Fails at once if one cannot start.
+    /// Registers `flotilla_bus_consumer_lag{group}` and `flotilla_bus_dead_letters{group}`;
+    /// [`run`](Self::run) then refreshes them every `lag_refresh_ms`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.lag.register(registry);
+    }
+
+    /// Runs the push subscriptions and the consumer-lag refresh until `shutdown` is
+    /// cancelled; in-flight pushes finish and are settled before it returns. Fails at once if
+    /// a push subscription cannot start.
     pub async fn run(&self, shutdown: tokio_util::sync::CancellationToken) -> Result<(), Error> {
+        let (lag, backend) = (self.lag.clone(), Arc::clone(&self.backend));
+        let every = Duration::from_millis(self.options.lag_refresh_ms);
+        let refresh = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { lag.run(backend, every, shutdown).await }
+        });
+        let pushed = self.run_push(&shutdown).await;
+        if pushed.is_err() {
+            refresh.abort();
+        } else if let Err(e) = refresh.await {
+            tracing::error!(error = %e, "the consumer-lag refresh task failed");
+        }
+        pushed
+    }
+
+    async fn run_push(&self, shutdown: &tokio_util::sync::CancellationToken) -> Result<(), Error> {
         let bus = flotilla_bus::Bus::new(Arc::clone(&self.backend));
         let mut running = Vec::new();
         for p in &self.options.push {
-            match push::start(&bus, p, self.discovery.as_ref(), &shutdown).await {
+            match push::start(&bus, p, self.discovery.as_ref(), shutdown).await {
                 Ok(sub) => running.push(sub),
                 Err(e) => {
                     for sub in running {

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::{Broker, Error, publish};
+use crate::{Broker, Error, problem, publish, sse};
 
 type Answer = Result<Response, Error>;
 
@@ -32,6 +32,7 @@ pub(crate) fn router(broker: Broker) -> Router {
             put(declare).delete(delete_group),
         )
         .route("/api/v1/bus/groups/{group}/pull", post(pull))
+        .route("/api/v1/bus/groups/{group}/events", get(sse::events))
         .route("/api/v1/bus/groups/{group}/ack", post(ack))
         .route("/api/v1/bus/groups/{group}/nack", post(nack))
         .route("/api/v1/bus/groups/{group}/reject", post(reject))
@@ -40,6 +41,7 @@ pub(crate) fn router(broker: Broker) -> Router {
         .route("/api/v1/bus/dlq/{id}", get(dlq_get))
         .route("/api/v1/bus/dlq/{id}/replay", post(dlq_replay))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(problem::normalize))
         .with_state(broker)
 }
 
@@ -53,7 +55,7 @@ fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
 }
 
 /// Query-string errors as problem+json, like every other error.
-fn query_error(e: QueryRejection) -> Error {
+pub(crate) fn query_error(e: QueryRejection) -> Error {
     Error::BadRequest(format!("invalid query string: {}", e.body_text()))
 }
 
@@ -115,7 +117,7 @@ async fn groups(State(b): State<Broker>) -> Answer {
     ok(json!({ "groups": b.backend.groups().await? }))
 }
 
-fn group(name: String) -> Result<GroupName, Error> {
+pub(crate) fn group(name: String) -> Result<GroupName, Error> {
     Ok(GroupName::new(name)?)
 }
 
@@ -158,7 +160,7 @@ impl Default for Pull {
     }
 }
 
-fn delivery(d: Delivery) -> Value {
+pub(crate) fn delivery(d: Delivery) -> Value {
     json!({
         "receipt": d.receipt.token,
         "topic": d.topic,
@@ -190,6 +192,19 @@ struct Settle {
     reason: Option<String>,
 }
 
+/// A settle attempt frees the delivery's SSE in-flight slot whatever its outcome, unless the
+/// backend was unreachable (the lease may still be held, and the client will retry).
+fn settled(b: &Broker, r: &Receipt, outcome: Result<(), flotilla_bus::Error>) -> Answer {
+    match outcome {
+        Err(e @ flotilla_bus::Error::Unavailable(_)) => Err(e.into()),
+        other => {
+            b.leases.settled(r);
+            other?;
+            no_content()
+        }
+    }
+}
+
 fn receipt(g: String, s: &Settle) -> Result<Receipt, Error> {
     Ok(Receipt {
         group: group(g)?,
@@ -199,15 +214,15 @@ fn receipt(g: String, s: &Settle) -> Result<Receipt, Error> {
 
 async fn ack(State(b): State<Broker>, Path(g): Path<String>, body: Bytes) -> Answer {
     let s: Settle = json_body(&body)?;
-    b.backend.ack(&receipt(g, &s)?).await?;
-    no_content()
+    let r = receipt(g, &s)?;
+    settled(&b, &r, b.backend.ack(&r).await)
 }
 
 async fn nack(State(b): State<Broker>, Path(g): Path<String>, body: Bytes) -> Answer {
     let s: Settle = json_body(&body)?;
     let delay = Duration::from_millis(s.delay_ms);
-    b.backend.nack(&receipt(g, &s)?, delay).await?;
-    no_content()
+    let r = receipt(g, &s)?;
+    settled(&b, &r, b.backend.nack(&r, delay).await)
 }
 
 async fn reject(State(b): State<Broker>, Path(g): Path<String>, body: Bytes) -> Answer {
@@ -219,8 +234,8 @@ async fn reject(State(b): State<Broker>, Path(g): Path<String>, body: Bytes) -> 
             .clone()
             .unwrap_or_else(|| "rejected by the consumer".into()),
     };
-    b.backend.dead_letter(&receipt(g, &s)?, failure).await?;
-    no_content()
+    let r = receipt(g, &s)?;
+    settled(&b, &r, b.backend.dead_letter(&r, failure).await)
 }
 
 fn dead_letter(d: DeadLetter) -> Value {

@@ -57,7 +57,9 @@ impl Api {
             .await
     }
 
-    async fn call(
+    /// Sends `body` (JSON, with its content type) to `path` with `method`; the JSON answer
+    /// (`null` for an empty one).
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -148,7 +150,37 @@ impl Api {
 }
 
 /// How long an event stream may stay silent (no event, no keep-alive) before it is given up.
-const STREAM_IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+pub(crate) const STREAM_IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Api {
+    /// Opens the server-sent-events stream at `path` (bearer token included) and returns its
+    /// body; a refusal is an error quoting the problem's title and detail.
+    pub(crate) async fn open_events(&self, path: &str) -> anyhow::Result<hyper::body::Incoming> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = Request::get(&url).header(header::ACCEPT, "text/event-stream");
+        if let Some(t) = &self.token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .with_context(|| format!("bad URL {url}"))?;
+        let res = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| anyhow!("cannot reach {} at {}: {e}", self.peer, self.base))?;
+        let status = res.status();
+        if status.is_success() {
+            return Ok(res.into_body());
+        }
+        let bytes = res.into_body().collect().await.map(|c| c.to_bytes());
+        let value = bytes
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        bail!(describe_failure(status, &value))
+    }
+}
 
 fn describe_failure(status: StatusCode, body: &Value) -> String {
     let title = body["title"]

@@ -15,7 +15,8 @@ pub(crate) async fn require_token_for_writes(
     req: Request,
     next: Next,
 ) -> Response {
-    let read = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let read = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && !leases_events(req.uri().path());
     let Some(token) = token.filter(|_| !read) else {
         return next.run(req).await;
     };
@@ -37,6 +38,13 @@ pub(crate) async fn require_token_for_writes(
     res
 }
 
+/// The bus's SSE pull is a GET, but it leases events away from the group's other consumers,
+/// exactly like the long-poll `POST .../pull`: it needs the token too.
+fn leases_events(path: &str) -> bool {
+    path.strip_prefix("/api/v1/bus/groups/")
+        .is_some_and(|rest| rest.ends_with("/events"))
+}
+
 /// Compares without an early exit, so response timing does not reveal how much of a guess
 /// was right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -45,7 +53,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{constant_time_eq, leases_events};
+
+    #[test]
+    fn the_sse_pull_counts_as_a_write() {
+        assert!(leases_events("/api/v1/bus/groups/billing/events"));
+        assert!(!leases_events("/api/v1/bus/groups"));
+        assert!(!leases_events("/api/v1/bus/topics/orders/events"));
+    }
 
     #[test]
     fn tokens_compare_exactly() {

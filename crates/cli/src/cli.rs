@@ -62,7 +62,7 @@ pub(crate) enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Publish events.
+    /// Publish events, or follow them as they are published.
     Events {
         #[command(subcommand)]
         command: EventsCommand,
@@ -73,6 +73,13 @@ pub(crate) enum Command {
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Consumer groups of the event bus.
+    Groups {
+        #[command(subcommand)]
+        command: GroupsCommand,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -125,21 +132,67 @@ pub(crate) enum EventsCommand {
         #[arg(long, default_value = "null")]
         data: String,
     },
+    /// Follow events published to topics matching a pattern, from now on, until Ctrl-C.
+    ///
+    /// Reads through a temporary group of its own (`tail-<random>`), so no real group loses
+    /// an event; the group is deleted on exit. If the command is killed (-9), the group stays:
+    /// list leftovers with `flotilla groups ls` and delete them with `flotilla groups rm`.
+    Tail {
+        /// The topic pattern (`orders.*`, `orders.>`, `>` for everything).
+        pattern: String,
+        /// Only print events of this type (others are skipped).
+        #[arg(long = "type")]
+        ty: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DlqCommand {
     /// List dead-lettered events.
-    Ls,
+    Ls {
+        /// Only this group's.
+        #[arg(long)]
+        group: Option<String>,
+    },
     /// Show one dead-lettered event with its failure.
     Show {
         /// The entry id.
         id: String,
     },
-    /// Deliver a dead-lettered event again.
+    /// Deliver dead-lettered events again: one by id, or every entry of a group with `--all`.
     Replay {
         /// The entry id.
-        id: String,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Replay every entry of `--group`, with a progress bar on a terminal.
+        #[arg(long, requires = "group")]
+        all: bool,
+        /// The group whose entries `--all` replays.
+        #[arg(long, requires = "all")]
+        group: Option<String>,
+    },
+    /// Delete dead letters of a group for good: the ids given, or all of them.
+    Purge {
+        /// The group.
+        #[arg(long)]
+        group: String,
+        /// Only these entries (default: every entry of the group).
+        ids: Vec<String>,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupsCommand {
+    /// List consumer groups with their pattern, lag and dead letters.
+    Ls,
+    /// Delete groups with their pending events and dead letters.
+    Rm {
+        /// The group names.
+        #[arg(required = true)]
+        names: Vec<String>,
     },
 }
 

@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{Up, flotilla, free_port, http, start, start_role, stop};
+use support::{cli, flotilla, free_port, http, start, start_role, stop};
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -42,20 +42,6 @@ fn serve_upstream(conn: TcpStream) {
             return;
         }
     }
-}
-
-fn cli(up: &Up, args: &[&str]) -> String {
-    let out = flotilla()
-        .args(args)
-        .args(["--url", &format!("http://127.0.0.1:{}", up.api)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! This crate owns the types every other Flotilla crate speaks in: validated names
 //! ([`ServiceName`], [`TopicName`], [`StreamId`]), the service-instance model
 //! ([`ServiceInstance`]), the CloudEvents 1.0 envelope ([`CloudEvent`]), W3C trace context
-//! ([`TraceParent`]), error classification ([`ErrorClass`]) and time ([`Clock`]).
+//! ([`TraceParent`]), error classification ([`ErrorClass`]), time ([`Clock`]) and
+//! [`redact`]ion of passwords in connection URLs.
 //!
 //! It does not own behaviour: no I/O, no async runtime, no storage. Everything above it
 //! (contracts, backends, components, the SDK and the binary) depends on it; it depends on
@@ -14,6 +15,7 @@ pub mod error;
 pub mod event;
 pub mod instance;
 pub mod name;
+pub mod redact;
 pub mod trace;
 
 pub use clock::{Clock, ManualClock, SystemClock};

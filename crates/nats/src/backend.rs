@@ -53,8 +53,8 @@ impl NatsBackend {
         let client = async_nats::connect(&opts.url)
             .await
             .map_err(|e| Error::Connect {
-                url: opts.url.clone(),
-                reason: e.to_string(),
+                url: flotilla_core::redact::url(&opts.url),
+                reason: flotilla_core::redact::text_about(&e.to_string(), &opts.url),
             })?;
         let js = jetstream::new(client.clone());
         let stream = ensure_stream(&js, &opts).await?;

@@ -9,9 +9,9 @@ pub enum Error {
     /// The server could not be reached or refused the connection.
     #[error("cannot connect to NATS at {url}: {reason}")]
     Connect {
-        /// The URL that was tried.
+        /// The URL that was tried, its password masked.
         url: String,
-        /// What the client reported.
+        /// What the client reported, with the password masked.
         reason: String,
     },
     /// A JetStream request failed (`op` names it: "create stream", "publish", "ack", ...).

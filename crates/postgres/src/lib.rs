@@ -1,8 +1,8 @@
 //! Flotilla on PostgreSQL (layer L2).
 //!
 //! This crate owns the connection pool ([`Options`], [`connect`]) and the contract
-//! implementations that run on PostgreSQL: today the event store ([`eventstore`], feature
-//! `eventstore`). Every table lives in one schema named by the options, so several Flotilla
+//! implementations that run on PostgreSQL: the event store ([`eventstore`], feature
+//! `eventstore`) and the bus's transactional outbox and inbox ([`outbox`], feature `outbox`). Every table lives in one schema named by the options, so several Flotilla
 //! installations (or test runs) can share a database.
 //!
 //! It does not own the contracts (those are the L1 crates) or any HTTP surface. Only the
@@ -10,8 +10,11 @@
 
 #[cfg(feature = "eventstore")]
 pub mod eventstore;
+#[cfg(feature = "outbox")]
+pub mod outbox;
 
 use flotilla_core::error::Classify;
+use flotilla_core::redact;
 use flotilla_core::{ErrorClass, ErrorKind};
 use serde::{Deserialize, Serialize};
 
@@ -126,21 +129,9 @@ pub fn connect(options: &Options) -> Result<deadpool_postgres::Pool, Error> {
         tokio_postgres::NoTls,
     )
     .map_err(|e| Error::Pool {
-        url: redact(&options.url),
-        message: e.to_string(),
+        url: redact::url(&options.url),
+        message: redact::text_about(&e.to_string(), &options.url),
     })
-}
-
-/// The URL with any password replaced, for messages and logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -161,8 +152,11 @@ mod tests {
     }
 
     #[test]
-    fn urls_are_redacted() {
-        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+    fn a_bad_url_error_names_the_url_without_its_password() {
+        let o = Options::new("postgres://u:s3cret@h:notaport/db");
+        let e = connect(&o).expect_err("the port is not a number");
+        let msg = e.to_string();
+        assert!(msg.contains("postgres://u:***@h"), "{msg}");
+        assert!(!msg.contains("s3cret"), "{msg}");
     }
 }

@@ -43,8 +43,8 @@ impl RedisBackend {
     pub async fn connect(opts: Options) -> Result<Self, Error> {
         opts.validate()?;
         let connect_err = |e: redis::RedisError| Error::Connect {
-            url: opts.url.clone(),
-            reason: e.to_string(),
+            url: flotilla_core::redact::url(&opts.url),
+            reason: flotilla_core::redact::text_about(&e.to_string(), &opts.url),
         };
         let client = redis::Client::open(opts.url.as_str()).map_err(connect_err)?;
         let conn = ConnectionManager::new(client.clone())

@@ -10,9 +10,9 @@ pub enum Error {
     /// The server could not be reached or refused the connection.
     #[error("cannot connect to Redis at {url}: {reason}")]
     Connect {
-        /// The URL that was tried.
+        /// The URL that was tried, its password masked.
         url: String,
-        /// What the client reported.
+        /// What the client reported, with the password masked.
         reason: String,
     },
     /// The configuration is invalid (names the option).

@@ -1,6 +1,7 @@
 //! One module per command; each returns `Failure` so `main` reports errors once.
 
 mod admin;
+mod bus;
 mod config;
 mod rebuild;
 mod streams;
@@ -16,9 +17,10 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
         Command::Registry(args) => up::run(&args, Role::Registry),
         Command::Config(ConfigCommand::Check(args)) => config::check(&args),
         Command::Services { command, api } => admin::services(command, &api),
-        Command::Topics { command, api } => admin::topics(command, &api),
-        Command::Events { command, api } => admin::events(command, &api),
-        Command::Dlq { command, api } => admin::dlq(command, &api),
+        Command::Topics { command, api } => bus::topics(command, &api),
+        Command::Events { command, api } => bus::events(command, &api),
+        Command::Dlq { command, api } => bus::dlq(command, &api),
+        Command::Groups { command, api } => bus::groups(command, &api),
         Command::Streams { command, api } => streams::streams(command, &api),
         Command::Projections { command, api } => streams::projections(command, &api),
     }

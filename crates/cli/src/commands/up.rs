@@ -75,7 +75,10 @@ async fn background(
         move |token| async move { registry.run(token).await },
     );
     if let Some(broker) = platform.broker.clone() {
-        builder = builder.task("bus-push", move |token| async move {
+        builder
+            .metrics()
+            .register(|registry| broker.register_metrics(registry));
+        builder = builder.task("bus", move |token| async move {
             if let Err(e) = broker.run(token).await {
                 tracing::error!(error = %e, "push subscriptions stopped");
             }

@@ -66,6 +66,16 @@ pub(crate) fn start_role(role: &str, data: &Path, routes: &Path, env: &[(&str, &
     }
 }
 
+/// A platform a failing test leaves behind is killed, not orphaned.
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub(crate) fn stop(mut up: Up) {
     let pid = up.child.id().to_string();
     assert!(
@@ -80,10 +90,21 @@ pub(crate) fn stop(mut up: Up) {
 
 /// One request on a fresh connection; returns (status, body).
 pub(crate) fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_as(port, method, path, "application/json", body)
+}
+
+/// Like [`http`], with another content type.
+pub(crate) fn http_as(
+    port: u16,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).unwrap();
@@ -95,4 +116,19 @@ pub(crate) fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, Str
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// Runs an admin command against `up`; panics with its stderr if it fails; its stdout.
+pub(crate) fn cli(up: &Up, args: &[&str]) -> String {
+    let out = flotilla()
+        .args(args)
+        .args(["--url", &format!("http://127.0.0.1:{}", up.api)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
