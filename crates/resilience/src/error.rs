@@ -56,6 +56,10 @@ pub enum Error {
         /// The underlying failure.
         source: BoxError,
     },
+    /// A shared rate limiter's store could not answer (unreachable, too slow, failing); the
+    /// request was not counted for sure. The string is for logs, not for clients.
+    #[error("shared rate limiter unavailable: {0}")]
+    LimiterUnavailable(String),
     /// A policy is invalid; `key` is its dotted path (`policies.users.retry.max_attempts`).
     #[error("invalid policy `{key}`: {reason}")]
     InvalidPolicy {
@@ -93,6 +97,7 @@ impl Classify for Error {
             Self::RateLimited { .. } => ErrorClass::of(ErrorKind::RateLimited),
             Self::NoHealthyInstance { .. } => ErrorClass::of(ErrorKind::Unavailable),
             Self::Transport { .. } => ErrorClass::of(ErrorKind::Upstream),
+            Self::LimiterUnavailable(_) => ErrorClass::of(ErrorKind::Unavailable),
             Self::InvalidPolicy { .. } => ErrorClass::of(ErrorKind::InvalidInput),
         }
     }

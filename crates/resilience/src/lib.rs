@@ -6,7 +6,8 @@
 //! governor) and [`fallback`]; [`balance`] picks an instance of a discovered service (round
 //! robin, random, weighted, least outstanding, P2C with peak-EWMA, consistent hashing) and
 //! ejects outliers; [`policy`] is the declarative TOML format that configures all of it;
-//! [`metrics`] exports what happens to Prometheus.
+//! [`metrics`] exports what happens to Prometheus. [`shared_rate_limit`] is the contract of a
+//! rate limiter whose state several processes share (implemented on Redis by `flotilla-redis`).
 //!
 //! It does not own transports, discovery or configuration files: layers are generic over
 //! `http::Request<B>`/`http::Response<B>` with any body, and the endpoint at the bottom of a
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod policy;
 pub mod rate_limit;
 pub mod retry;
+pub mod shared_rate_limit;
 pub mod timeout;
 
 pub use error::{BoxError, Error};
