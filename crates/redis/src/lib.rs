@@ -15,6 +15,10 @@
 //! does not honour per-key ordering across consumers (declared in [`CAPABILITIES`]). Single
 //! Redis only (not Redis Cluster: a publish touches keys chosen by the declared groups). The
 //! binary (`flotilla-cli`) and tests depend on it.
+//!
+//! With the `ratelimit` feature it also owns [`RedisRateLimiter`], the shared rate-limiter
+//! contract of `flotilla-resilience` (GCRA in one script on the server's clock), which lets
+//! gateway replicas share one budget per caller.
 
 mod backend;
 mod codec;
@@ -22,6 +26,8 @@ mod dlq;
 mod error;
 mod ops;
 mod options;
+#[cfg(feature = "ratelimit")]
+mod ratelimit;
 mod scripts;
 
 use std::time::Duration;
@@ -35,6 +41,8 @@ use flotilla_bus::{
 pub use backend::RedisBackend;
 pub use error::Error;
 pub use options::Options;
+#[cfg(feature = "ratelimit")]
+pub use ratelimit::{RateLimitOptions, RedisRateLimiter};
 
 /// What this backend honours: everything but per-key order across consumers.
 pub const CAPABILITIES: Capabilities = Capabilities {
