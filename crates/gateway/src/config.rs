@@ -273,6 +273,13 @@ pub struct RateLimitConfig {
     /// `claim:<name>` (needs JWT auth on the route).
     #[serde(default = "default_key")]
     pub key: String,
+    /// Count against the limiter shared by every replica (needs a shared limiter, e.g.
+    /// `[gateway.shared_rate_limits]` in `flotilla.toml`) instead of this replica's memory.
+    #[serde(default)]
+    pub shared: bool,
+    /// When the shared limiter cannot answer in time: `local` (default), `allow` or `deny`.
+    #[serde(default)]
+    pub on_shared_failure: crate::ratelimit::OnSharedFailure,
 }
 
 fn default_key() -> String {

@@ -10,10 +10,12 @@
 //! through the registry crate or a backend. `flotilla-cli` wires it: build a [`Gateway`] from
 //! [`GatewayOptions`] and an `Arc<dyn Discovery>`, call [`Gateway::serve`] on a listener,
 //! [`Gateway::run`] for background work, mount [`Gateway::admin_router`] and register
-//! [`Gateway::register_metrics`].
+//! [`Gateway::register_metrics`]. Rate limits stay in memory unless the wiring hands
+//! [`GatewayBuilder::shared_rate_limiter`] a limiter shared by every replica (Redis).
 
 mod admin;
 pub mod auth;
+mod builder;
 pub mod cache;
 pub mod config;
 pub mod cors;
@@ -38,11 +40,12 @@ pub mod upstream;
 use std::path::Path;
 use std::sync::Arc;
 
-use flotilla_core::{Clock, SystemClock};
+use flotilla_core::Clock;
 use flotilla_discovery::Discovery;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use builder::GatewayBuilder;
 pub use config::GatewayOptions;
 pub use error::Error;
 pub use problem::Body;
@@ -56,12 +59,14 @@ use table::RouteTable;
 pub struct Gateway {
     shared: Arc<Shared>,
     discovery: Arc<dyn Discovery>,
+    /// The limiter routes with `rate_limit.shared = true` ask, if the wiring gave one.
+    rate_limits: Option<Arc<ratelimit::SharedLimits>>,
 }
 
 impl Gateway {
     /// Validates `opts` and builds the gateway; the error names the first bad key.
     pub fn new(opts: GatewayOptions, discovery: Arc<dyn Discovery>) -> Result<Self, Error> {
-        Self::with_clock(opts, discovery, Arc::new(SystemClock))
+        Self::builder(opts, discovery).build()
     }
 
     /// Like [`Gateway::new`], with the wall clock the response cache reads (ages, expiry);
@@ -71,8 +76,23 @@ impl Gateway {
         discovery: Arc<dyn Discovery>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
+        Self::builder(opts, discovery).clock(clock).build()
+    }
+
+    /// A builder, for what configuration text cannot carry (a clock, a shared rate limiter).
+    pub fn builder(opts: GatewayOptions, discovery: Arc<dyn Discovery>) -> GatewayBuilder {
+        GatewayBuilder::new(opts, discovery)
+    }
+
+    fn build(
+        opts: GatewayOptions,
+        discovery: Arc<dyn Discovery>,
+        clock: Arc<dyn Clock>,
+        rate_limits: Option<Arc<ratelimit::SharedLimits>>,
+    ) -> Result<Self, Error> {
         let metrics = metrics::Metrics::default();
-        let table = RouteTable::build(&opts, discovery.as_ref(), &metrics)?;
+        let mut table = RouteTable::build(&opts, discovery.as_ref(), &metrics)?;
+        ratelimit::attach_shared(&mut table, rate_limits.as_ref())?;
         let tls = opts
             .server
             .tls
@@ -86,6 +106,7 @@ impl Gateway {
         Ok(Self {
             shared: Arc::new(Shared::new(table, opts.server, metrics, tls, cache)),
             discovery,
+            rate_limits,
         })
     }
 
@@ -96,12 +117,13 @@ impl Gateway {
     /// key, which are re-read from `server.tls` so a renewed certificate needs no restart.
     pub fn reload(&self, opts: GatewayOptions) -> Result<(), Error> {
         let current = self.shared.table.load_full();
-        let table = RouteTable::build_after(
+        let mut table = RouteTable::build_after(
             &opts,
             self.discovery.as_ref(),
             &self.shared.metrics,
             Some(&current),
         )?;
+        ratelimit::attach_shared(&mut table, self.rate_limits.as_ref())?;
         match (&self.shared.tls, &opts.server.tls) {
             (Some(current), Some(cfg)) => current.reload(cfg)?,
             (None, None) => {}
@@ -174,5 +196,8 @@ impl Gateway {
     /// Registers the gateway's metrics (prefixed `gateway_`) in `registry`.
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         self.shared.metrics.register(registry);
+        if let Some(limits) = &self.rate_limits {
+            limits.register(registry);
+        }
     }
 }

@@ -182,7 +182,7 @@ async fn guard_and_forward(
         None => Identity::default(),
     };
     let allowed = match &route.limiter {
-        Some(l) => Some(l.check(ctx.peer.ip(), req.headers(), &id)?),
+        Some(l) => l.check(ctx.peer.ip(), req.headers(), &id).await?,
         None => None,
     };
     if let (Some(limit), Some(len)) = (route.max_body, content_length(&req)?)

@@ -1,10 +1,17 @@
 //! Per-route GCRA rate limits (governor), in memory, keyed by client address, a header, the
 //! API key's name or a JWT claim. Answers carry the IETF `RateLimit-Policy` / `RateLimit`
-//! headers (draft-ietf-httpapi-ratelimit-headers) and, when refused, `Retry-After`.
+//! headers (draft-ietf-httpapi-ratelimit-headers) and, when refused, `Retry-After`. Routes
+//! with `shared = true` ask a limiter shared by every replica instead ([`shared`]); the
+//! in-memory limiter is then their fallback.
+
+mod shared;
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
+
+use flotilla_resilience::shared_rate_limit::Decision;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -14,6 +21,10 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use crate::Error;
 use crate::auth::{Identity, RouteAuth, claim_text};
 use crate::config::RateLimitConfig;
+use crate::table::RouteTable;
+
+use shared::SharedRoute;
+pub use shared::{DEFAULT_TIMEOUT, FallbackLabels, LOG_EVERY, OnSharedFailure, SharedLimits};
 
 /// What identifies a caller.
 #[derive(Debug, Clone)]
@@ -31,6 +42,8 @@ pub struct RouteLimiter {
     key: KeyBy,
     policy: HeaderValue,
     window_secs: u64,
+    /// Set by [`attach_shared`] when the route's config asks for `shared = true`.
+    shared: Option<SharedRoute>,
 }
 
 /// The limiter's verdict for an allowed request: headers to add to the response.
@@ -66,27 +79,57 @@ impl RouteLimiter {
             key: key_by,
             policy: HeaderValue::from_str(&policy).map_err(|_| Error::config(key, "bad policy"))?,
             window_secs,
+            shared: None,
         })
     }
 
     /// Counts one request for its caller; `RateLimited` when the caller is over the limit.
-    pub fn check(
+    /// `None` when the request is admitted without being counted (the shared limiter failed
+    /// and the route's policy is `allow`): there is then nothing to tell in headers.
+    pub async fn check(
         &self,
         peer: IpAddr,
         headers: &HeaderMap,
         id: &Identity,
-    ) -> Result<Allowed, Error> {
+    ) -> Result<Option<Allowed>, Error> {
         let k = self.caller_key(peer, headers, id);
-        match self.limiter.check_key(&k) {
+        let Some(shared) = &self.shared else {
+            return self.check_local(&k).map(Some);
+        };
+        if let Some(decision) = shared.acquire(&k).await {
+            return self.from_decision(decision).map(Some);
+        }
+        match shared.on_failure {
+            OnSharedFailure::Local => self.check_local(&k).map(Some),
+            OnSharedFailure::Allow => Ok(None),
+            OnSharedFailure::Deny => Err(Error::Unavailable("rate limiter unavailable")),
+        }
+    }
+
+    /// Whether this route asks the shared limiter.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    fn from_decision(&self, d: Decision) -> Result<Allowed, Error> {
+        if d.allowed {
+            return Ok(Allowed(self.policy.clone(), self.status(d.remaining, 0)));
+        }
+        Err(Error::RateLimited {
+            retry_after_secs: whole_secs(d.retry_after),
+        })
+    }
+
+    fn check_local(&self, k: &String) -> Result<Allowed, Error> {
+        match self.limiter.check_key(k) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 Ok(Allowed(self.policy.clone(), self.status(remaining, 0)))
             }
             Err(not_until) => {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
-                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 Err(Error::RateLimited {
-                    retry_after_secs: secs.max(1),
+                    retry_after_secs: whole_secs(wait),
                 })
             }
         }
@@ -137,6 +180,37 @@ impl RouteLimiter {
     }
 }
 
+/// Seconds to wait, rounded up, at least 1 (`Retry-After` has whole seconds; 0 would invite
+/// an immediate retry that is refused again).
+fn whole_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// Connects the routes of `table` that set `rate_limit.shared = true` to `limits`; an error
+/// names the first such route when the gateway has no shared limiter.
+pub(crate) fn attach_shared(
+    table: &mut RouteTable,
+    limits: Option<&Arc<SharedLimits>>,
+) -> Result<(), Error> {
+    for route in &mut table.routes {
+        let (Some(cfg), Some(limiter)) = (&route.config.rate_limit, &mut route.limiter) else {
+            continue;
+        };
+        if !cfg.shared {
+            continue;
+        }
+        let key = format!("route {:?} rate_limit", route.name);
+        let Some(limits) = limits else {
+            return Err(Error::config(
+                format!("{key}.shared"),
+                "this gateway has no shared rate limiter (configure [gateway.shared_rate_limits])",
+            ));
+        };
+        limiter.shared = Some(SharedRoute::build(cfg, &route.name, &key, limits)?);
+    }
+    Ok(())
+}
+
 fn parse_key(text: &str, auth: Option<&RouteAuth>) -> Result<KeyBy, String> {
     if text == "client_ip" {
         return Ok(KeyBy::ClientIp);
@@ -168,12 +242,21 @@ mod tests {
     use super::*;
     use crate::config::Per;
 
+    impl RouteLimiter {
+        /// The in-memory path, as an unshared route takes it.
+        fn check_now(&self, peer: IpAddr, h: &HeaderMap, id: &Identity) -> Result<Allowed, Error> {
+            self.check_local(&self.caller_key(peer, h, id))
+        }
+    }
+
     fn limiter(requests: u32, per: Per, key: &str) -> RouteLimiter {
         let cfg = RateLimitConfig {
             requests,
             per,
             burst: None,
             key: key.into(),
+            shared: false,
+            on_shared_failure: OnSharedFailure::Local,
         };
         RouteLimiter::build(&cfg, "routes[0].rate_limit", None).unwrap()
     }
@@ -184,9 +267,9 @@ mod tests {
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let h = HeaderMap::new();
         let id = Identity::default();
-        assert!(l.check(ip, &h, &id).is_ok());
-        assert!(l.check(ip, &h, &id).is_ok());
-        let Err(Error::RateLimited { retry_after_secs }) = l.check(ip, &h, &id) else {
+        assert!(l.check_now(ip, &h, &id).is_ok());
+        assert!(l.check_now(ip, &h, &id).is_ok());
+        let Err(Error::RateLimited { retry_after_secs }) = l.check_now(ip, &h, &id) else {
             panic!("third request in the hour must be refused");
         };
         assert!(
@@ -194,7 +277,7 @@ mod tests {
             "{retry_after_secs}"
         );
         assert!(
-            l.check("10.0.0.2".parse().unwrap(), &h, &id).is_ok(),
+            l.check_now("10.0.0.2".parse().unwrap(), &h, &id).is_ok(),
             "other callers unaffected"
         );
     }
@@ -208,11 +291,11 @@ mod tests {
         a.insert("x-tenant", HeaderValue::from_static("a"));
         let mut b = HeaderMap::new();
         b.insert("x-tenant", HeaderValue::from_static("b"));
-        assert!(l.check(ip, &a, &id).is_ok());
-        assert!(l.check(ip, &b, &id).is_ok());
-        assert!(l.check(ip, &a, &id).is_err());
-        assert!(l.check(ip, &HeaderMap::new(), &id).is_ok());
-        assert!(l.check(ip, &HeaderMap::new(), &id).is_err());
+        assert!(l.check_now(ip, &a, &id).is_ok());
+        assert!(l.check_now(ip, &b, &id).is_ok());
+        assert!(l.check_now(ip, &a, &id).is_err());
+        assert!(l.check_now(ip, &HeaderMap::new(), &id).is_ok());
+        assert!(l.check_now(ip, &HeaderMap::new(), &id).is_err());
     }
 
     #[test]
@@ -222,6 +305,8 @@ mod tests {
             per: Per::Second,
             burst: None,
             key: "claim:sub".into(),
+            shared: false,
+            on_shared_failure: OnSharedFailure::Local,
         };
         let e = RouteLimiter::build(&cfg, "routes[1].rate_limit", None).unwrap_err();
         assert!(e.to_string().contains("routes[1].rate_limit.key"), "{e}");
