@@ -114,6 +114,10 @@ pub(crate) struct GatewayConfig {
     /// Routes, upstreams, auth and limits (see docs/gateway.md); reloaded on SIGHUP. Without
     /// it the gateway starts with no routes and answers 404.
     pub(crate) routes_file: Option<PathBuf>,
+    /// The Redis server that routes with `rate_limit.shared = true` count against, shared by
+    /// every replica configured with the same server and prefix. Absent: limits stay in
+    /// memory and such routes are refused.
+    pub(crate) shared_rate_limits: Option<SharedRateLimitsConfig>,
 }
 
 impl Default for GatewayConfig {
@@ -122,8 +126,32 @@ impl Default for GatewayConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             routes_file: None,
+            shared_rate_limits: None,
         }
     }
+}
+
+/// `[gateway.shared_rate_limits]`: where replicas share their rate limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SharedRateLimitsConfig {
+    /// Redis server URL (`redis://host:6379`); needs a build with `--features redis`.
+    pub(crate) url: String,
+    /// First part of every key (`<prefix>:rl:<route>:<caller>`). Default `flotilla`.
+    #[serde(default = "default_prefix")]
+    pub(crate) prefix: String,
+    /// Longest wait for one answer before the route's `on_shared_failure` applies.
+    /// Default `50ms`.
+    #[serde(default = "default_shared_timeout", with = "humantime_serde")]
+    pub(crate) timeout: std::time::Duration,
+}
+
+fn default_prefix() -> String {
+    "flotilla".into()
+}
+
+fn default_shared_timeout() -> std::time::Duration {
+    std::time::Duration::from_millis(50)
 }
 
 /// The whole configuration of `flotilla up`.
@@ -207,6 +235,14 @@ impl Validate for PlatformConfig {
             return Err(ConfigError::invalid(
                 "eventstore.url",
                 "is required when eventstore.kind = \"postgres\"",
+            ));
+        }
+        if let Some(shared) = &self.gateway.shared_rate_limits
+            && shared.timeout.is_zero()
+        {
+            return Err(ConfigError::invalid(
+                "gateway.shared_rate_limits.timeout",
+                "must be above 0",
             ));
         }
         if self.gateway.enabled && self.gateway.listen == self.server.listen {

@@ -54,6 +54,46 @@ fn config_check_prints_the_effective_configuration() {
 }
 
 #[test]
+fn shared_rate_limits_take_defaults_and_hide_the_redis_password() {
+    let (_d, path) =
+        write_config("[gateway.shared_rate_limits]\nurl = \"redis://:s3cret@127.0.0.1:6379\"\n");
+    let out = flotilla()
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+    assert!(
+        stdout.contains("prefix = \"flotilla\"") && stdout.contains("timeout = \"50ms\""),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_zero_shared_rate_limit_timeout_is_refused_by_name() {
+    let (_d, path) = write_config(
+        "[gateway.shared_rate_limits]\nurl = \"redis://127.0.0.1:6379\"\ntimeout = \"0s\"\n",
+    );
+    let out = flotilla()
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("gateway.shared_rate_limits.timeout"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_bad_config_value_exits_2_with_one_message_naming_the_key() {
     let (_d, path) = write_config("[server]\nrequest_timeout = \"forever\"\n");
     let out = flotilla()

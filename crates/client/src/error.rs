@@ -104,6 +104,10 @@ impl Error {
                 reason: "rate limited".into(),
                 retry_after: Some(*retry_after),
             },
+            Some(R::LimiterUnavailable(_)) => Self::Rejected {
+                reason: "rate limiter unavailable".into(),
+                retry_after: None,
+            },
             Some(R::Transport { connect, source }) => Self::Transport {
                 message: source.to_string(),
                 connect: *connect,

@@ -20,9 +20,15 @@ fn redact(config: &mut PlatformConfig) {
             *token = Some("<redacted>".into());
         }
     }
+    let shared_limits = config
+        .gateway
+        .shared_rate_limits
+        .as_mut()
+        .map(|s| &mut s.url);
     for url in [&mut config.bus.url, &mut config.eventstore.url]
         .into_iter()
         .flatten()
+        .chain(shared_limits)
     {
         *url = redact_url(url);
     }

@@ -92,6 +92,30 @@ async fn redis(url: String, prefix: &str) -> anyhow::Result<Arc<dyn Backend>> {
     ))
 }
 
+/// The Redis limiter gateway replicas share. It connects in the background: a Redis that is
+/// down at start does not stop the gateway (routes apply their `on_shared_failure` policy).
+#[cfg(feature = "redis")]
+pub(crate) fn shared_rate_limiter(
+    config: &crate::platform::SharedRateLimitsConfig,
+) -> anyhow::Result<Arc<dyn flotilla_resilience::shared_rate_limit::SharedRateLimiter>> {
+    let opts = flotilla_redis::RateLimitOptions {
+        url: config.url.clone(),
+        prefix: config.prefix.clone(),
+        ..Default::default()
+    };
+    Ok(Arc::new(
+        flotilla_redis::RedisRateLimiter::new(&opts)
+            .context("invalid gateway.shared_rate_limits")?,
+    ))
+}
+
+#[cfg(not(feature = "redis"))]
+pub(crate) fn shared_rate_limiter(
+    _: &crate::platform::SharedRateLimitsConfig,
+) -> anyhow::Result<Arc<dyn flotilla_resilience::shared_rate_limit::SharedRateLimiter>> {
+    anyhow::bail!("[gateway.shared_rate_limits] needs a build with `--features redis`")
+}
+
 #[cfg(not(feature = "nats"))]
 async fn nats(_: String, _: &str) -> anyhow::Result<Arc<dyn Backend>> {
     anyhow::bail!("bus.kind = \"nats\" needs a build with `--features nats`")

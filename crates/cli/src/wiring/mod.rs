@@ -129,8 +129,12 @@ fn gateway(
         }
     };
     let discovery: Arc<dyn Discovery> = Arc::new(registry.clone());
+    let mut builder = flotilla_gateway::Gateway::builder(options, discovery);
+    if let Some(shared) = &config.gateway.shared_rate_limits {
+        let limiter = backends::shared_rate_limiter(shared)?;
+        builder = builder.shared_rate_limiter(limiter, shared.timeout);
+    }
     Ok(Some(
-        flotilla_gateway::Gateway::new(options, discovery)
-            .context("invalid gateway configuration")?,
+        builder.build().context("invalid gateway configuration")?,
     ))
 }
