@@ -1,5 +1,6 @@
 //! Rate limits shared across gateway replicas through the Redis server on this machine, and
 //! the failure policy when the shared store is unreachable or silent.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

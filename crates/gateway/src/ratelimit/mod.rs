@@ -97,7 +97,7 @@ impl RouteLimiter {
             return self.check_local(&k).map(Some);
         };
         if let Some(decision) = shared.acquire(&k).await {
-            return self.from_decision(decision).map(Some);
+            return self.verdict(decision).map(Some);
         }
         match shared.on_failure {
             OnSharedFailure::Local => self.check_local(&k).map(Some),
@@ -111,7 +111,7 @@ impl RouteLimiter {
         self.shared.is_some()
     }
 
-    fn from_decision(&self, d: Decision) -> Result<Allowed, Error> {
+    fn verdict(&self, d: Decision) -> Result<Allowed, Error> {
         if d.allowed {
             return Ok(Allowed(self.policy.clone(), self.status(d.remaining, 0)));
         }
