@@ -24,13 +24,17 @@ fn routes(up: &str, limit: &str) -> String {
     )
 }
 
-/// A gateway on a loopback port whose shared routes ask `limiter`.
-async fn replica(toml: &str, limiter: Arc<dyn SharedRateLimiter>) -> Running {
+/// A gateway on a loopback port whose shared routes ask `limiter`, waiting at most `timeout`.
+async fn replica_waiting(
+    toml: &str,
+    limiter: Arc<dyn SharedRateLimiter>,
+    timeout: Duration,
+) -> Running {
     let opts = GatewayOptions::from_toml(toml).unwrap();
     let discovery = StaticDiscovery::new();
     let d: Arc<dyn Discovery> = Arc::new(discovery.clone());
     let gateway = Gateway::builder(opts, d)
-        .shared_rate_limiter(limiter, Duration::from_millis(50))
+        .shared_rate_limiter(limiter, timeout)
         .build()
         .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -46,10 +50,28 @@ async fn replica(toml: &str, limiter: Arc<dyn SharedRateLimiter>) -> Running {
     }
 }
 
+/// A replica with the default 50 ms wait: for a store that fails, how long it takes to fail
+/// does not change what the test sees.
+async fn replica(toml: &str, limiter: Arc<dyn SharedRateLimiter>) -> Running {
+    replica_waiting(toml, limiter, Duration::from_millis(50)).await
+}
+
+/// A replica that waits long enough for a slow machine's first connection to Redis, so a
+/// working store is never mistaken for a failing one.
+async fn patient_replica(toml: &str, limiter: Arc<dyn SharedRateLimiter>) -> Running {
+    replica_waiting(toml, limiter, Duration::from_secs(10)).await
+}
+
 fn redis_limiter(url: &str) -> Arc<dyn SharedRateLimiter> {
+    redis_limiter_at(url, &unique_name("gwrl"))
+}
+
+/// A limiter with its own connection, keeping keys under `prefix`: replicas that share a
+/// prefix share budgets.
+fn redis_limiter_at(url: &str, prefix: &str) -> Arc<dyn SharedRateLimiter> {
     let opts = RateLimitOptions {
         url: url.to_owned(),
-        prefix: unique_name("gwrl"),
+        prefix: prefix.to_owned(),
         ..RateLimitOptions::default()
     };
     Arc::new(RedisRateLimiter::new(&opts).unwrap())
@@ -85,10 +107,11 @@ async fn two_replicas_sharing_a_per_day_limit_admit_the_quota_once_in_total() {
     };
     let up = echo_upstream().await;
     let toml = routes(&up, "requests = 4, per = \"day\", shared = true");
-    let limiter = redis_limiter(&url);
+    // Two limiters (two connections), as two processes would have, on one prefix.
+    let prefix = unique_name("gwrl");
     let (a, b) = (
-        replica(&toml, limiter.clone()).await,
-        replica(&toml, limiter).await,
+        patient_replica(&toml, redis_limiter_at(&url, &prefix)).await,
+        patient_replica(&toml, redis_limiter_at(&url, &prefix)).await,
     );
     for (i, left) in [3, 2, 1, 0].into_iter().enumerate() {
         let gw = if i % 2 == 0 { &a } else { &b };
@@ -127,8 +150,8 @@ async fn callers_keep_separate_shared_budgets() {
     );
     let limiter = redis_limiter(&url);
     let (a, b) = (
-        replica(&toml, limiter.clone()).await,
-        replica(&toml, limiter).await,
+        patient_replica(&toml, limiter.clone()).await,
+        patient_replica(&toml, limiter).await,
     );
     assert_eq!(get(&a, "/", &[("x-tenant", "t1")]).await.status, 200);
     assert_eq!(get(&b, "/", &[("x-tenant", "t2")]).await.status, 200);
