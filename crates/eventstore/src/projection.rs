@@ -54,19 +54,49 @@ pub async fn run<P: Projection + ?Sized>(
 pub async fn rebuild<P: Projection + ?Sized>(
     store: Arc<dyn EventStore>,
     projection: &mut P,
-    mut progress: impl FnMut(Position, Position) + Send,
+    progress: impl FnMut(Position, Position) + Send,
 ) -> Result<Position> {
+    match rebuild_until(store, projection, progress, || false).await? {
+        Rebuilt::Done(at) | Rebuilt::Stopped(at) => Ok(at),
+    }
+}
+
+/// How [`rebuild_until`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rebuilt {
+    /// Every event up to the target was replayed; the checkpoint is at this position.
+    Done(Position),
+    /// `stop` asked to end between two pages; the checkpoint is at this position, so [`run`]
+    /// (or a new rebuild) continues the replay from there.
+    Stopped(Position),
+}
+
+/// [`rebuild`], checking `stop()` between pages so that a shutdown ends it at a page boundary
+/// rather than in the middle of a store call.
+///
+/// The checkpoint goes back to 0 *before* the read model is reset: if anything fails or stops
+/// on the way, the checkpoint is never ahead of what the read model holds, and the next run
+/// replays over it (which idempotent `apply` tolerates) instead of skipping history.
+pub async fn rebuild_until<P: Projection + ?Sized>(
+    store: Arc<dyn EventStore>,
+    projection: &mut P,
+    mut progress: impl FnMut(Position, Position) + Send,
+    stop: impl Fn() -> bool + Send,
+) -> Result<Rebuilt> {
     let name = projection.name().to_owned();
     let failed = |position, e: BoxError| Error::Handler {
         subscriber: name.clone(),
         position,
         message: e.to_string(),
     };
-    projection.reset().await.map_err(|e| failed(0, e))?;
     store.save_checkpoint(&name, 0).await?;
+    projection.reset().await.map_err(|e| failed(0, e))?;
     let target = *store.head().borrow();
     let mut at = 0;
     while at < target {
+        if stop() {
+            return Ok(Rebuilt::Stopped(at));
+        }
         let read = ReadAll::after(at, 1024).filtered(projection.filter());
         let page = store.read_all(read).await?;
         for event in page.iter().take_while(|e| e.position <= target) {
@@ -82,5 +112,5 @@ pub async fn rebuild<P: Projection + ?Sized>(
         store.save_checkpoint(&name, at).await?;
         progress(at, target);
     }
-    Ok(at)
+    Ok(Rebuilt::Done(at))
 }

@@ -4,6 +4,11 @@
 //! from any peer. Without it, only loopback peers are served: an operator on the service's
 //! host (or a sidecar) can use the routes with no setup, and nothing reachable from the
 //! network is open by default.
+//!
+//! A reverse proxy on the same host (the platform's gateway, nginx, a mesh sidecar) makes
+//! every remote client a loopback peer. Proxies mark what they forward (`Forwarded`,
+//! `X-Forwarded-For`, `X-Real-IP`, `Via`), so in loopback mode a request carrying any of those
+//! headers is refused: behind a proxy, set `service.admin_token`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,6 +59,15 @@ pub(crate) async fn guard(State(access): State<AdminAccess>, req: Request, next:
             res
         }
         AdminAccess::Loopback => {
+            if let Some(proxy_header) = forwarded_by_a_proxy(req.headers()) {
+                return Problem::new(StatusCode::FORBIDDEN)
+                    .detail(format!(
+                        "this request came through a proxy (it carries `{proxy_header}`), so its \
+                         loopback address says nothing about the caller; set \
+                         service.admin_token to use admin routes behind a proxy"
+                    ))
+                    .into_response();
+            }
             let peer = req.extensions().get::<ConnectInfo<SocketAddr>>();
             if peer.is_some_and(|ConnectInfo(addr)| addr.ip().is_loopback()) {
                 return next.run(req).await;
@@ -65,6 +79,16 @@ pub(crate) async fn guard(State(access): State<AdminAccess>, req: Request, next:
                 .into_response()
         }
     }
+}
+
+/// Headers a proxy adds to what it forwards.
+const PROXY_HEADERS: [&str; 4] = ["forwarded", "x-forwarded-for", "x-real-ip", "via"];
+
+/// The first proxy header `headers` carries, if any.
+fn forwarded_by_a_proxy(headers: &http::HeaderMap) -> Option<&'static str> {
+    PROXY_HEADERS
+        .into_iter()
+        .find(|name| headers.contains_key(*name))
 }
 
 /// Compares without an early exit, so response timing does not reveal how much of a guess
@@ -82,6 +106,10 @@ mod tests {
     use tower::ServiceExt as _;
 
     async fn status_for(peer: [u8; 4]) -> StatusCode {
+        call_from(peer, None).await.status()
+    }
+
+    async fn call_from(peer: [u8; 4], header: Option<(&'static str, &'static str)>) -> Response {
         let app = Router::new()
             .route("/admin/x", get(|| async { "ok" }))
             .layer(axum::middleware::from_fn_with_state(
@@ -96,14 +124,40 @@ mod tests {
                     req
                 },
             ));
-        let req = Request::get("/admin/x").body(Body::empty()).unwrap();
-        app.oneshot(req).await.unwrap().status()
+        let mut req = Request::get("/admin/x");
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
+        }
+        app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap()
     }
 
     #[tokio::test]
     async fn without_a_token_only_loopback_peers_are_served() {
         assert_eq!(status_for([127, 0, 0, 1]).await, StatusCode::OK);
         assert_eq!(status_for([10, 1, 2, 3]).await, StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn without_a_token_proxied_loopback_requests_are_refused() {
+        for header in [
+            ("forwarded", "for=203.0.113.7"),
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-real-ip", "203.0.113.7"),
+            ("via", "1.1 gateway"),
+        ] {
+            let res = call_from([127, 0, 0, 1], Some(header)).await;
+            assert_eq!(res.status(), StatusCode::FORBIDDEN, "{header:?}");
+            assert_eq!(
+                res.headers().get(header::CONTENT_TYPE).unwrap(),
+                "application/problem+json"
+            );
+            let body = axum::body::to_bytes(res.into_body(), 64 * 1024)
+                .await
+                .unwrap();
+            let body = String::from_utf8(body.to_vec()).unwrap();
+            assert!(body.contains("service.admin_token"), "{body}");
+            assert!(body.contains(header.0), "names the header: {body}");
+        }
     }
 
     #[test]

@@ -34,9 +34,14 @@ pub struct Options {
     /// Largest `limit` a read may ask for (larger ones are capped). Default 1,000.
     pub max_read_limit: usize,
     /// Most subscriptions (`$all/subscribe` streams) open at once; further ones get 503 with
-    /// `Retry-After` until one closes. Each holds a connection and a reader. Default 1,024.
+    /// `Retry-After` until one closes. Each holds a connection and a reader. Default 1,024;
+    /// at most [`MAX_SUBSCRIBERS`].
     pub max_subscribers: usize,
 }
+
+/// The largest `max_subscribers` accepted: far beyond what one process can serve, and well
+/// below the most permits a semaphore can hold.
+pub const MAX_SUBSCRIBERS: usize = 1_000_000;
 
 impl Default for Options {
     fn default() -> Self {
@@ -71,7 +76,7 @@ impl Error {
 }
 
 impl Options {
-    /// Checks every limit is at least 1.
+    /// Checks every limit is at least 1, and `max_subscribers` at most [`MAX_SUBSCRIBERS`].
     pub fn validate(&self) -> Result<(), Error> {
         for (name, v) in [
             ("max_body_bytes", self.max_body_bytes),
@@ -84,6 +89,12 @@ impl Options {
                     "{name} must be at least 1, got 0"
                 )));
             }
+        }
+        if self.max_subscribers > MAX_SUBSCRIBERS {
+            return Err(Error::InvalidOption(format!(
+                "max_subscribers must be at most {MAX_SUBSCRIBERS}, got {}",
+                self.max_subscribers
+            )));
         }
         Ok(())
     }
@@ -122,5 +133,26 @@ impl StoreApi {
     /// The routes under `/api/v1/streams`.
     pub fn router(&self) -> axum::Router {
         http::router(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_eventstore::MemoryEventStore;
+
+    #[test]
+    fn too_many_subscribers_is_an_error_naming_the_option_not_a_panic() {
+        let options = Options {
+            max_subscribers: usize::MAX,
+            ..Options::default()
+        };
+        let err = StoreApi::new(options, Arc::new(MemoryEventStore::new())).unwrap_err();
+        assert!(err.to_string().contains("max_subscribers"), "{err}");
+        let at_bound = Options {
+            max_subscribers: MAX_SUBSCRIBERS,
+            ..Options::default()
+        };
+        assert!(at_bound.validate().is_ok());
     }
 }

@@ -87,7 +87,7 @@ fn progress_bar(json: bool) -> ProgressBar {
 }
 
 /// The service's base URL: `--service` itself when it is an `http://` URL, otherwise the
-/// first passing instance of the service of that name in the registry.
+/// one passing instance of the service of that name in the registry.
 async fn service_url(control_plane: &Api, service: &str) -> anyhow::Result<String> {
     if service.starts_with("http://") {
         return Ok(service.trim_end_matches('/').to_owned());
@@ -102,11 +102,23 @@ async fn service_url(control_plane: &Api, service: &str) -> anyhow::Result<Strin
         .get(&format!("/api/v1/registry/services/{}", seg(name.as_str())))
         .await
         .with_context(|| format!("looking service {service:?} up in the registry"))?;
-    let instance = found["instances"]
-        .as_array()
-        .and_then(|all| all.first())
-        .ok_or_else(|| anyhow!("the registry knows no passing instance of service {service:?}"))?;
+    let instance = only_instance(&found, service)?;
     instance_url(instance).map_err(|e| anyhow!("the registry's instance of {service:?} {e}"))
+}
+
+/// The single instance the registry lists. Replicas of a service share each projection's
+/// checkpoint, so a projection is hosted by one replica at a time; with several instances
+/// listed, picking one could ask a replica that does not host it, so the caller must say which.
+fn only_instance<'a>(found: &'a Value, service: &str) -> anyhow::Result<&'a Value> {
+    match found["instances"].as_array().map(Vec::as_slice) {
+        None | Some([]) => bail!("the registry knows no passing instance of service {service:?}"),
+        Some([one]) => Ok(one),
+        Some(many) => bail!(
+            "the registry lists {} instances of service {service:?}; a projection is hosted by \
+             one replica at a time, so pass the URL of the replica that hosts it (--service http://HOST:PORT)",
+            many.len()
+        ),
+    }
 }
 
 fn instance_url(instance: &Value) -> Result<String, &'static str> {
@@ -133,5 +145,20 @@ mod tests {
         let v6 = json!({"address": "::1", "port": 8081});
         assert_eq!(instance_url(&v6).as_deref(), Ok("http://[::1]:8081"));
         assert_eq!(instance_url(&json!({"port": 1})), Err("has no address"));
+    }
+
+    #[test]
+    fn a_service_name_must_resolve_to_exactly_one_instance() {
+        let one = json!({"instances": [{"address": "10.0.0.5", "port": 8081}]});
+        assert_eq!(only_instance(&one, "orders").unwrap()["port"], 8081);
+        let none = json!({"instances": []});
+        let err = only_instance(&none, "orders").unwrap_err().to_string();
+        assert!(err.contains("no passing instance"), "{err}");
+        let two = json!({"instances": [{"port": 1}, {"port": 2}]});
+        let err = only_instance(&two, "orders").unwrap_err().to_string();
+        assert!(
+            err.contains("2 instances") && err.contains("--service http://"),
+            "{err}"
+        );
     }
 }
