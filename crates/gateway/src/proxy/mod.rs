@@ -197,8 +197,12 @@ async fn guard_and_forward(
         (route.cache.is_some() || unsafe_method).then(|| cached::client_target(m.path, req.uri()));
     let mut upstream_req = build_upstream_request(shared, route, ctx, req, m.path, m.params, &id)?;
     if route.transform.is_some() {
-        // A transform reads the JSON, so ask the upstream for it unencoded.
-        upstream_req.headers_mut().remove(header::ACCEPT_ENCODING);
+        // A transform reads the whole JSON document, so ask the upstream for all of it,
+        // unencoded: a range would return a slice that cannot be transformed.
+        let headers = upstream_req.headers_mut();
+        for h in [header::ACCEPT_ENCODING, header::RANGE, header::IF_RANGE] {
+            headers.remove(h);
+        }
     }
     let resp = match (&route.cache, &target) {
         (Some(rc), Some(t)) => {
@@ -265,6 +269,7 @@ fn build_upstream_request(
         peer: ctx.peer,
         proto: if over_tls { "https" } else { "http" },
         host: client_host.as_ref(),
+        trusted: shared.server.trust_forwarded_headers,
     };
     add_forwarding(headers, client, parts.version, &shared.server.via_name);
     if let Ok(v) = HeaderValue::from_str(ctx.request_id.as_str()) {
