@@ -668,3 +668,14 @@ async fn a_client_max_stale_gets_nothing_stale_unless_the_route_allows_it() {
     let beyond = get(&s.gw, "/lenient/a", &any).await;
     assert_eq!(beyond.body, "/lenient/a #2", "the route's cap wins over the client's");
 }
+
+#[tokio::test]
+async fn the_cache_keys_on_the_port_as_well_as_the_host() {
+    let s = setup().await;
+    let one = get(&s.gw, "/fresh", &[("host", "api.example:8001")]).await;
+    assert_eq!(one.body, "/fresh #1");
+    let other = get(&s.gw, "/fresh", &[("host", "api.example:8002")]).await;
+    assert_eq!(other.body, "/fresh #2", "another port is another origin");
+    let again = get(&s.gw, "/fresh", &[("host", "api.example:8001")]).await;
+    assert_eq!(again.body, "/fresh #1");
+}

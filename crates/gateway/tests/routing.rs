@@ -216,3 +216,17 @@ async fn discovery_upstreams_follow_instance_changes_and_filters() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_upstream_gets_the_authority_the_request_was_routed_by() {
+    let gw = gateway(&config(&echo_upstream().await)).await;
+    let out = raw(
+        gw.addr,
+        b"GET http://api.example:8080/api/h HTTP/1.1\r\nHost: other.example\r\n\
+          Connection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(first_status(&out), 200, "{out}");
+    assert!(out.contains(r#""host":"api.example:8080""#), "{out}");
+    assert!(!out.contains("other.example"), "{out}");
+}
