@@ -193,7 +193,12 @@ pub fn request_authority(uri: &http::Uri, headers: &HeaderMap) -> Option<String>
             Some(p) => format!("{}:{p}", a.host()),
             None => a.host().to_owned(),
         },
-        None => headers.get(http::header::HOST)?.to_str().ok()?.trim().to_owned(),
+        None => headers
+            .get(http::header::HOST)?
+            .to_str()
+            .ok()?
+            .trim()
+            .to_owned(),
     };
     Some(raw.to_ascii_lowercase())
 }

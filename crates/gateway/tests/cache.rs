@@ -663,10 +663,16 @@ async fn a_client_max_stale_gets_nothing_stale_unless_the_route_allows_it() {
     s.clock.advance(Duration::from_secs(80));
     let any = [("cache-control", "max-stale")];
     let within = get(&s.gw, "/lenient/a", &any).await;
-    assert_eq!(within.body, "/lenient/a #1", "20s stale, the route allows 30s");
+    assert_eq!(
+        within.body, "/lenient/a #1",
+        "20s stale, the route allows 30s"
+    );
     s.clock.advance(Duration::from_secs(11));
     let beyond = get(&s.gw, "/lenient/a", &any).await;
-    assert_eq!(beyond.body, "/lenient/a #2", "the route's cap wins over the client's");
+    assert_eq!(
+        beyond.body, "/lenient/a #2",
+        "the route's cap wins over the client's"
+    );
 }
 
 #[tokio::test]

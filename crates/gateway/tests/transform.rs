@@ -37,7 +37,10 @@ async fn ranged(headers: HeaderMap) -> axum::response::Response {
         let range = format!("bytes 0-19/{}", doc.len());
         return (
             axum::http::StatusCode::PARTIAL_CONTENT,
-            [("content-type", "application/json".to_owned()), ("content-range", range)],
+            [
+                ("content-type", "application/json".to_owned()),
+                ("content-range", range),
+            ],
             slice.to_owned(),
         )
             .into_response();

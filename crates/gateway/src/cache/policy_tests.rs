@@ -247,7 +247,11 @@ fn initial_age_takes_the_larger_of_apparent_and_corrected_age() {
 
 #[test]
 fn a_huge_age_is_capped_at_two_to_the_31_seconds_without_overflow() {
-    for huge in ["18446744073709551615", "99999999999999999999999", "4294967296"] {
+    for huge in [
+        "18446744073709551615",
+        "99999999999999999999999",
+        "4294967296",
+    ] {
         let h = headers(&[("date", &date(T0)), ("age", huge)]);
         assert_eq!(
             initial_age(&h, at(T0 - 2), at(T0)),
@@ -292,7 +296,10 @@ fn request_max_stale_is_capped_by_the_route() {
 #[test]
 fn never_fresh_responses_are_worth_storing_only_with_a_validator() {
     assert!(!worth_storing(Duration::ZERO, &headers(&[])));
-    assert!(worth_storing(Duration::ZERO, &headers(&[("etag", "\"a\"")])));
+    assert!(worth_storing(
+        Duration::ZERO,
+        &headers(&[("etag", "\"a\"")])
+    ));
     assert!(worth_storing(
         Duration::ZERO,
         &headers(&[("last-modified", &date(T0))])

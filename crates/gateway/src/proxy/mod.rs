@@ -258,8 +258,8 @@ fn build_upstream_request(
     let headers = &mut parts.headers;
     // The upstream is told the authority the request was routed (and cached) by, never a
     // different `Host` line sent beside an absolute-form target.
-    let client_host = request_authority(&parts.uri, headers)
-        .and_then(|a| HeaderValue::from_str(&a).ok());
+    let client_host =
+        request_authority(&parts.uri, headers).and_then(|a| HeaderValue::from_str(&a).ok());
     headers.remove(header::HOST);
     strip_hop_by_hop(headers, ctx.upgrade);
     let client = ClientInfo {
