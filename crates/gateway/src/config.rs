@@ -64,6 +64,10 @@ pub struct ServerOptions {
     pub upstream_idle_timeout: Duration,
     /// Value of the `Via` header's pseudonym; default `flotilla`.
     pub via_name: String,
+    /// Whether clients are trusted proxies whose `Forwarded` / `X-Forwarded-*` headers are
+    /// kept and appended to. Default false: the client's are dropped and the gateway sets its
+    /// own, so no client can forge its address, host or scheme.
+    pub trust_forwarded_headers: bool,
     /// Serve HTTPS with this certificate; absent = cleartext HTTP/1.1 and h2c.
     pub tls: Option<ListenerTls>,
 }
@@ -81,6 +85,7 @@ impl Default for ServerOptions {
             upstream_pool_idle_per_host: 64,
             upstream_idle_timeout: Duration::from_secs(90),
             via_name: "flotilla".into(),
+            trust_forwarded_headers: false,
             tls: None,
         }
     }
@@ -120,6 +125,10 @@ pub struct RouteCacheConfig {
     /// heuristic freshness. Default 1 day.
     #[serde(with = "humantime_serde")]
     pub max_heuristic_ttl: Duration,
+    /// Most staleness a client may accept with a request `max-stale`; default `0s`: a stale
+    /// response is never served just because a client asked for it.
+    #[serde(with = "humantime_serde")]
+    pub max_stale: Duration,
 }
 
 impl Default for RouteCacheConfig {
@@ -129,6 +138,7 @@ impl Default for RouteCacheConfig {
             max_entry_bytes: 1024 * 1024,
             default_ttl: None,
             max_heuristic_ttl: Duration::from_secs(86_400),
+            max_stale: Duration::ZERO,
         }
     }
 }

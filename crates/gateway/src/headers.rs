@@ -51,17 +51,23 @@ pub struct ClientInfo<'a> {
     pub proto: &'a str,
     /// The `Host` the client asked for, if any.
     pub host: Option<&'a HeaderValue>,
+    /// Whether the client is a trusted proxy whose forwarding headers are kept.
+    pub trusted: bool,
 }
 
-/// Appends this hop to `Forwarded`, `X-Forwarded-For` and `Via`, and sets
-/// `X-Forwarded-Proto` / `X-Forwarded-Host` when the client did not (an earlier proxy's values
-/// win for those two).
+/// Adds this hop's `Forwarded`, `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host`
+/// and `Via`. From a trusted client the earlier hops are kept: the lists are appended to and
+/// an earlier proxy's proto and host win. From any other client, `Forwarded` and every
+/// `X-Forwarded-*` it sent are dropped first, so the upstream sees only what the gateway saw.
 pub fn add_forwarding(
     headers: &mut HeaderMap,
     client: ClientInfo<'_>,
     version: http::Version,
     via: &str,
 ) {
+    if !client.trusted {
+        drop_forwarding(headers);
+    }
     let ip = client.peer.ip();
     let node = if ip.is_ipv6() {
         format!("\"[{ip}]\"")
@@ -102,6 +108,18 @@ pub fn add_forwarding(
         _ => "1.1",
     };
     append_list(headers, header::VIA, &format!("{v} {via}"));
+}
+
+/// Removes `Forwarded` and every `X-Forwarded-*` header.
+fn drop_forwarding(headers: &mut HeaderMap) {
+    let forged: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| *n == header::FORWARDED || n.as_str().starts_with("x-forwarded-"))
+        .cloned()
+        .collect();
+    for n in forged {
+        headers.remove(n);
+    }
 }
 
 fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &str) {
@@ -201,6 +219,7 @@ mod tests {
             peer: "10.1.2.3:5555".parse().unwrap(),
             proto: "http",
             host: Some(&host),
+            trusted: true,
         };
         add_forwarding(&mut h, client, http::Version::HTTP_11, "flotilla");
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.1.2.3");
@@ -211,6 +230,32 @@ mod tests {
         assert_eq!(h["via"], "1.1 flotilla");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
         assert_eq!(h["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn an_untrusted_client_cannot_forge_forwarding_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        h.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        h.insert("x-forwarded-port", HeaderValue::from_static("443"));
+        h.insert("forwarded", HeaderValue::from_static("for=203.0.113.9"));
+        let host = HeaderValue::from_static("api.example.com");
+        let client = ClientInfo {
+            peer: "10.1.2.3:5555".parse().unwrap(),
+            proto: "http",
+            host: Some(&host),
+            trusted: false,
+        };
+        add_forwarding(&mut h, client, http::Version::HTTP_11, "flotilla");
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+        assert_eq!(h["x-forwarded-host"], "api.example.com");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert!(!h.contains_key("x-forwarded-port"));
+        assert_eq!(
+            h["forwarded"],
+            "for=10.1.2.3;proto=http;host=\"api.example.com\""
+        );
     }
 
     #[test]

@@ -183,14 +183,29 @@ fn header_matches(headers: &HeaderMap, name: &HeaderName, value: Option<&HeaderV
     }
 }
 
-/// The host a request is addressed to: the URI authority (HTTP/2, absolute-form) or `Host`,
-/// lowercase and without the port.
-pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+/// The authority a request is addressed to, `host[:port]` in lowercase: the URI's (HTTP/2
+/// `:authority` or an absolute-form target), which wins over `Host` (RFC 9112 §3.2.2), else
+/// `Host`. Routing, the cache key and the `Host` sent upstream all use this one value.
+pub fn request_authority(uri: &http::Uri, headers: &HeaderMap) -> Option<String> {
     let raw = match uri.authority() {
-        Some(a) => a.host(),
-        None => headers.get(http::header::HOST)?.to_str().ok()?,
+        // Without any userinfo: it is not part of the host.
+        Some(a) => match a.port() {
+            Some(p) => format!("{}:{p}", a.host()),
+            None => a.host().to_owned(),
+        },
+        None => headers
+            .get(http::header::HOST)?
+            .to_str()
+            .ok()?
+            .trim()
+            .to_owned(),
     };
-    Some(strip_port(raw))
+    Some(raw.to_ascii_lowercase())
+}
+
+/// The host part of [`request_authority`], without the port.
+pub fn host_of(authority: &str) -> &str {
+    strip_port(authority)
 }
 
 fn strip_port(host: &str) -> &str {
@@ -210,6 +225,23 @@ mod tests {
         assert!(!host_matches("*.example.com", "example.com"));
         assert!(!host_matches("*.example.com", "evilexample.com"));
         assert!(host_matches("example.com", "example.com"));
+    }
+
+    #[test]
+    fn the_uri_authority_wins_over_host() {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::HOST, "Other.Example".parse().unwrap());
+        let absolute: http::Uri = "http://user@API.example:8080/x".parse().unwrap();
+        assert_eq!(
+            request_authority(&absolute, &h).as_deref(),
+            Some("api.example:8080")
+        );
+        let origin_form: http::Uri = "/x".parse().unwrap();
+        assert_eq!(
+            request_authority(&origin_form, &h).as_deref(),
+            Some("other.example")
+        );
+        assert_eq!(host_of("api.example:8080"), "api.example");
     }
 
     #[test]

@@ -146,6 +146,7 @@ impl RouteTable {
             .filter_map(|v| v.jwks().cloned())
             .collect();
         let keys = Arc::new(ApiKeys::build(&opts.api_keys)?);
+        reject_duplicate_route_names(opts)?;
         let mut ranked = Vec::with_capacity(opts.routes.len());
         for (i, cfg) in opts.routes.iter().enumerate() {
             let route = build_route(cfg, i, opts, (&upstreams, &validators, &keys), metrics)?;
@@ -169,6 +170,27 @@ impl RouteTable {
             .iter()
             .find_map(|r| r.matcher.matches(req).map(|p| (r, p)))
     }
+}
+
+/// A route's name: its own, or `route-<index>`.
+fn route_name(cfg: &RouteConfig, i: usize) -> String {
+    cfg.name.clone().unwrap_or_else(|| format!("route-{i}"))
+}
+
+/// Route names key the cache, metrics and the admin API, so two routes may not share one
+/// (a generated `route-<index>` included).
+fn reject_duplicate_route_names(opts: &GatewayOptions) -> Result<(), Error> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, cfg) in opts.routes.iter().enumerate() {
+        let name = route_name(cfg, i);
+        if !seen.insert(name.clone()) {
+            return Err(Error::config(
+                format!("routes[{i}].name"),
+                format!("duplicate route name {name:?}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The identity headers of every route, plus `X-Api-Key-Name`, without repeats.
@@ -223,7 +245,7 @@ fn build_route(
         None => None,
     };
     let max_body = cfg.max_body_bytes.unwrap_or(opts.server.max_body_bytes);
-    let name = cfg.name.clone().unwrap_or_else(|| format!("route-{i}"));
+    let name = route_name(cfg, i);
     let route_metrics = metrics.route(&name);
     let cache = match &cfg.cache {
         Some(c) => RouteCache::build(c, &format!("{key}.cache"), route_metrics.cache.clone())?,
@@ -324,6 +346,19 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_route_names_are_refused_naming_the_second() {
+        let twice = "[[routes]]\nname = \"api\"\nprefix = \"/a\"\nupstream = \"u\"\n\
+                     [[routes]]\nname = \"api\"\nprefix = \"/b\"\nupstream = \"u\"\n";
+        match build(twice).unwrap_err() {
+            Error::Config { key, reason } => {
+                assert_eq!(key, "routes[1].name");
+                assert!(reason.contains("\"api\""), "{reason}");
+            }
+            other => panic!("expected a config error, got {other}"),
+        }
+    }
+
+    #[test]
     fn invalid_routes_name_the_offending_key() {
         let ok = "[[routes]]\nprefix = \"/\"\nupstream = \"u\"\n";
         let cases = [
@@ -362,6 +397,10 @@ mod tests {
             (
                 "[[routes]]\nprefix = \"/a\"\nupstream = \"u\"\ncache = { enabled = true, max_entry_bytes = 0 }",
                 "routes[1].cache.max_entry_bytes",
+            ),
+            (
+                "[[routes]]\nname = \"route-0\"\nprefix = \"/a\"\nupstream = \"u\"",
+                "routes[1].name",
             ),
         ];
         for (route, key) in cases {

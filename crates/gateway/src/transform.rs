@@ -169,12 +169,18 @@ fn remove_path(obj: &mut Map<String, Value>, path: &[String]) {
 
 /// Transforms a successful JSON answer; anything else passes through untouched. The answer
 /// to a HEAD request has no body to transform, so only its now-wrong length and validator
-/// are dropped.
+/// are dropped. A partial answer (206) is refused: a slice of the document cannot be
+/// transformed, and passing it through would reveal the fields the transform hides.
 pub(crate) async fn apply_to_response(
     t: &Transform,
     head_only: bool,
     resp: Response<Body>,
 ) -> Result<Response<Body>, Error> {
+    if resp.status() == http::StatusCode::PARTIAL_CONTENT {
+        return Err(Error::Upstream(
+            "partial content on a route with a response transform".into(),
+        ));
+    }
     let json = resp
         .headers()
         .get(CONTENT_TYPE)

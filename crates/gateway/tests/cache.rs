@@ -92,11 +92,25 @@ async fn route(
             resp(304, &[cc("max-age=10"), ("etag", "\"v1\"".into())], "")
         }
         "/etag" => resp(200, &[cc("max-age=10"), ("etag", "\"v1\"".into())], body),
+        "/cookie304" | "/nostore304" if header("if-none-match").is_some() => {
+            let extra = if path == "/cookie304" {
+                [cc("max-age=10"), ("set-cookie", "session=alice".into())]
+            } else {
+                [cc("no-store"), ("x-origin", "1".into())]
+            };
+            let mut h = vec![("etag", "\"v1\"".to_owned())];
+            h.extend(extra);
+            resp(304, &h, "")
+        }
+        "/cookie304" | "/nostore304" => {
+            resp(200, &[cc("max-age=10"), ("etag", "\"v1\"".into())], body)
+        }
         "/lang" => {
             let lang = header("accept-language").unwrap_or_default();
             let h = [cc("max-age=60"), ("vary", "Accept-Language".into())];
             resp(200, &h, format!("{lang} #{n}"))
         }
+        "/zero" => resp(200, &[cc("max-age=0")], body),
         "/aged" => resp(200, &[cc("max-age=300"), ("age", "100".into())], body),
         "/star" => resp(200, &[cc("max-age=60"), ("vary", "*".into())], body),
         "/private" => resp(200, &[cc("private, max-age=60")], body),
@@ -156,6 +170,8 @@ async fn setup() -> Setup {
          [[upstreams]]\nname = \"o\"\nurls = [\"{url}\"]\n\
          [[routes]]\nname = \"keyed\"\nprefix = \"/keyed\"\nupstream = \"o\"\n\
          auth = {{ api_key = true }}\ncache = {{ enabled = true }}\n\
+         [[routes]]\nname = \"lenient\"\nprefix = \"/lenient\"\nupstream = \"o\"\n\
+         cache = {{ enabled = true, max_stale = \"30s\" }}\n\
          [[routes]]\nname = \"cached\"\nprefix = \"/\"\nupstream = \"o\"\n\
          cache = {{ enabled = true, max_entry_bytes = 2048 }}\n"
     );
@@ -245,6 +261,38 @@ async fn a_stale_entry_is_revalidated_with_its_etag_and_a_304_refreshes_it() {
 }
 
 #[tokio::test]
+async fn a_cookie_set_on_a_304_reaches_only_the_client_that_revalidated() {
+    let s = setup().await;
+    get(&s.gw, "/cookie304", &[]).await;
+    s.clock.advance(Duration::from_secs(11));
+    let alice = get(&s.gw, "/cookie304", &[]).await;
+    assert_eq!(alice.headers["set-cookie"], "session=alice");
+    assert_eq!(s.origin.count("GET /cookie304"), 2);
+    let bob = get(&s.gw, "/cookie304", &[]).await;
+    assert!(status_of(&bob).contains("hit"), "{}", status_of(&bob));
+    assert!(
+        !bob.headers.contains_key("set-cookie"),
+        "the shared entry must not carry alice's cookie"
+    );
+}
+
+#[tokio::test]
+async fn a_304_marked_no_store_drops_the_stored_entry() {
+    let s = setup().await;
+    get(&s.gw, "/nostore304", &[]).await;
+    s.clock.advance(Duration::from_secs(11));
+    let revalidated = get(&s.gw, "/nostore304", &[]).await;
+    assert_eq!(revalidated.body, "/nostore304 #1");
+    assert_eq!(
+        status_of(&revalidated),
+        "flotilla; fwd=stale; fwd-status=304"
+    );
+    let next = get(&s.gw, "/nostore304", &[]).await;
+    assert_eq!(next.body, "/nostore304 #3", "nothing stored any more");
+    assert_eq!(s.origin.count("GET /nostore304"), 3);
+}
+
+#[tokio::test]
 async fn a_client_etag_matching_the_stored_one_gets_a_304_from_the_cache() {
     let s = setup().await;
     get(&s.gw, "/etag", &[]).await;
@@ -328,10 +376,15 @@ async fn fifty_concurrent_misses_make_one_upstream_call() {
     assert_eq!(s.arrivals.recv().await.unwrap(), "GET /slow");
     // Hold the origin until every other request is waiting on the first one.
     let admin = gw.gateway.admin_router();
-    while admin_json(&admin, "GET", "/cache", "").await["collapsed"] != 49 {
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let all_waiting = async {
+        while admin_json(&admin, "GET", "/cache", "").await["collapsed"] != 49 {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), all_waiting)
+        .await
+        .expect("the 49 other requests never all waited on the first one");
     s.release.send(true).unwrap();
     let mut collapsed = 0;
     for t in tasks {
@@ -412,14 +465,19 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once_in_the_backgroun
         "background fetch"
     );
     // The refreshed entry is stored right after the origin answers; poll until it shows.
-    loop {
-        let r = get(&s.gw, "/swr", &[]).await;
-        if r.body == "/swr #2" {
-            assert!(status_of(&r).contains("hit"));
-            break;
+    let refreshed = async {
+        loop {
+            let r = get(&s.gw, "/swr", &[]).await;
+            if r.body == "/swr #2" {
+                return r;
+            }
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    }
+    };
+    let r = tokio::time::timeout(Duration::from_secs(30), refreshed)
+        .await
+        .expect("the background revalidation never stored the refreshed response");
+    assert!(status_of(&r).contains("hit"));
     assert_eq!(s.origin.count("GET /swr"), 2);
 }
 
@@ -571,4 +629,59 @@ async fn a_route_with_auth_stores_only_responses_marked_public() {
     );
     let anonymous = get(&s.gw, "/keyed/public", &[]).await;
     assert_eq!(anonymous.status, 401, "auth runs before the cache");
+}
+
+#[tokio::test]
+async fn a_response_never_fresh_and_without_a_validator_is_not_stored() {
+    let s = setup().await;
+    let first = get(&s.gw, "/zero", &[]).await;
+    assert_eq!(status_of(&first), "flotilla; fwd=miss");
+    assert_eq!(get(&s.gw, "/zero", &[]).await.body, "/zero #2");
+}
+
+#[tokio::test]
+async fn a_request_cookie_is_treated_like_authorization() {
+    let s = setup().await;
+    let cookie = [("cookie", "session=alice")];
+    let alice = get(&s.gw, "/fresh", &cookie).await;
+    assert_eq!(status_of(&alice), "flotilla; fwd=miss");
+    let bob = get(&s.gw, "/fresh", &[]).await;
+    assert_eq!(bob.body, "/fresh #2", "alice's response was not shared");
+    get(&s.gw, "/public", &cookie).await;
+    assert_eq!(get(&s.gw, "/public", &[]).await.body, "/public #1");
+}
+
+#[tokio::test]
+async fn a_client_max_stale_gets_nothing_stale_unless_the_route_allows_it() {
+    let s = setup().await;
+    get(&s.gw, "/fresh", &[]).await;
+    s.clock.advance(Duration::from_secs(70));
+    let r = get(&s.gw, "/fresh", &[("cache-control", "max-stale")]).await;
+    assert_eq!(r.body, "/fresh #2", "max_stale defaults to 0s");
+
+    get(&s.gw, "/lenient/a", &[]).await;
+    s.clock.advance(Duration::from_secs(80));
+    let any = [("cache-control", "max-stale")];
+    let within = get(&s.gw, "/lenient/a", &any).await;
+    assert_eq!(
+        within.body, "/lenient/a #1",
+        "20s stale, the route allows 30s"
+    );
+    s.clock.advance(Duration::from_secs(11));
+    let beyond = get(&s.gw, "/lenient/a", &any).await;
+    assert_eq!(
+        beyond.body, "/lenient/a #2",
+        "the route's cap wins over the client's"
+    );
+}
+
+#[tokio::test]
+async fn the_cache_keys_on_the_port_as_well_as_the_host() {
+    let s = setup().await;
+    let one = get(&s.gw, "/fresh", &[("host", "api.example:8001")]).await;
+    assert_eq!(one.body, "/fresh #1");
+    let other = get(&s.gw, "/fresh", &[("host", "api.example:8002")]).await;
+    assert_eq!(other.body, "/fresh #2", "another port is another origin");
+    let again = get(&s.gw, "/fresh", &[("host", "api.example:8001")]).await;
+    assert_eq!(again.body, "/fresh #1");
 }

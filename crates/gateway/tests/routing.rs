@@ -100,8 +100,32 @@ async fn dot_segments_and_escapes_cannot_bypass_a_route() {
 }
 
 #[tokio::test]
-async fn hop_by_hop_headers_are_removed_and_forwarding_headers_added() {
+async fn by_default_a_client_cannot_forge_forwarding_headers() {
     let gw = gateway(&config(&echo_upstream().await)).await;
+    let r = get(
+        &gw,
+        "/api/h",
+        &[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=203.0.113.7;proto=https"),
+        ],
+    )
+    .await;
+    let h = &r.json()["headers"];
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_ne!(h["x-forwarded-host"], "evil.example");
+    let fwd = h["forwarded"].as_str().unwrap();
+    assert!(fwd.starts_with("for=127.0.0.1;proto=http"), "{fwd}");
+    assert!(!fwd.contains("203.0.113.7"), "{fwd}");
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_removed_and_forwarding_headers_added() {
+    let trusting = "[server]\ntrust_forwarded_headers = true\n";
+    let gw = gateway(&format!("{trusting}{}", config(&echo_upstream().await))).await;
     let r = get(
         &gw,
         "/api/h",
@@ -191,4 +215,18 @@ async fn discovery_upstreams_follow_instance_changes_and_filters() {
             "only the ^1 instance is used"
         );
     }
+}
+
+#[tokio::test]
+async fn the_upstream_gets_the_authority_the_request_was_routed_by() {
+    let gw = gateway(&config(&echo_upstream().await)).await;
+    let out = raw(
+        gw.addr,
+        b"GET http://api.example:8080/api/h HTTP/1.1\r\nHost: other.example\r\n\
+          Connection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(first_status(&out), 200, "{out}");
+    assert!(out.contains(r#""host":"api.example:8080""#), "{out}");
+    assert!(!out.contains("other.example"), "{out}");
 }

@@ -29,6 +29,25 @@ async fn encoding_seen(headers: HeaderMap) -> axum::Json<serde_json::Value> {
     axum::Json(json!({"accept_encoding_seen": seen, "drop": true}))
 }
 
+/// Honours `Range` as a real server would: a slice of the document, with the hidden field.
+async fn ranged(headers: HeaderMap) -> axum::response::Response {
+    let doc = r#"{"drop": "hidden", "keep": 1}"#;
+    if headers.contains_key("range") || headers.contains_key("if-range") {
+        let slice = &doc[..20];
+        let range = format!("bytes 0-19/{}", doc.len());
+        return (
+            axum::http::StatusCode::PARTIAL_CONTENT,
+            [
+                ("content-type", "application/json".to_owned()),
+                ("content-range", range),
+            ],
+            slice.to_owned(),
+        )
+            .into_response();
+    }
+    ([("content-type", "application/json")], doc).into_response()
+}
+
 async fn gateway_over(up: &str) -> Running {
     gateway(&format!(
         r#"
@@ -68,6 +87,20 @@ fn upstream_router() -> Router {
         .route(
             "/other/big",
             route_get(|| async { axum::Json(json!({"pad": "x".repeat(500)})) }),
+        )
+        .route("/other/ranged", route_get(ranged))
+        .route(
+            "/other/partial",
+            route_get(|| async {
+                (
+                    axum::http::StatusCode::PARTIAL_CONTENT,
+                    [
+                        ("content-type", "application/json"),
+                        ("content-range", "bytes 0-9/30"),
+                    ],
+                    "{\"drop\": 1",
+                )
+            }),
         )
         .route(
             "/other/text",
@@ -170,4 +203,26 @@ async fn a_bad_transform_is_a_config_error_naming_the_key() {
         err.to_string().contains("routes[0].transform.select[0]"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_range_request_cannot_bypass_the_transform() {
+    let gw = gateway_over(&upstream(upstream_router()).await).await;
+    let r = get(
+        &gw,
+        "/other/ranged",
+        &[("range", "bytes=0-19"), ("if-range", "\"v1\"")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "the whole document was asked for");
+    assert_eq!(r.json(), json!({"keep": 1}));
+}
+
+#[tokio::test]
+async fn a_partial_answer_on_a_transformed_route_is_a_502() {
+    let gw = gateway_over(&upstream(upstream_router()).await).await;
+    let r = get(&gw, "/other/partial", &[]).await;
+    assert_eq!(r.status, 502);
+    let body = String::from_utf8_lossy(&r.body);
+    assert!(!body.contains("drop"), "{body}");
 }

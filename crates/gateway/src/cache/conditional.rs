@@ -5,6 +5,7 @@
 use http::header::{self, HeaderMap, HeaderName};
 
 use super::policy::date_header;
+use crate::headers::strip_hop_by_hop;
 
 /// The client's `If-None-Match` / `If-Modified-Since`, taken off the request so the origin
 /// sends a full response the cache can store; they are evaluated against it afterwards.
@@ -94,15 +95,21 @@ pub fn has_validator(stored: &HeaderMap) -> bool {
     stored.contains_key(header::ETAG) || stored.contains_key(header::LAST_MODIFIED)
 }
 
-/// RFC 9111 §3.2: the stored headers updated with a 304's. Every field the 304 carries
-/// replaces the stored one, except `Content-Length` (the stored body is what is served) and
-/// `Age` (recomputed from the 304's arrival).
+/// RFC 9111 §3.2: the stored headers updated with a 304's. Every end-to-end field the 304
+/// carries replaces the stored one, except `Content-Length` (the stored body is what is
+/// served), `Age` (recomputed from the 304's arrival) and `Set-Cookie`: the entry is shared,
+/// and one client's cookie must never reach another. Hop-by-hop fields describe the
+/// connection to the origin and are never stored.
 pub fn refresh_headers(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
+    let mut incoming = not_modified.clone();
+    strip_hop_by_hop(&mut incoming, false);
     let mut out = stored.clone();
-    let skip = |n: &HeaderName| *n == header::CONTENT_LENGTH || *n == header::AGE;
-    for name in not_modified.keys().filter(|n| !skip(n)) {
+    let skip = |n: &HeaderName| {
+        *n == header::CONTENT_LENGTH || *n == header::AGE || *n == header::SET_COOKIE
+    };
+    for name in incoming.keys().filter(|n| !skip(n)) {
         out.remove(name);
-        for v in not_modified.get_all(name) {
+        for v in incoming.get_all(name) {
             out.append(name.clone(), v.clone());
         }
     }
@@ -170,6 +177,30 @@ mod tests {
         assert_eq!(out["content-length"], "5");
         assert_eq!(out["x-kept"], "1");
         assert!(!out.contains_key("age"));
+    }
+
+    #[test]
+    fn a_304_never_merges_set_cookie_or_hop_by_hop_fields() {
+        let stored = map(&[("etag", "\"a\""), ("cache-control", "max-age=1")]);
+        let nm = map(&[
+            ("set-cookie", "session=alice"),
+            ("connection", "x-origin-hop"),
+            ("x-origin-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("cache-control", "max-age=60"),
+        ]);
+        let out = refresh_headers(&stored, &nm);
+        for name in [
+            "set-cookie",
+            "connection",
+            "x-origin-hop",
+            "keep-alive",
+            "transfer-encoding",
+        ] {
+            assert!(!out.contains_key(name), "{name} must not be stored");
+        }
+        assert_eq!(out["cache-control"], "max-age=60");
     }
 
     #[test]

@@ -31,9 +31,10 @@ struct Times {
 pub(crate) async fn serve<O: Origin>(
     cache: &Arc<Cache>,
     rc: &Arc<RouteCache>,
-    req: Lookup,
+    mut req: Lookup,
     origin: O,
 ) -> Result<Response<Body>, Error> {
+    req.directives.max_stale = policy::cap_max_stale(req.directives.max_stale, rc.max_stale);
     let (resp, status) = match cache.find(&req) {
         Some((key, entry)) => from_stored(cache, rc, &req, key, entry, origin).await?,
         None if req.directives.only_if_cached => {
@@ -148,11 +149,22 @@ async fn revalidate<O: Origin>(
     let upstream_status = resp.status().as_u16();
     if conditional && resp.status() == StatusCode::NOT_MODIFIED {
         let refreshed = Arc::new(refreshed(entry, resp.headers(), times, rc));
-        cache
-            .store
-            .insert(key, refreshed.clone(), &rc.metrics.stored_bytes);
-        let status = forwarded(why, Some(upstream_status), true);
-        return Ok((render(&refreshed, req.is_head(), None), status));
+        let still_storable = storable_after_refresh(req, &refreshed);
+        if still_storable {
+            cache
+                .store
+                .insert(key, refreshed.clone(), &rc.metrics.stored_bytes);
+        } else {
+            // The origin no longer lets a shared cache keep this response.
+            cache.store.remove(&key);
+        }
+        let status = forwarded(why, Some(upstream_status), still_storable);
+        let mut out = render(&refreshed, req.is_head(), None);
+        // A cookie the origin set for this client reaches this client only.
+        for cookie in resp.headers().get_all(header::SET_COOKIE) {
+            out.headers_mut().append(header::SET_COOKIE, cookie.clone());
+        }
+        return Ok((out, status));
     }
     let (resp, stored) = store_or_pass(cache, rc, req, resp, times).await?;
     Ok((resp, forwarded(why, Some(upstream_status), stored)))
@@ -164,6 +176,20 @@ fn forwarded(why: Forward, status: Option<u16>, stored: bool) -> CacheStatus {
         status,
         stored,
     }
+}
+
+/// RFC 9111 §3 again on the headers a 304 produced: it may have added `no-store`,
+/// `private` or `Vary: *`.
+fn storable_after_refresh(req: &Lookup, refreshed: &Entry) -> bool {
+    let exchange = Exchange {
+        method: &req.head.method,
+        request: &req.directives,
+        authenticated: req.authenticated,
+        status: refreshed.status,
+        headers: &refreshed.headers,
+        response: &refreshed.freshness.directives,
+    };
+    policy::storable(&exchange).is_ok()
 }
 
 /// The stored entry with a 304's headers merged in and its age restarted from the 304.
@@ -277,7 +303,9 @@ async fn store_or_pass(
     };
     let declared_too_big =
         !req.is_head() && declared_length(&parts.headers) > Some(rc.max_entry_bytes);
-    if policy::storable(&exchange).is_err() || declared_too_big {
+    let freshness = freshness(parts.status, &parts.headers, times, rc);
+    let never_usable = !policy::worth_storing(freshness.lifetime, &parts.headers);
+    if policy::storable(&exchange).is_err() || declared_too_big || never_usable {
         return Ok((Response::from_parts(parts, body), false));
     }
     let collected = up_to(body, rc.max_entry_bytes)
@@ -289,7 +317,6 @@ async fn store_or_pass(
     };
     let names = vary_names(&parts.headers).unwrap_or_default();
     let vary = vary_values(&names, &req.head.headers);
-    let freshness = freshness(parts.status, &parts.headers, times, rc);
     // An upstream cache's `Age` becomes the initial age; pass it on, corrected.
     let age = (parts.headers.remove(header::AGE)).map(|_| freshness.initial_age);
     let entry = Arc::new(Entry::new(

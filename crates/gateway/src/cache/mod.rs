@@ -153,6 +153,7 @@ fn under_prefix(path: &str, prefix: &str) -> bool {
 #[derive(Debug)]
 pub struct RouteCache {
     max_entry_bytes: u64,
+    max_stale: Duration,
     heuristics: Heuristics,
     metrics: CacheMetrics,
 }
@@ -175,6 +176,7 @@ impl RouteCache {
         }
         Ok(Some(Self {
             max_entry_bytes: cfg.max_entry_bytes,
+            max_stale: cfg.max_stale,
             heuristics: Heuristics {
                 default_ttl: cfg.default_ttl,
                 max_heuristic: cfg.max_heuristic_ttl,
@@ -220,7 +222,10 @@ impl Lookup {
                 target,
             },
             directives: Directives::parse(&head.headers),
-            authenticated: route_authenticates || head.headers.contains_key(header::AUTHORIZATION),
+            // A cookie identifies the client as much as `Authorization` does (§3.5).
+            authenticated: route_authenticates
+                || head.headers.contains_key(header::AUTHORIZATION)
+                || head.headers.contains_key(header::COOKIE),
             head,
             conditions,
         }

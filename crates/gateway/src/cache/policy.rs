@@ -106,7 +106,8 @@ pub enum NotStored {
     NoStore,
     /// `private`: a shared cache must not store it.
     Private,
-    /// The request carried credentials and the response did not allow sharing (§3.5).
+    /// The request carried credentials (`Authorization`, `Cookie` or the route's auth) and
+    /// the response did not allow sharing (§3.5).
     Authorization,
     /// `Vary: *`: no later request can be shown to match.
     VaryStar,
@@ -121,7 +122,8 @@ pub struct Exchange<'a> {
     pub method: &'a Method,
     /// The request's directives.
     pub request: &'a Directives,
-    /// Whether the request was authenticated (an `Authorization` header or the route's auth).
+    /// Whether the request carried credentials: `Authorization`, `Cookie`, or the route's
+    /// auth. The response is then personal unless it says otherwise.
     pub authenticated: bool,
     /// The response status.
     pub status: StatusCode,
@@ -220,15 +222,28 @@ pub fn initial_age(
 ) -> Duration {
     let date = date_header(headers, header::DATE).unwrap_or(response_time);
     let apparent = response_time.duration_since(date).unwrap_or_default();
-    let age_value = headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_secs);
     let delay = response_time
         .duration_since(request_time)
         .unwrap_or_default();
-    apparent.max(age_value + delay)
+    apparent.max(age_value(headers).saturating_add(delay))
+}
+
+/// The largest `Age` this cache believes (RFC 9111 §1.2.2: 2^31 seconds).
+pub const MAX_AGE_VALUE: Duration = Duration::from_secs(1 << 31);
+
+/// The `Age` header, capped at [`MAX_AGE_VALUE`]; a value too large for any integer is the
+/// cap too, and anything not a delta-seconds counts as absent.
+fn age_value(headers: &HeaderMap) -> Duration {
+    let Some(v) = headers.get(header::AGE).and_then(|v| v.to_str().ok()) else {
+        return Duration::ZERO;
+    };
+    let v = v.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Duration::ZERO;
+    }
+    v.parse::<u64>()
+        .map_or(MAX_AGE_VALUE, Duration::from_secs)
+        .min(MAX_AGE_VALUE)
 }
 
 /// What the cache knows about a stored response's age and freshness.
@@ -247,7 +262,8 @@ pub struct Freshness {
 impl Freshness {
     /// RFC 9111 §4.2.3's `current_age` at `now`.
     pub fn age(&self, now: SystemTime) -> Duration {
-        self.initial_age + now.duration_since(self.response_time).unwrap_or_default()
+        let resident = now.duration_since(self.response_time).unwrap_or_default();
+        self.initial_age.saturating_add(resident)
     }
 }
 
@@ -299,6 +315,25 @@ pub fn usable(stored: &Freshness, req: &Directives, now: SystemTime) -> Usable {
         return Usable::StaleWhileRevalidate;
     }
     Usable::Revalidate
+}
+
+/// The request's `max-stale` limited to what the route allows: with `allowed` zero a client
+/// never gets a stale response by asking, and an unbounded `max-stale` means `allowed`.
+pub fn cap_max_stale(requested: Option<Option<u64>>, allowed: Duration) -> Option<Option<u64>> {
+    let cap = allowed.as_secs();
+    match requested {
+        _ if cap == 0 => None,
+        None => None,
+        Some(limit) => Some(Some(limit.map_or(cap, |l| l.min(cap)))),
+    }
+}
+
+/// Whether a response may be stored at all given its freshness: one that is never fresh and
+/// has no validator to revalidate it with could never be served from the store.
+pub fn worth_storing(lifetime: Duration, headers: &HeaderMap) -> bool {
+    !lifetime.is_zero()
+        || headers.contains_key(header::ETAG)
+        || headers.contains_key(header::LAST_MODIFIED)
 }
 
 /// Seconds of freshness left at `now`, negative when stale (the `ttl` of `Cache-Status`).

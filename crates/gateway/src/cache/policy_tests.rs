@@ -245,6 +245,68 @@ fn initial_age_takes_the_larger_of_apparent_and_corrected_age() {
     assert_eq!(ttl_secs(&stored, at(T0 + 100)), -45);
 }
 
+#[test]
+fn a_huge_age_is_capped_at_two_to_the_31_seconds_without_overflow() {
+    for huge in [
+        "18446744073709551615",
+        "99999999999999999999999",
+        "4294967296",
+    ] {
+        let h = headers(&[("date", &date(T0)), ("age", huge)]);
+        assert_eq!(
+            initial_age(&h, at(T0 - 2), at(T0)),
+            MAX_AGE_VALUE + Duration::from_secs(2),
+            "Age: {huge}"
+        );
+    }
+    let garbage = headers(&[("date", &date(T0)), ("age", "-5")]);
+    assert_eq!(initial_age(&garbage, at(T0), at(T0)), Duration::ZERO);
+    let oldest = Freshness {
+        response_time: at(0),
+        initial_age: Duration::MAX,
+        lifetime: Duration::from_secs(60),
+        directives: Directives::default(),
+    };
+    assert_eq!(oldest.age(at(T0)), Duration::MAX, "saturates");
+    assert_eq!(
+        usable(&oldest, &Directives::default(), at(T0)),
+        Usable::Revalidate
+    );
+}
+
+#[test]
+fn request_max_stale_is_capped_by_the_route() {
+    let none = Duration::ZERO;
+    let minute = Duration::from_secs(60);
+    assert_eq!(cap_max_stale(Some(None), none), None, "off by default");
+    assert_eq!(cap_max_stale(Some(Some(5)), none), None);
+    assert_eq!(cap_max_stale(Some(None), minute), Some(Some(60)));
+    assert_eq!(cap_max_stale(Some(Some(5)), minute), Some(Some(5)));
+    assert_eq!(cap_max_stale(Some(Some(600)), minute), Some(Some(60)));
+    assert_eq!(cap_max_stale(None, minute), None);
+    let s = stored(10, "max-age=10");
+    let capped = Directives {
+        max_stale: cap_max_stale(Some(None), minute),
+        ..Directives::default()
+    };
+    assert_eq!(usable(&s, &capped, at(T0 + 70)), Usable::StaleAccepted);
+    assert_eq!(usable(&s, &capped, at(T0 + 71)), Usable::Revalidate);
+}
+
+#[test]
+fn never_fresh_responses_are_worth_storing_only_with_a_validator() {
+    assert!(!worth_storing(Duration::ZERO, &headers(&[])));
+    assert!(worth_storing(
+        Duration::ZERO,
+        &headers(&[("etag", "\"a\"")])
+    ));
+    assert!(worth_storing(
+        Duration::ZERO,
+        &headers(&[("last-modified", &date(T0))])
+    ));
+    assert!(worth_storing(Duration::from_secs(1), &headers(&[])));
+}
+
 fn stored(lifetime: u64, resp: &str) -> Freshness {
     Freshness {
         response_time: at(T0),

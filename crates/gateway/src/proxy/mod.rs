@@ -16,7 +16,7 @@ use crate::auth::Identity;
 use crate::cache;
 use crate::cors::Cors;
 use crate::headers::{ClientInfo, add_forwarding, strip_hop_by_hop};
-use crate::matcher::{RequestView, request_host};
+use crate::matcher::{RequestView, host_of, request_authority};
 use crate::path::NormalPath;
 use crate::problem::{Body, problem, problem_status};
 use crate::ratelimit::Allowed;
@@ -90,12 +90,10 @@ async fn admit<'t>(
         Ok(p) => p,
         Err(e) => return (none(), error_response(ctx, &e)),
     };
-    let host = request_host(req.uri(), req.headers())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let authority = request_authority(req.uri(), req.headers()).unwrap_or_default();
     let view = RequestView {
         method: req.method(),
-        host: &host,
+        host: host_of(&authority),
         headers: req.headers(),
         path: &path,
     };
@@ -117,7 +115,7 @@ async fn admit<'t>(
         route,
         path: &path,
         params: &params,
-        host: &host,
+        authority: &authority,
     };
     let mut resp = match guard_and_forward(shared, table, &matched, ctx, req).await {
         Ok(resp) => resp,
@@ -165,8 +163,8 @@ struct Matched<'a> {
     route: &'a Route,
     path: &'a NormalPath,
     params: &'a Params,
-    /// The lowercase request host.
-    host: &'a str,
+    /// The lowercase request authority (`host[:port]`): the cache keys on it.
+    authority: &'a str,
 }
 
 async fn guard_and_forward(
@@ -197,19 +195,23 @@ async fn guard_and_forward(
         (route.cache.is_some() || unsafe_method).then(|| cached::client_target(m.path, req.uri()));
     let mut upstream_req = build_upstream_request(shared, route, ctx, req, m.path, m.params, &id)?;
     if route.transform.is_some() {
-        // A transform reads the JSON, so ask the upstream for it unencoded.
-        upstream_req.headers_mut().remove(header::ACCEPT_ENCODING);
+        // A transform reads the whole JSON document, so ask the upstream for all of it,
+        // unencoded: a range would return a slice that cannot be transformed.
+        let headers = upstream_req.headers_mut();
+        for h in [header::ACCEPT_ENCODING, header::RANGE, header::IF_RANGE] {
+            headers.remove(h);
+        }
     }
     let resp = match (&route.cache, &target) {
         (Some(rc), Some(t)) => {
             let origin = cached::forwarder(shared, table, route, ctx)?;
-            let args = (rc, m.host, t.clone(), route.auth.is_some());
+            let args = (rc, m.authority, t.clone(), route.auth.is_some());
             cached::through_cache(origin, args, upstream_req).await?
         }
         _ => boxed(forward(shared, route, ctx, upstream_req).await?),
     };
     if let (true, Some(t)) = (unsafe_method, &target) {
-        cached::invalidate_after(shared, table, m.host, t, resp.status());
+        cached::invalidate_after(shared, table, m.authority, t, resp.status());
     }
     let resp = match &route.transform {
         Some(t) => crate::transform::apply_to_response(t, head_only, resp).await?,
@@ -254,17 +256,17 @@ fn build_upstream_request(
     let on_upgrade = ctx.upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let headers = &mut parts.headers;
-    let client_host = headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // The upstream is told the authority the request was routed (and cached) by, never a
+    // different `Host` line sent beside an absolute-form target.
+    let client_host =
+        request_authority(&parts.uri, headers).and_then(|a| HeaderValue::from_str(&a).ok());
+    headers.remove(header::HOST);
     strip_hop_by_hop(headers, ctx.upgrade);
     let client = ClientInfo {
         peer: ctx.peer,
         proto: if over_tls { "https" } else { "http" },
         host: client_host.as_ref(),
+        trusted: shared.server.trust_forwarded_headers,
     };
     add_forwarding(headers, client, parts.version, &shared.server.via_name);
     if let Ok(v) = HeaderValue::from_str(ctx.request_id.as_str()) {
