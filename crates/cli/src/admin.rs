@@ -122,7 +122,7 @@ impl Api {
             bail!(describe_failure(res.status(), &Value::Null));
         }
         let mut body = res.into_body();
-        let mut pending = String::new();
+        let mut parser = crate::sse::SseParser::default();
         // The server sends a keep-alive comment every 15 s: silence this long means the
         // connection is gone without a close (a crashed host, a dropped route).
         let silent =
@@ -135,12 +135,11 @@ impl Api {
             let Some(chunk) = frame.data_ref() else {
                 continue;
             };
-            pending.push_str(&String::from_utf8_lossy(chunk));
-            while let Some(end) = pending.find('\n') {
-                let line: String = pending.drain(..=end).collect();
-                if let Some(data) = line.trim_end().strip_prefix("data:")
-                    && !on_data(data.trim_start())
-                {
+            for event in parser.push(chunk)? {
+                if event.is_server_error() {
+                    bail!("the server ended the stream: {}", event.data);
+                }
+                if !on_data(&event.data) {
                     return Ok(());
                 }
             }

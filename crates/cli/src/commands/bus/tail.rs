@@ -69,7 +69,7 @@ async fn follow(api: &Api, group: &str, ty: Option<&str>, json: bool) -> anyhow:
         seg(group)
     );
     let mut body = api.open_events(&path).await?;
-    let mut parser = SseParser::default();
+    let mut parser = crate::sse::SseParser::default();
     // The server sends a keep-alive comment every 15 s: silence this long means the
     // connection is gone without a close.
     let silent =
@@ -82,11 +82,12 @@ async fn follow(api: &Api, group: &str, ty: Option<&str>, json: bool) -> anyhow:
         let Some(chunk) = frame.data_ref() else {
             continue;
         };
-        for (name, data) in parser.push(&String::from_utf8_lossy(chunk)) {
-            match name.as_str() {
-                "delivery" => handle(api, group, ty, json, &data).await?,
-                "error" => bail!("the event stream failed: {}", problem_detail(&data)),
-                _ => {}
+        for event in parser.push(chunk)? {
+            if event.is_server_error() {
+                bail!("the event stream failed: {}", problem_detail(&event.data));
+            }
+            if event.name == "delivery" {
+                handle(api, group, ty, json, &event.data).await?;
             }
         }
     }
@@ -147,51 +148,9 @@ fn line(d: &Value, json: bool) -> String {
     .to_owned()
 }
 
-/// Splits a server-sent-events byte stream into `(event name, data)` pairs.
-#[derive(Debug, Default)]
-struct SseParser {
-    pending: String,
-}
-
-impl SseParser {
-    fn push(&mut self, chunk: &str) -> Vec<(String, String)> {
-        self.pending.push_str(&chunk.replace("\r\n", "\n"));
-        let mut out = Vec::new();
-        while let Some(end) = self.pending.find("\n\n") {
-            let block: String = self.pending.drain(..end + 2).collect();
-            let (mut name, mut data) = ("message".to_owned(), Vec::new());
-            for l in block.lines() {
-                if let Some(v) = l.strip_prefix("event:") {
-                    name = v.trim_start().to_owned();
-                } else if let Some(v) = l.strip_prefix("data:") {
-                    data.push(v.strip_prefix(' ').unwrap_or(v));
-                }
-            }
-            if !data.is_empty() {
-                out.push((name, data.join("\n")));
-            }
-        }
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn events_split_across_chunks_are_joined_and_comments_skipped() {
-        let mut p = SseParser::default();
-        assert!(p.push(": keep-alive\n\nevent: deliv").is_empty());
-        let got = p.push("ery\nid: r1\ndata: {\"a\":\ndata: 1}\n\nevent: error\ndata: x\n\n");
-        assert_eq!(
-            got,
-            [
-                ("delivery".to_owned(), "{\"a\":\n1}".to_owned()),
-                ("error".to_owned(), "x".to_owned())
-            ]
-        );
-    }
 
     #[test]
     fn a_line_shows_topic_type_id_and_data() {
