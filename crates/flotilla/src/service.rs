@@ -422,9 +422,12 @@ impl Microservice {
         tasks_token.cancel();
         tokio::time::sleep(self.config.drain_delay).await;
         self.closing.cancel();
-        close_server(server, deadline, &self.cut_streams).await;
+        // One deadline for everything after the listener closes, so the steps below cannot
+        // add up to more than the orchestrator's grace period allows for.
+        let ends_at = tokio::time::Instant::now() + deadline;
+        close_server(server, ends_at, &self.cut_streams).await;
         self.lifecycle.advance(State::Stopped);
-        join_tasks(tasks, deadline).await;
+        join_tasks(tasks, ends_at).await;
         if parts_done.await.is_err() {
             tracing::error!("stopping event handlers or projections panicked");
         }
@@ -450,10 +453,10 @@ async fn start_up(
     Ok(parts)
 }
 
-/// Waits for background tasks for up to `deadline`, then aborts those still running.
-async fn join_tasks(mut tasks: JoinSet<()>, deadline: Duration) {
+/// Waits for background tasks until `ends_at`, then aborts those still running.
+async fn join_tasks(mut tasks: JoinSet<()>, ends_at: tokio::time::Instant) {
     let all = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(deadline, all).await.is_err() {
+    if tokio::time::timeout_at(ends_at, all).await.is_err() {
         tracing::warn!("background tasks outlived the shutdown deadline; aborting them");
         tasks.abort_all();
     }
@@ -463,20 +466,17 @@ async fn join_tasks(mut tasks: JoinSet<()>, deadline: Duration) {
 /// deadline, before the server is abandoned.
 const CUT_GRACE: Duration = Duration::from_secs(1);
 
-/// Waits for in-flight requests for up to `deadline`, then ends streaming responses still
-/// open and stops waiting.
+/// Waits for in-flight requests until `ends_at`, then ends streaming responses still open
+/// and stops waiting.
 async fn close_server(
     mut server: tokio::task::JoinHandle<std::io::Result<()>>,
-    deadline: Duration,
+    ends_at: tokio::time::Instant,
     cut_streams: &CancellationToken,
 ) {
-    if tokio::time::timeout(deadline, &mut server).await.is_ok() {
+    if tokio::time::timeout_at(ends_at, &mut server).await.is_ok() {
         return;
     }
-    tracing::warn!(
-        ?deadline,
-        "in-flight requests outlived the shutdown deadline; closing them"
-    );
+    tracing::warn!("in-flight requests outlived the shutdown deadline; closing them");
     cut_streams.cancel();
     if tokio::time::timeout(CUT_GRACE, &mut server).await.is_err() {
         // Handlers that are still running end at their request timeout.
