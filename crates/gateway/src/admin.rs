@@ -87,14 +87,18 @@ async fn cache_purge(State(gw): State<Gateway>, body: axum::body::Bytes) -> Resp
 }
 
 fn bad_request(detail: String) -> Response {
+    admin_problem(StatusCode::BAD_REQUEST, detail)
+}
+
+fn admin_problem(status: StatusCode, detail: String) -> Response {
     let body = json!({
         "type": "about:blank",
-        "title": "Bad Request",
-        "status": 400,
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
         "detail": detail,
     });
     (
-        StatusCode::BAD_REQUEST,
+        status,
         [(header::CONTENT_TYPE, "application/problem+json")],
         body.to_string(),
     )
@@ -106,8 +110,18 @@ fn bad_request(detail: String) -> Response {
 async fn reload(State(gw): State<Gateway>, body: axum::body::Bytes) -> Response {
     let parsed: Result<GatewayOptions, Error> =
         serde_json::from_slice(&body).map_err(|e| Error::config("body", e.to_string()));
-    match parsed.and_then(|opts| gw.reload(opts)) {
-        Ok(()) => (StatusCode::OK, Json(json!({ "reloaded": true }))).into_response(),
-        Err(e) => bad_request(e.to_string()),
+    let opts = match parsed {
+        Ok(opts) => opts,
+        Err(e) => return bad_request(e.to_string()),
+    };
+    // Building the table reads certificate and key files: keep it off the runtime workers.
+    match tokio::task::spawn_blocking(move || gw.reload(opts)).await {
+        Ok(Ok(())) => (StatusCode::OK, Json(json!({ "reloaded": true }))).into_response(),
+        Ok(Err(e)) => bad_request(e.to_string()),
+        Err(e) => {
+            tracing::error!(error = %e, "gateway config reload did not finish");
+            let detail = "the reload did not finish; the previous configuration keeps serving";
+            admin_problem(StatusCode::INTERNAL_SERVER_ERROR, detail.into())
+        }
     }
 }

@@ -17,6 +17,15 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
     Some((meta.modified().ok()?, meta.len()))
 }
 
+/// Reloads on a blocking thread: reading the file, certificates and keys and compiling the
+/// route table would otherwise hold a runtime worker (of two, on a small machine).
+async fn reload_off_runtime(gw: &Gateway, path: &Path, why: &'static str) {
+    let (gw, path) = (gw.clone(), path.to_owned());
+    if let Err(e) = tokio::task::spawn_blocking(move || reload_logged(&gw, &path, why)).await {
+        tracing::error!(error = %e, "gateway config reload did not finish");
+    }
+}
+
 fn reload_logged(gw: &Gateway, path: &Path, why: &str) {
     match gw.reload_file(path) {
         Ok(()) => tracing::info!(path = %path.display(), trigger = why, "gateway config reloaded"),
@@ -48,12 +57,12 @@ impl Gateway {
                 }
             };
             tokio::select! {
-                _ = hangup => reload_logged(self, &path, "SIGHUP"),
+                _ = hangup => reload_off_runtime(self, &path, "SIGHUP").await,
                 _ = tick.tick() => {
                     let now = stamp(&path);
                     if now != last {
                         last = now;
-                        reload_logged(self, &path, "file change");
+                        reload_off_runtime(self, &path, "file change").await;
                     }
                 }
                 () = shutdown.cancelled() => return,
