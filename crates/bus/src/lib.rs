@@ -21,6 +21,7 @@ mod filter;
 pub mod memory;
 mod metrics;
 mod model;
+pub mod outbox;
 mod policy;
 
 #[cfg(feature = "bench")]

@@ -29,8 +29,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::Pool;
+use flotilla_bus::outbox::decode_entry;
 use flotilla_bus::{Backend, Error as BusError, Outgoing};
-use flotilla_core::{CloudEvent, TopicName};
+use flotilla_core::CloudEvent;
 use tokio_postgres::Transaction;
 use tokio_util::sync::CancellationToken;
 
@@ -220,7 +221,10 @@ impl Relay {
         let mut batch = Vec::with_capacity(rows.len());
         for row in rows {
             let id: i64 = row.get(0);
-            batch.push(decode(id, row.get(1), &row.get(2), row.get(3))?);
+            let event: serde_json::Value = row.get(2);
+            let json = serde_json::to_vec(&event)
+                .map_err(|e| BusError::Backend(format!("outbox entry {id}: {e}")))?;
+            batch.push(decode_entry(id, row.get(1), &json, row.get(3))?);
             ids.push(id);
         }
         Ok((ids, batch))
@@ -228,36 +232,6 @@ impl Relay {
 
     /// Relays until `shutdown` is cancelled; failures are logged and retried after a second.
     pub async fn run(self, shutdown: CancellationToken) {
-        while !shutdown.is_cancelled() {
-            let pause = match self.relay_once().await {
-                Ok(0) => self.idle_poll,
-                Ok(_) => Duration::ZERO,
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox relay failed; retrying");
-                    Duration::from_secs(1)
-                }
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(pause) => {}
-            }
-        }
+        flotilla_bus::outbox::relay_until(shutdown, self.idle_poll, || self.relay_once()).await;
     }
-}
-
-fn decode(
-    id: i64,
-    topic: String,
-    event: &serde_json::Value,
-    not_before: Option<SystemTime>,
-) -> Result<Outgoing, BusError> {
-    let corrupt = |e: String| BusError::Backend(format!("outbox entry {id}: {e}"));
-    let topic = TopicName::new(topic).map_err(|e| corrupt(e.to_string()))?;
-    let bytes = serde_json::to_vec(event).map_err(|e| corrupt(e.to_string()))?;
-    let event = CloudEvent::from_json_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let out = Outgoing::new(topic, event);
-    Ok(match not_before {
-        Some(at) => out.deliver_at(at),
-        None => out,
-    })
 }

@@ -14,8 +14,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_bus::outbox::decode_entry;
 use flotilla_bus::{Backend, Error as BusError, Outgoing};
-use flotilla_core::{CloudEvent, TopicName};
+use flotilla_core::CloudEvent;
 use rusqlite::{Connection, params};
 use tokio_util::sync::CancellationToken;
 
@@ -111,7 +112,9 @@ impl Relay {
         };
         let batch = rows
             .into_iter()
-            .map(decode)
+            .map(|(id, topic, event, not_before)| {
+                decode_entry(id, topic, event.as_bytes(), not_before.map(from_ms))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let n = batch.len();
         self.target.publish(batch).await?;
@@ -127,33 +130,6 @@ impl Relay {
 
     /// Relays until `shutdown` is cancelled; failures are logged and retried after a second.
     pub async fn run(self, shutdown: CancellationToken) {
-        while !shutdown.is_cancelled() {
-            let pause = match self.relay_once().await {
-                Ok(0) => self.idle_poll,
-                Ok(_) => Duration::ZERO,
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox relay failed; retrying");
-                    Duration::from_secs(1)
-                }
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(pause) => {}
-            }
-        }
+        flotilla_bus::outbox::relay_until(shutdown, self.idle_poll, || self.relay_once()).await;
     }
-}
-
-fn decode(
-    (id, topic, event, not_before): (i64, String, String, Option<i64>),
-) -> Result<Outgoing, BusError> {
-    let corrupt = |e: String| BusError::Backend(format!("outbox entry {id}: {e}"));
-    let topic = TopicName::new(topic).map_err(|e| corrupt(e.to_string()))?;
-    let event =
-        CloudEvent::from_json_slice(event.as_bytes()).map_err(|e| corrupt(e.to_string()))?;
-    let out = Outgoing::new(topic, event);
-    Ok(match not_before {
-        Some(ms) => out.deliver_at(from_ms(ms)),
-        None => out,
-    })
 }
