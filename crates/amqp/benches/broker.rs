@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use flotilla_amqp::{AmqpBackend, Options};
+use flotilla_bus::Backend;
 use flotilla_bus::bench::{self, LATENCY_SAMPLES, Stopwatch};
-use flotilla_bus::{Backend, GroupName, GroupSpec};
-use flotilla_core::{CloudEvent, TopicName, TopicPattern};
+use flotilla_core::{CloudEvent, TopicName};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
@@ -119,15 +119,8 @@ async fn main() {
     };
     let b: Arc<dyn Backend> = Arc::new(AmqpBackend::connect(opts).await.expect("RabbitMQ answers"));
     let topic = TopicName::new("bench.events").unwrap();
-    let g = GroupName::new("bench").unwrap();
-    let thr = GroupName::new("bench-all").unwrap();
-    for (name, pattern) in [(&g, "bench.latency"), (&thr, "bench.events")] {
-        let spec = GroupSpec {
-            name: name.clone(),
-            pattern: TopicPattern::new(pattern).unwrap(),
-        };
-        b.declare_group(&spec).await.unwrap();
-    }
+    let g = bench::declare(b.as_ref(), "bench", "bench.latency").await;
+    let thr = bench::declare(b.as_ref(), "bench-all", "bench.events").await;
     let conn = Connection::connect(&url, ConnectionProperties::default())
         .await
         .unwrap();

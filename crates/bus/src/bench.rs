@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use flotilla_core::{CloudEvent, TopicName};
 use serde_json::Value;
 
-use crate::{Backend, GroupName, Outgoing};
+use crate::{Backend, GroupName, GroupSpec, Outgoing};
 
 /// Concurrent publishers in the throughput runs.
 pub const PUBLISHERS: usize = 4;
@@ -58,6 +58,16 @@ impl Stopwatch {
         let v: Value = serde_json::from_slice(structured).expect("a structured CloudEvent");
         self.latency_of_data(&v["data"])
     }
+}
+
+/// Declares group `name` on `pattern` and answers its name.
+pub async fn declare(backend: &dyn Backend, name: &str, pattern: &str) -> GroupName {
+    let spec = GroupSpec {
+        name: GroupName::new(name).unwrap(),
+        pattern: flotilla_core::TopicPattern::new(pattern).unwrap(),
+    };
+    backend.declare_group(&spec).await.unwrap();
+    spec.name
 }
 
 /// Events/s of [`PUBLISHERS`] tasks each publishing its share of [`EVENTS`] through

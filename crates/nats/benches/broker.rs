@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, stream};
+use flotilla_bus::Backend;
 use flotilla_bus::bench::{self, LATENCY_SAMPLES, Stopwatch};
-use flotilla_bus::{Backend, GroupName, GroupSpec};
-use flotilla_core::{CloudEvent, TopicName, TopicPattern};
+use flotilla_core::{CloudEvent, TopicName};
 use flotilla_nats::{NatsBackend, Options};
 use futures_util::StreamExt;
 
@@ -85,12 +85,7 @@ async fn main() {
     let nats = Arc::new(NatsBackend::connect(opts).await.expect("NATS answers"));
     let b: Arc<dyn Backend> = nats.clone();
     let topic = TopicName::new("bench.events").unwrap();
-    let g = GroupName::new("bench").unwrap();
-    let spec = GroupSpec {
-        name: g.clone(),
-        pattern: TopicPattern::new("bench.latency").unwrap(),
-    };
-    b.declare_group(&spec).await.unwrap();
+    let g = bench::declare(b.as_ref(), "bench", "bench.latency").await;
 
     let client = async_nats::connect(&url).await.unwrap();
     let js = jetstream::new(client);

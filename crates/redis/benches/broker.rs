@@ -9,9 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_bus::Backend;
 use flotilla_bus::bench::{self, LATENCY_SAMPLES, Stopwatch};
-use flotilla_bus::{Backend, GroupName, GroupSpec};
-use flotilla_core::{CloudEvent, TopicName, TopicPattern};
+use flotilla_core::{CloudEvent, TopicName};
 use flotilla_redis::{Options, RedisBackend};
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamReadOptions, StreamReadReply};
@@ -99,16 +99,9 @@ async fn main() {
     };
     let b: Arc<dyn Backend> = Arc::new(RedisBackend::connect(opts).await.expect("Redis answers"));
     let topic = TopicName::new("bench.events").unwrap();
-    let g = GroupName::new("bench").unwrap();
-    let thr = GroupName::new("bench-all").unwrap();
     // One group receives the throughput events, as the native stream holds them.
-    for (name, pattern) in [(&g, "bench.latency"), (&thr, "bench.events")] {
-        let spec = GroupSpec {
-            name: name.clone(),
-            pattern: TopicPattern::new(pattern).unwrap(),
-        };
-        b.declare_group(&spec).await.unwrap();
-    }
+    let g = bench::declare(b.as_ref(), "bench", "bench.latency").await;
+    let thr = bench::declare(b.as_ref(), "bench-all", "bench.events").await;
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let native_key = format!("{prefix}_native");
