@@ -1,6 +1,9 @@
 //! The bus HTTP API end to end over the in-memory backend.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::call;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -8,27 +11,12 @@ use axum::body::Body;
 use flotilla_broker::{Broker, Options};
 use flotilla_bus::MemoryBackend;
 use http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 fn app(options: Options) -> Router {
     Broker::new(options, Arc::new(MemoryBackend::new()))
         .unwrap()
         .router()
-}
-
-async fn call(app: &Router, req: Request<Body>) -> (StatusCode, String, Value) {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let ct = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, ct, body)
 }
 
 fn json_req(method: &str, uri: &str, body: Value) -> Request<Body> {

@@ -2,6 +2,9 @@
 //! the text is logged with the request id instead.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::call;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +18,6 @@ use flotilla_bus::{
 };
 use flotilla_testkit::logs::CapturedLogs;
 use http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use serde_json::Value;
 use tower::ServiceExt;
 
 const SECRET: &str = "redis://app:hunter2@10.0.0.7:6379";
@@ -85,22 +86,6 @@ fn app(options: Options) -> Router {
     Broker::new(options, Arc::new(Failing(MemoryBackend::new())))
         .unwrap()
         .router()
-}
-
-async fn call(app: &Router, req: Request<Body>) -> (StatusCode, String, Value) {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let ct = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        ct,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 #[tokio::test]
