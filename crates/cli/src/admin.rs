@@ -122,7 +122,7 @@ impl Api {
             bail!(describe_failure(res.status(), &Value::Null));
         }
         let mut body = res.into_body();
-        let mut parser = crate::sse::SseParser::default();
+        let mut parser = flotilla_core::sse::SseParser::default();
         // The server sends a keep-alive comment every 15 s: silence this long means the
         // connection is gone without a close (a crashed host, a dropped route).
         let silent =

@@ -7,7 +7,6 @@ mod auth;
 mod cli;
 mod commands;
 mod platform;
-mod sse;
 mod wiring;
 
 use std::process::ExitCode;

@@ -16,6 +16,7 @@ pub mod event;
 pub mod instance;
 pub mod name;
 pub mod redact;
+pub mod sse;
 pub mod trace;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -69,7 +69,7 @@ async fn follow(api: &Api, group: &str, ty: Option<&str>, json: bool) -> anyhow:
         seg(group)
     );
     let mut body = api.open_events(&path).await?;
-    let mut parser = crate::sse::SseParser::default();
+    let mut parser = flotilla_core::sse::SseParser::default();
     // The server sends a keep-alive comment every 15 s: silence this long means the
     // connection is gone without a close.
     let silent =

@@ -1,40 +1,45 @@
-//! Reading server-sent events (the `text/event-stream` format) from the control plane.
-
-use anyhow::bail;
+//! Reading server-sent events (the `text/event-stream` format): the control plane's live
+//! streams (bus deliveries, event-store positions, registry watches), read by the CLI and the
+//! platform backend alike. Pure bytes in, events out: no I/O here.
 
 /// One event of the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SseEvent {
+pub struct SseEvent {
     /// The `event:` field; `message` when absent.
-    pub(crate) name: String,
+    pub name: String,
     /// The `id:` field, if any.
-    pub(crate) id: Option<String>,
+    pub id: Option<String>,
     /// The `data:` lines, joined with `\n`.
-    pub(crate) data: String,
+    pub data: String,
 }
 
 impl SseEvent {
     /// The server's own failure report: an `error` event without an id (events the servers
     /// relay always carry one, so an event store type named `error` is not mistaken for it).
-    pub(crate) fn is_server_error(&self) -> bool {
+    pub fn is_server_error(&self) -> bool {
         self.name == "error" && self.id.is_none()
     }
 }
 
 /// Largest event accepted; a stream that sends more without an event boundary is refused
 /// rather than buffered without end.
-pub(crate) const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// A stream sent more than [`MAX_EVENT_BYTES`] without an event boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the server sent an event larger than {MAX_EVENT_BYTES} bytes")]
+pub struct SseTooLarge;
 
 /// Splits a byte stream into events. Bytes are buffered until a whole event has arrived, so a
 /// character split across network chunks is decoded whole.
 #[derive(Debug, Default)]
-pub(crate) struct SseParser {
+pub struct SseParser {
     pending: Vec<u8>,
 }
 
 impl SseParser {
     /// Adds `chunk`; answers the events it completed.
-    pub(crate) fn push(&mut self, chunk: &[u8]) -> anyhow::Result<Vec<SseEvent>> {
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, SseTooLarge> {
         self.pending.extend_from_slice(chunk);
         let mut out = Vec::new();
         while let Some((end, consumed)) = next_boundary(&self.pending) {
@@ -43,7 +48,7 @@ impl SseParser {
             out.extend(parse_block(&block));
         }
         if self.pending.len() > MAX_EVENT_BYTES {
-            bail!("the server sent an event larger than {MAX_EVENT_BYTES} bytes");
+            return Err(SseTooLarge);
         }
         Ok(out)
     }

@@ -1,0 +1,1 @@
+//! The platform's event bus over `/api/v1/bus`.

@@ -1,0 +1,1 @@
+//! The platform's event store over `/api/v1/streams`.
