@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::writer::Writer;
+use crate::{backup, integrity};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +20,19 @@ pub enum Error {
     /// The batch's transaction did not commit, so this write is not durable.
     #[error("commit failed, the write was not stored: {0}")]
     CommitFailed(String),
+    /// The database file is damaged (or is not a database). At open it was not used; while
+    /// running, every write since is refused rather than acknowledged. The message says how
+    /// to recover.
+    #[error("{0}")]
+    Corrupt(String),
+    /// A backup could not be written; nothing was left at `path`.
+    #[error("cannot back up to {path}: {reason}")]
+    Backup {
+        /// The destination asked for.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// Opening the data directory failed.
     #[error("cannot open {path}: {source}")]
     Open {
@@ -74,20 +88,58 @@ pub struct Database {
 }
 
 impl Database {
-    /// Opens (creating if needed) the database, sets WAL mode and durability, and starts the
-    /// writer thread.
+    /// Opens the database, sets WAL mode and durability, and starts the writer thread.
+    ///
+    /// A file that does not exist is created as a new, empty store. An existing file is
+    /// checked first (`PRAGMA quick_check`, which reads every page): an empty, truncated or
+    /// damaged one is refused with [`Error::Corrupt`] saying how to recover, never silently
+    /// treated as a fresh store.
     pub fn open(options: Options) -> Result<Self, Error> {
-        if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let path = &options.path;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| Error::Open {
                 path: dir.to_path_buf(),
                 source,
             })?;
         }
-        let conn = Connection::open(&options.path)?;
-        configure(&conn, options.durability)?;
+        let existed = path.exists();
+        if existed {
+            integrity::refuse_empty(path)?;
+        }
+        let conn = Connection::open(path)?;
+        let corrupt = |e: rusqlite::Error| match integrity::is_corruption(&e) {
+            true => integrity::damaged(path, &e.to_string()),
+            false => Error::Sqlite(e),
+        };
+        configure(&conn, options.durability).map_err(corrupt)?;
+        if existed {
+            let started = std::time::Instant::now();
+            integrity::quick_check(&conn, path)?;
+            tracing::debug!(path = %path.display(), elapsed = ?started.elapsed(), "database checked");
+        }
         let writer = Writer::start(conn, options.max_batch)?;
-        let reads = ReadPool::new(&options.path, options.readers.max(1));
+        let reads = ReadPool::new(path, options.readers.max(1));
         Ok(Self { writer, reads })
+    }
+
+    /// Moves every committed transaction from the WAL into the database file and empties the
+    /// WAL (`wal_checkpoint(TRUNCATE)`), so the file alone holds everything. Called on a clean
+    /// shutdown; returns `false` when a reader kept part of the WAL from being copied.
+    pub async fn checkpoint(&self) -> Result<bool, Error> {
+        self.writer.checkpoint().await
+    }
+
+    /// Writes a complete, checked copy of the database to `dest` (which must not exist),
+    /// while it keeps serving. The copy is written under a temporary name and linked to `dest`
+    /// only once whole and checked, so a crash mid-way leaves no partial file at `dest`.
+    pub async fn backup(&self, dest: impl Into<PathBuf>) -> Result<(), Error> {
+        let (source, dest) = (self.reads.path.clone(), dest.into());
+        tokio::task::spawn_blocking(move || backup::backup(&source, &dest))
+            .await
+            .map_err(|_| Error::Backup {
+                path: PathBuf::new(),
+                reason: "the backup task panicked".into(),
+            })?
     }
 
     /// The writer: every mutation goes through it.

@@ -9,6 +9,7 @@
 //! modules on top of this shared engine; nothing above L4 and the SDK's features depends on
 //! this crate.
 
+mod backup;
 #[cfg(feature = "bus")]
 pub mod bus;
 #[cfg(feature = "catalog")]
@@ -16,6 +17,7 @@ pub mod catalog;
 mod db;
 #[cfg(feature = "eventstore")]
 pub mod eventstore;
+mod integrity;
 mod writer;
 
 pub use db::{Database, Durability, Error, Options, ReadPool};

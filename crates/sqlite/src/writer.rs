@@ -7,6 +7,10 @@
 //! the others; a failed commit fails every job of the batch, and so does a savepoint that
 //! cannot be rolled back (its half-done changes must never be committed). Throughput grows with the number
 //! of concurrent writers while each caller still gets "durable when answered".
+//!
+//! Once SQLite reports the file damaged (`SQLITE_CORRUPT`, `SQLITE_NOTADB`), in a job or in the
+//! writer's own statements, every later write is refused with [`Error::Corrupt`]: a write
+//! acknowledged into a damaged file may never be readable again.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
@@ -16,11 +20,38 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use crate::db::Error;
+use crate::integrity::is_corruption;
+
+/// Why a whole batch failed.
+#[derive(Debug, Clone)]
+enum BatchFailure {
+    /// The transaction could not begin or commit.
+    Commit(String),
+    /// The database is damaged: nothing more is written.
+    Damaged(String),
+}
+
+impl BatchFailure {
+    fn to_error(&self) -> Error {
+        match self {
+            Self::Commit(msg) => Error::CommitFailed(msg.clone()),
+            Self::Damaged(msg) => Error::Corrupt(msg.clone()),
+        }
+    }
+}
 
 /// Runs after the batch's commit, with its outcome.
-type Completion = Box<dyn FnOnce(Result<(), &str>) + Send>;
+type Completion = Box<dyn FnOnce(Result<(), &BatchFailure>) + Send>;
 /// One caller's write; given no transaction when none could be begun.
 type Job = Box<dyn FnOnce(Option<&mut Transaction<'_>>) -> Step + Send>;
+
+/// What the writer thread is asked to do.
+enum Msg {
+    /// A write, group-committed with others.
+    Write(Job),
+    /// Copy the WAL into the database file and truncate it; answers whether it was complete.
+    Checkpoint(oneshot::Sender<Result<bool, Error>>),
+}
 
 /// What running a job inside the batch left behind.
 struct Step {
@@ -28,17 +59,19 @@ struct Step {
     /// The job failed and its savepoint could not be rolled back: the transaction holds
     /// changes nobody asked for, so the whole batch must be abandoned.
     poisoned: bool,
+    /// The job's failure says the database is damaged.
+    corrupt: Option<String>,
 }
 
 /// A handle to the writer thread; cheap to clone. The thread stops when every handle is dropped.
 #[derive(Debug, Clone)]
 pub struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Msg>,
 }
 
 impl Writer {
     pub(crate) fn start(conn: Connection, max_batch: usize) -> Result<Self, Error> {
-        let (jobs, rx) = mpsc::channel::<Job>();
+        let (jobs, rx) = mpsc::channel::<Msg>();
         thread::Builder::new()
             .name("flotilla-sqlite-writer".into())
             .spawn(move || run(conn, rx, max_batch.max(1)))
@@ -52,7 +85,7 @@ impl Writer {
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<Error> + Send + 'static,
+        E: From<Error> + std::error::Error + Send + 'static,
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T, E>>();
@@ -63,7 +96,7 @@ impl Writer {
             })
         });
         self.jobs
-            .send(job)
+            .send(Msg::Write(job))
             .map_err(|_| E::from(Error::WriterStopped))?;
         rx.await.map_err(|_| E::from(Error::WriterStopped))?
     }
@@ -73,7 +106,7 @@ impl Writer {
     pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<Error> + Send + 'static,
+        E: From<Error> + std::error::Error + Send + 'static,
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<T, E>>(1);
@@ -83,16 +116,26 @@ impl Writer {
             })
         });
         self.jobs
-            .send(job)
+            .send(Msg::Write(job))
             .map_err(|_| E::from(Error::WriterStopped))?;
         rx.recv().map_err(|_| E::from(Error::WriterStopped))?
+    }
+
+    /// Checkpoints the WAL into the database file between two batches (a checkpoint cannot
+    /// run inside a transaction) and truncates it; `false` when readers kept part of it.
+    pub(crate) async fn checkpoint(&self) -> Result<bool, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Msg::Checkpoint(tx))
+            .map_err(|_| Error::WriterStopped)?;
+        rx.await.map_err(|_| Error::WriterStopped)?
     }
 }
 
 fn run_job<T, E, F, R>(txn: Option<&mut Transaction<'_>>, f: F, reply: R) -> Step
 where
     T: Send + 'static,
-    E: From<Error> + Send + 'static,
+    E: From<Error> + std::error::Error + Send + 'static,
     F: FnOnce(&Connection) -> Result<T, E>,
     R: FnOnce(Result<T, E>) + Send + 'static,
 {
@@ -128,61 +171,150 @@ where
     step(outcome, poisoned, reply)
 }
 
+/// The corruption `e` (or an error it wraps) reports, if any.
+fn corruption_in(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        let reported = match (
+            c.downcast_ref::<rusqlite::Error>(),
+            c.downcast_ref::<Error>(),
+        ) {
+            (Some(sqlite), _) => is_corruption(sqlite),
+            (_, Some(Error::Corrupt(_))) => true,
+            _ => false,
+        };
+        if reported {
+            return Some(c.to_string());
+        }
+        cause = c.source();
+    }
+    None
+}
+
 fn step<T, E, R>(outcome: Result<T, E>, poisoned: bool, reply: R) -> Step
 where
     T: Send + 'static,
-    E: From<Error> + Send + 'static,
+    E: From<Error> + std::error::Error + Send + 'static,
     R: FnOnce(Result<T, E>) + Send + 'static,
 {
-    let done: Completion = Box::new(move |commit: Result<(), &str>| {
+    let corrupt = outcome.as_ref().err().and_then(|e| corruption_in(e));
+    let done: Completion = Box::new(move |commit: Result<(), &BatchFailure>| {
         let answer = match commit {
             Ok(()) => outcome,
-            Err(msg) => Err(E::from(Error::CommitFailed(msg.to_owned()))),
+            Err(failure) => Err(E::from(failure.to_error())),
         };
         reply(answer);
     });
-    Step { done, poisoned }
-}
-
-fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        commit_batch(&mut conn, batch);
+    Step {
+        done,
+        poisoned,
+        corrupt,
     }
 }
 
-fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
+fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>, max_batch: usize) {
+    let mut damaged: Option<String> = None;
+    let mut next = rx.recv().ok();
+    while let Some(msg) = next.take() {
+        let first = match msg {
+            Msg::Write(job) => job,
+            Msg::Checkpoint(reply) => {
+                let _ = reply.send(checkpoint(&conn, damaged.as_deref()));
+                next = rx.recv().ok();
+                continue;
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(Msg::Write(job)) => batch.push(job),
+                // Served right after this batch, in the order it was asked.
+                Ok(other) => {
+                    next = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        match &damaged {
+            Some(msg) => refuse(batch, &BatchFailure::Damaged(msg.clone())),
+            None => damaged = commit_batch(&mut conn, batch),
+        }
+        if next.is_none() {
+            next = rx.recv().ok();
+        }
+    }
+}
+
+fn checkpoint(conn: &Connection, damaged: Option<&str>) -> Result<bool, Error> {
+    if let Some(msg) = damaged {
+        return Err(Error::Corrupt(msg.to_owned()));
+    }
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+    Ok(busy == 0)
+}
+
+/// Fails every job of `batch` with `failure`, writing nothing.
+fn refuse(batch: Vec<Job>, failure: &BatchFailure) {
+    for job in batch {
+        (job(None).done)(Err(failure));
+    }
+}
+
+/// Commits `batch`; returns the damage SQLite reported, if it did.
+fn commit_batch(conn: &mut Connection, batch: Vec<Job>) -> Option<String> {
     let mut txn = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, batch = batch.len(), "cannot begin a write transaction");
-            let msg = format!("cannot begin a write transaction: {e}");
-            for job in batch {
-                (job(None).done)(Err(&msg));
-            }
-            return;
+            let failure = fail_with(&e, format!("cannot begin a write transaction: {e}"));
+            refuse(batch, &failure);
+            return damage(&failure);
         }
     };
     let steps: Vec<Step> = batch.into_iter().map(|job| job(Some(&mut txn))).collect();
-    let result = if steps.iter().any(|s| s.poisoned) {
+    let corrupt = steps.iter().find_map(|s| s.corrupt.clone());
+    let result = if let Some(detail) = corrupt {
+        drop(txn);
+        Err(BatchFailure::Damaged(damaged_message(&detail)))
+    } else if steps.iter().any(|s| s.poisoned) {
         // Dropping the transaction rolls every job of the batch back.
         drop(txn);
-        Err("a failed write could not be rolled back; the batch was abandoned".to_owned())
+        Err(BatchFailure::Commit(
+            "a failed write could not be rolled back; the batch was abandoned".to_owned(),
+        ))
     } else {
-        txn.commit().map_err(|e| e.to_string())
+        txn.commit().map_err(|e| fail_with(&e, e.to_string()))
     };
     if let Err(e) = &result {
-        tracing::error!(error = %e, batch = steps.len(), "group commit failed");
+        tracing::error!(error = ?e, batch = steps.len(), "group commit failed");
     }
     for s in steps {
-        (s.done)(result.as_ref().map(|_| ()).map_err(String::as_str));
+        (s.done)(result.as_ref().map(|_| ()));
     }
+    result.err().as_ref().and_then(damage)
+}
+
+fn fail_with(e: &rusqlite::Error, msg: String) -> BatchFailure {
+    match is_corruption(e) {
+        true => BatchFailure::Damaged(damaged_message(&e.to_string())),
+        false => BatchFailure::Commit(msg),
+    }
+}
+
+fn damage(failure: &BatchFailure) -> Option<String> {
+    match failure {
+        BatchFailure::Damaged(msg) => Some(msg.clone()),
+        BatchFailure::Commit(_) => None,
+    }
+}
+
+fn damaged_message(detail: &str) -> String {
+    format!(
+        "the database reported corruption ({detail}); every write is refused until it is \
+         restored: {}",
+        crate::integrity::RECOVERY_HINT
+    )
 }
 
 #[cfg(test)]
@@ -294,5 +426,28 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(count(&db), 1);
+    }
+    #[tokio::test]
+    async fn once_corruption_is_reported_no_later_write_is_acknowledged() {
+        let (_dir, db) = open();
+        let w = db.writer().clone();
+        let corrupt = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            Some("database disk image is malformed".into()),
+        );
+        let r: Result<(), crate::Error> = w.write(move |_| Err(corrupt.into())).await;
+        assert!(r.is_err());
+        let later: Result<usize, crate::Error> = w
+            .write(|c| Ok(c.execute("INSERT INTO t (v) VALUES (1)", [])?))
+            .await;
+        match later {
+            Err(crate::Error::Corrupt(msg)) => assert!(msg.contains("restore"), "{msg}"),
+            other => panic!("expected Error::Corrupt, got {other:?}"),
+        }
+        assert_eq!(count(&db), 0, "the refused write was not stored");
+        assert!(matches!(
+            db.checkpoint().await,
+            Err(crate::Error::Corrupt(_))
+        ));
     }
 }
