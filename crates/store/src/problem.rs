@@ -29,6 +29,7 @@ impl Problem {
 
     pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "Invalid request", detail)
+            .with("code", json!("invalid_input"))
     }
 
     /// Every subscription slot is taken (`max_subscribers`).
@@ -52,23 +53,37 @@ impl Problem {
     }
 }
 
+/// Event-store errors carry, beside the human `detail`, a machine-readable `code` and the data
+/// a remote client needs to rebuild the same [`Error`] (the platform backend does): the
+/// stream, the expected and actual versions, the event id, whether a retry may help.
 impl From<Error> for Problem {
     fn from(e: Error) -> Self {
         let status = StatusCode::from_u16(e.class().kind.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         match &e {
-            Error::WrongExpectedVersion { actual, .. } => {
-                Self::new(status, "Wrong expected version", e.to_string())
-                    .with("actual_version", json!(actual))
-            }
-            Error::IdempotencyViolation { .. } => Self::new(
+            Error::WrongExpectedVersion {
+                stream,
+                expected,
+                actual,
+            } => Self::new(status, "Wrong expected version", e.to_string())
+                .with("code", json!("wrong_expected_version"))
+                .with("stream", json!(stream))
+                .with("expected_version", json!(expected))
+                .with("actual_version", json!(actual)),
+            Error::IdempotencyViolation { id, reason } => Self::new(
                 status,
                 "Event id reused with different content",
                 e.to_string(),
-            ),
-            Error::StreamDeleted { .. } => Self::new(status, "Stream deleted", e.to_string()),
-            Error::InvalidInput(_) => Self::new(status, "Invalid request", e.to_string()),
-            Error::Storage { .. } | Error::Handler { .. } => {
+            )
+            .with("code", json!("idempotency_violation"))
+            .with("event_id", json!(id))
+            .with("reason", json!(reason)),
+            Error::StreamDeleted { stream } => Self::new(status, "Stream deleted", e.to_string())
+                .with("code", json!("stream_deleted"))
+                .with("stream", json!(stream)),
+            Error::InvalidInput(_) => Self::new(status, "Invalid request", e.to_string())
+                .with("code", json!("invalid_input")),
+            Error::Storage { retryable, .. } => {
                 // Internal details are logged, not sent.
                 tracing::error!(error = %e, "event store failure");
                 Self::new(
@@ -76,6 +91,13 @@ impl From<Error> for Problem {
                     "Event store unavailable",
                     "the event store failed; retry",
                 )
+                .with("code", json!("storage"))
+                .with("retryable", json!(retryable))
+            }
+            Error::Handler { .. } => {
+                tracing::error!(error = %e, "event store failure");
+                Self::new(status, "Event store failure", "a subscriber failed")
+                    .with("code", json!("handler"))
             }
         }
     }
