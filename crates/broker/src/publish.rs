@@ -67,33 +67,64 @@ fn check_size(size: usize, limit: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// Binary mode: attributes in `ce-*` headers, the body is `data` as-is.
+/// Binary mode: attributes in `ce-*` headers, the body is the event's data.
 fn binary(headers: &HeaderMap, ct: &str, body: &[u8]) -> Result<CloudEvent, Error> {
     let mut map = Map::new();
     for (name, value) in headers {
         let Some(attr) = name.as_str().strip_prefix("ce-") else {
             continue;
         };
-        let value = value
-            .to_str()
-            .map_err(|_| Error::BadRequest(format!("header {name} is not visible ASCII")))?;
-        map.insert(attr.to_owned(), Value::String(value.to_owned()));
+        map.insert(
+            attr.to_owned(),
+            Value::String(header_attribute(name, value)?),
+        );
     }
-    if !ct.is_empty() {
-        map.insert("datacontenttype".into(), Value::String(ct.to_owned()));
+    // The whole header, parameters and all: `charset` and friends are part of the data's type.
+    let full_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    if let Some(full_type) = full_type.map(str::trim).filter(|t| !t.is_empty()) {
+        map.insert(
+            "datacontenttype".into(),
+            Value::String(full_type.to_owned()),
+        );
     }
     if !body.is_empty() {
-        let is_json = ct == "application/json" || ct.ends_with("+json");
-        if is_json {
-            let data: Value = serde_json::from_slice(body).map_err(|e| {
-                Error::BadRequest(format!("body is not the JSON its type says: {e}"))
-            })?;
-            map.insert("data".into(), data);
-        } else {
-            map.insert("data_base64".into(), Value::String(B64.encode(body)));
-        }
+        let (member, data) = data(ct, body)?;
+        map.insert(member.into(), data);
     }
     Ok(CloudEvent::from_json_value(Value::Object(map)).map_err(flotilla_bus::Error::from)?)
+}
+
+/// A `ce-*` header's attribute value: visible ASCII, percent-decoded into UTF-8 (the HTTP
+/// binding, §3.1.3.2, has senders percent-encode space, `"`, `%` and anything outside ASCII).
+fn header_attribute(name: &http::HeaderName, value: &http::HeaderValue) -> Result<String, Error> {
+    let value = value
+        .to_str()
+        .map_err(|_| Error::BadRequest(format!("header {name} is not visible ASCII")))?;
+    percent_encoding::percent_decode_str(value)
+        .decode_utf8()
+        .map(|v| v.into_owned())
+        .map_err(|_| {
+            Error::BadRequest(format!(
+                "header {name}: {value:?} is not UTF-8 once percent-decoded"
+            ))
+        })
+}
+
+/// The member a binary-mode body is kept in, and its value. JSON types are parsed; any other
+/// body is text when its bytes are UTF-8 (the JSON event format keeps text in `data` as a
+/// string), except where its type declares arbitrary bytes; the rest is `data_base64`.
+fn data(ct: &str, body: &[u8]) -> Result<(&'static str, Value), Error> {
+    if ct == "application/json" || ct.ends_with("+json") {
+        let data = serde_json::from_slice(body)
+            .map_err(|e| Error::BadRequest(format!("body is not the JSON its type says: {e}")))?;
+        return Ok(("data", data));
+    }
+    match std::str::from_utf8(body) {
+        Ok(text) if ct != "application/octet-stream" => {
+            Ok(("data", Value::String(text.to_owned())))
+        }
+        _ => Ok(("data_base64", Value::String(B64.encode(body)))),
+    }
 }
 
 #[cfg(test)]
