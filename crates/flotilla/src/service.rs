@@ -187,8 +187,10 @@ impl MicroserviceBuilder {
         })?;
         let mut parts = Parts::default();
         let routes = self.routes;
+        #[allow(unused_mut)] // only the `events` feature adds to it
+        let mut readiness = self.readiness;
         #[cfg(feature = "events")]
-        self.events.into_parts(&mut parts)?;
+        readiness.extend(self.events.into_parts(&mut parts)?);
         #[cfg(feature = "eventsourcing")]
         let routes = {
             let access = crate::admin::AdminAccess::new(self.config.admin_token.as_deref());
@@ -204,7 +206,7 @@ impl MicroserviceBuilder {
             version: self.version.as_str().into(),
             lifecycle: lifecycle.clone(),
             liveness: self.liveness.into(),
-            readiness: self.readiness.into(),
+            readiness: readiness.into(),
         };
         let app = assemble(
             routes,

@@ -1,1 +1,0 @@
-//! The platform's event bus over `/api/v1/bus`.

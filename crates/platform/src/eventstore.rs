@@ -1,1 +1,0 @@
-//! The platform's event store over `/api/v1/streams`.
