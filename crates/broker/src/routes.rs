@@ -8,9 +8,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use bytes::Bytes;
-use flotilla_bus::{
-    DeadLetter, Delivery, DlqQuery, Failure, FailureReason, GroupName, GroupSpec, Outgoing, Receipt,
-};
+use flotilla_bus::{Delivery, GroupName, GroupSpec, Outgoing};
 use flotilla_core::{TopicName, TopicPattern};
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
@@ -19,11 +17,18 @@ use serde_json::{Value, json};
 
 use crate::{Broker, Error, problem, publish, sse};
 
+mod batch;
+mod dlq;
+pub(crate) mod limits;
+mod settle;
+
 type Answer = Result<Response, Error>;
 
 pub(crate) fn router(broker: Broker) -> Router {
     let limit = broker.options.max_body_bytes;
     Router::new()
+        .route("/api/v1/bus", get(info))
+        .route("/api/v1/bus/events", post(batch::publish))
         .route("/api/v1/bus/topics", get(topics))
         .route("/api/v1/bus/topics/{topic}/events", post(publish_events))
         .route("/api/v1/bus/groups", get(groups))
@@ -33,16 +38,39 @@ pub(crate) fn router(broker: Broker) -> Router {
         )
         .route("/api/v1/bus/groups/{group}/pull", post(pull))
         .route("/api/v1/bus/groups/{group}/events", get(sse::events))
-        .route("/api/v1/bus/groups/{group}/ack", post(ack))
-        .route("/api/v1/bus/groups/{group}/nack", post(nack))
-        .route("/api/v1/bus/groups/{group}/reject", post(reject))
-        .route("/api/v1/bus/groups/{group}/dlq/purge", post(purge))
-        .route("/api/v1/bus/dlq", get(dlq_list))
-        .route("/api/v1/bus/dlq/{id}", get(dlq_get))
-        .route("/api/v1/bus/dlq/{id}/replay", post(dlq_replay))
+        .route("/api/v1/bus/groups/{group}/ack", post(settle::ack))
+        .route("/api/v1/bus/groups/{group}/nack", post(settle::nack))
+        .route("/api/v1/bus/groups/{group}/reject", post(settle::reject))
+        .route("/api/v1/bus/groups/{group}/dlq/purge", post(dlq::purge))
+        .route("/api/v1/bus/dlq", get(dlq::list))
+        .route("/api/v1/bus/dlq/{id}", get(dlq::get))
+        .route("/api/v1/bus/dlq/{id}/replay", post(dlq::replay))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(problem::normalize))
         .with_state(broker)
+}
+
+/// What the bus behind this API is and honours, with the limits a client must respect.
+async fn info(State(b): State<Broker>) -> Answer {
+    let c = b.backend.capabilities();
+    ok(json!({
+        "backend": b.backend.name(),
+        "capabilities": {
+            "per_key_order": c.per_key_order,
+            "delayed_publish": c.delayed_publish,
+            "dedupe": c.dedupe,
+            "fenced_receipts": c.fenced_receipts,
+        },
+        "limits": {
+            "max_event_bytes": b.options.max_event_bytes,
+            "max_body_bytes": b.options.max_body_bytes,
+            "max_pull": b.options.max_pull,
+            "max_wait_ms": b.options.max_wait_ms,
+            "max_in_flight": b.options.max_in_flight,
+            "max_lease_ms": limits::MAX_LEASE_MS,
+            "max_delay_ms": limits::MAX_DELAY_MS,
+        },
+    }))
 }
 
 fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
@@ -87,6 +115,7 @@ async fn publish_events(
     body: Bytes,
 ) -> Answer {
     let Query(q) = q.map_err(query_error)?;
+    let delay = limits::delay("delay_ms", q.delay_ms.unwrap_or(0))?;
     let topic = TopicName::new(topic).map_err(flotilla_bus::Error::from)?;
     let events = publish::events(&headers, &body, b.options.max_event_bytes)?;
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
@@ -94,9 +123,10 @@ async fn publish_events(
         .into_iter()
         .map(|e| {
             let out = Outgoing::new(topic.clone(), e);
-            match q.delay_ms {
-                Some(ms) => out.deliver_after(Duration::from_millis(ms)),
-                None => out,
+            if delay.is_zero() {
+                out
+            } else {
+                out.deliver_after(delay)
             }
         })
         .collect();
@@ -143,21 +173,14 @@ async fn delete_group(State(b): State<Broker>, Path(g): Path<String>) -> Answer 
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 struct Pull {
-    max: usize,
-    wait_ms: u64,
-    lease_ms: u64,
-}
-
-impl Default for Pull {
-    fn default() -> Self {
-        Self {
-            max: 16,
-            wait_ms: 10_000,
-            lease_ms: 30_000,
-        }
-    }
+    /// Most deliveries to answer (default 16, at most `max_pull`).
+    max: Option<usize>,
+    /// Longest wait for the first delivery (default 10 000, at most `max_wait_ms`).
+    wait_ms: Option<u64>,
+    /// Lease of each delivery (default 30 000, at most [`limits::MAX_LEASE_MS`]).
+    lease_ms: Option<u64>,
 }
 
 pub(crate) fn delivery(d: Delivery) -> Value {
@@ -172,122 +195,12 @@ pub(crate) fn delivery(d: Delivery) -> Value {
 
 async fn pull(State(b): State<Broker>, Path(g): Path<String>, body: Bytes) -> Answer {
     let p: Pull = json_body(&body)?;
-    if p.lease_ms == 0 {
-        return Err(Error::BadRequest("lease_ms 0 must be at least 1".into()));
-    }
-    let max = p.max.clamp(1, b.options.max_pull);
-    let wait = Duration::from_millis(p.wait_ms).min(b.options.max_wait());
-    let lease = Duration::from_millis(p.lease_ms);
+    let lease = limits::lease(p.lease_ms.unwrap_or(30_000))?;
+    let max = limits::within("max", p.max.unwrap_or(16), 1, b.options.max_pull)?;
+    let default_wait = b.options.max_wait_ms.min(10_000);
+    let wait_ms = p.wait_ms.unwrap_or(default_wait);
+    let wait = limits::within("wait_ms", wait_ms, 0, b.options.max_wait_ms)?;
+    let wait = Duration::from_millis(wait);
     let got = b.backend.receive(&group(g)?, max, lease, wait).await?;
     ok(json!({ "deliveries": got.into_iter().map(delivery).collect::<Vec<_>>() }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Settle {
-    receipt: String,
-    #[serde(default)]
-    delay_ms: u64,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-/// A settle attempt frees the delivery's SSE in-flight slot whatever its outcome, unless the
-/// backend was unreachable (the lease may still be held, and the client will retry).
-fn settled(b: &Broker, r: &Receipt, outcome: Result<(), flotilla_bus::Error>) -> Answer {
-    match outcome {
-        Err(e @ flotilla_bus::Error::Unavailable(_)) => Err(e.into()),
-        other => {
-            b.leases.settled(r);
-            other?;
-            no_content()
-        }
-    }
-}
-
-fn receipt(g: String, s: &Settle) -> Result<Receipt, Error> {
-    Ok(Receipt {
-        group: group(g)?,
-        token: s.receipt.clone(),
-    })
-}
-
-async fn ack(State(b): State<Broker>, Path(g): Path<String>, body: Bytes) -> Answer {
-    let s: Settle = json_body(&body)?;
-    let r = receipt(g, &s)?;
-    settled(&b, &r, b.backend.ack(&r).await)
-}
-
-async fn nack(State(b): State<Broker>, Path(g): Path<String>, body: Bytes) -> Answer {
-    let s: Settle = json_body(&body)?;
-    let delay = Duration::from_millis(s.delay_ms);
-    let r = receipt(g, &s)?;
-    settled(&b, &r, b.backend.nack(&r, delay).await)
-}
-
-async fn reject(State(b): State<Broker>, Path(g): Path<String>, body: Bytes) -> Answer {
-    let s: Settle = json_body(&body)?;
-    let failure = Failure {
-        reason: FailureReason::Rejected,
-        last_error: s
-            .reason
-            .clone()
-            .unwrap_or_else(|| "rejected by the consumer".into()),
-    };
-    let r = receipt(g, &s)?;
-    settled(&b, &r, b.backend.dead_letter(&r, failure).await)
-}
-
-fn dead_letter(d: DeadLetter) -> Value {
-    json!({
-        "id": d.id,
-        "group": d.group,
-        "topic": d.topic,
-        "reason": d.reason,
-        "attempts": d.attempts,
-        "last_error": d.last_error,
-        "published_at_ms": millis(d.published_at),
-        "dead_lettered_at_ms": millis(d.dead_lettered_at),
-        "event": d.event,
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DlqParams {
-    group: Option<String>,
-    after: Option<String>,
-    limit: Option<usize>,
-}
-
-async fn dlq_list(State(b): State<Broker>, q: Result<Query<DlqParams>, QueryRejection>) -> Answer {
-    let Query(q) = q.map_err(query_error)?;
-    let query = DlqQuery {
-        group: q.group.map(group).transpose()?,
-        after: q.after,
-        limit: q.limit.unwrap_or(100).min(1000),
-    };
-    let list = b.backend.dlq_list(&query).await?;
-    ok(json!({ "dead_letters": list.into_iter().map(dead_letter).collect::<Vec<_>>() }))
-}
-
-async fn dlq_get(State(b): State<Broker>, Path(id): Path<String>) -> Answer {
-    ok(dead_letter(b.backend.dlq_get(&id).await?))
-}
-
-async fn dlq_replay(State(b): State<Broker>, Path(id): Path<String>) -> Answer {
-    b.backend.dlq_replay(&id).await?;
-    no_content()
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-struct Purge {
-    ids: Vec<String>,
-}
-
-async fn purge(State(b): State<Broker>, Path(g): Path<String>, body: Bytes) -> Answer {
-    let p: Purge = json_body(&body)?;
-    let n = b.backend.dlq_purge(&group(g)?, &p.ids).await?;
-    ok(json!({ "purged": n }))
 }

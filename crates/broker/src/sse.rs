@@ -23,16 +23,16 @@ use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::leases::Leases;
-use crate::routes::{delivery, group, query_error};
+use crate::routes::{delivery, group, limits, query_error};
 use crate::{Broker, Error};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StreamQuery {
-    /// Unsettled deliveries out at once on this stream (default 16, capped by
-    /// `max_in_flight`).
+    /// Unsettled deliveries out at once on this stream (default 16, at most the
+    /// `max_in_flight` option; more is a 400).
     max_in_flight: Option<usize>,
-    /// Lease of each delivery in milliseconds (default 30 000).
+    /// Lease of each delivery in milliseconds (default 30 000, at most one day).
     lease_ms: Option<u64>,
 }
 
@@ -43,14 +43,10 @@ pub(crate) async fn events(
 ) -> Result<Response, Error> {
     let Query(q) = q.map_err(query_error)?;
     let group = group(g)?;
-    let lease = Duration::from_millis(q.lease_ms.unwrap_or(30_000));
-    if lease.is_zero() {
-        return Err(Error::BadRequest("lease_ms 0 must be at least 1".into()));
-    }
-    let window = q
-        .max_in_flight
-        .unwrap_or(16)
-        .clamp(1, b.options.max_in_flight);
+    let lease = limits::lease(q.lease_ms.unwrap_or(30_000))?;
+    let default_window = b.options.max_in_flight.min(16);
+    let window = q.max_in_flight.unwrap_or(default_window);
+    let window = limits::within("max_in_flight", window, 1, b.options.max_in_flight)?;
     let stream_slot = Arc::clone(&b.streams)
         .try_acquire_owned()
         .map_err(|_| Error::TooManyStreams(b.options.max_sse_streams))?;
