@@ -1,0 +1,323 @@
+//! Publishing with group commit: concurrent publishes are gathered into one
+//! `POST /api/v1/bus/events` request (many topics, each event with its own delay), as the
+//! SQLite writer gathers waiting writes into one transaction. While `in_flight` requests are
+//! out, new publishes wait in a bounded queue; when one returns, everything waiting (up to
+//! the byte and count limits) goes out together, and each caller gets its own outcomes.
+//!
+//! A failed request fails every publish in it the same way: [`Error::Unavailable`] when the
+//! outcome is unknown (retry with the same ids; the server's dedupe drops what was stored).
+
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use flotilla_bus::{Error, Outgoing, PublishOutcome};
+use http::Method;
+use serde::Deserialize;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::error::from_call;
+use super::info::Info;
+use super::wire::millis;
+use crate::ControlPlane;
+use crate::http::Call;
+
+/// How publishes are gathered into requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOptions {
+    /// Most events in one request (default 1,000).
+    pub max_events: usize,
+    /// Most bytes of events in one request (default 4 MiB; the server's body limit, if
+    /// lower, wins).
+    pub max_bytes: usize,
+    /// Requests out at once (default 4); beyond, publishes wait and are gathered.
+    pub in_flight: usize,
+    /// Publishes waiting for a request (default 4,096); beyond, callers wait, so memory
+    /// stays bounded while the control plane is slow or down.
+    pub queue: usize,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        Self {
+            max_events: 1000,
+            max_bytes: 4 << 20,
+            in_flight: 4,
+            queue: 4096,
+        }
+    }
+}
+
+/// One caller's publish: its events, encoded, and where its outcomes go.
+struct Pending {
+    items: Vec<Vec<u8>>,
+    bytes: usize,
+    reply: oneshot::Sender<Result<Vec<PublishOutcome>, Error>>,
+}
+
+/// The queue into the batching task, started on the first publish (so building a bus needs
+/// no runtime) and ended when the last clone of the bus is dropped.
+#[derive(Debug)]
+pub(super) struct Batcher {
+    cp: ControlPlane,
+    options: BatchOptions,
+    queue: OnceLock<mpsc::Sender<Pending>>,
+}
+
+impl Batcher {
+    pub(super) fn new(cp: ControlPlane, options: BatchOptions) -> Self {
+        Self {
+            cp,
+            options,
+            queue: OnceLock::new(),
+        }
+    }
+
+    /// The queue; the first call starts the task, with the byte limit the server allows.
+    fn queue(&self, max_bytes: usize) -> &mpsc::Sender<Pending> {
+        self.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(self.options.queue.max(1));
+            let options = BatchOptions {
+                max_bytes,
+                ..self.options
+            };
+            tokio::spawn(gather(self.cp.clone(), options, rx));
+            tx
+        })
+    }
+
+    pub(super) async fn publish(
+        &self,
+        info: &Info,
+        batch: Vec<Outgoing>,
+    ) -> Result<Vec<PublishOutcome>, Error> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let items = encode(info, &batch)?;
+        // Room for the request's own brackets and commas under the server's body limit.
+        let server = info
+            .limits
+            .max_body_bytes
+            .saturating_sub(info.limits.max_body_bytes / 64);
+        let limit = self.options.max_bytes.min(server);
+        let mut outcomes = Vec::with_capacity(items.len());
+        // A caller's batch larger than one request goes out in order, a request each.
+        for chunk in chunks(items, limit, self.options.max_events) {
+            outcomes.extend(self.send(chunk, limit).await?);
+        }
+        Ok(outcomes)
+    }
+
+    async fn send(
+        &self,
+        items: Vec<Vec<u8>>,
+        max_bytes: usize,
+    ) -> Result<Vec<PublishOutcome>, Error> {
+        let (reply, answer) = oneshot::channel();
+        let bytes = items.iter().map(Vec::len).sum();
+        let pending = Pending {
+            items,
+            bytes,
+            reply,
+        };
+        self.queue(max_bytes)
+            .send(pending)
+            .await
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+}
+
+/// Encodes each event as one item of the request, refusing what the server would refuse.
+fn encode(info: &Info, batch: &[Outgoing]) -> Result<Vec<Vec<u8>>, Error> {
+    let now = SystemTime::now();
+    batch
+        .iter()
+        .map(|out| {
+            let delay_ms = match out.not_before {
+                None => 0,
+                Some(_) if !info.capabilities.delayed_publish => {
+                    return Err(Error::Unsupported {
+                        backend: "platform",
+                        feature: "delayed publish (the control plane's bus lacks it)",
+                    });
+                }
+                // Sent as a delay so the two machines' clocks need not agree.
+                Some(at) => at.duration_since(now).map_or(0, millis),
+            };
+            if delay_ms > info.limits.max_delay_ms {
+                return Err(Error::InvalidInput(format!(
+                    "delivery delay of {delay_ms} ms exceeds the control plane's limit of {} ms",
+                    info.limits.max_delay_ms
+                )));
+            }
+            let event =
+                serde_json::to_vec(&out.event).map_err(|e| Error::Backend(e.to_string()))?;
+            let limit = info.limits.max_event_bytes;
+            if event.len() > limit {
+                return Err(Error::TooLarge {
+                    size: event.len(),
+                    limit,
+                });
+            }
+            Ok(item(out, delay_ms, &event))
+        })
+        .collect()
+}
+
+/// `{"topic":..,"delay_ms":..,"event":..}` around the already encoded event (so its size
+/// was checked on the bytes sent, and it is not encoded twice).
+fn item(out: &Outgoing, delay_ms: u64, event: &[u8]) -> Vec<u8> {
+    let topic = serde_json::to_string(out.topic.as_str()).expect("a string encodes as JSON");
+    let mut item = Vec::with_capacity(event.len() + topic.len() + 48);
+    item.extend_from_slice(b"{\"topic\":");
+    item.extend_from_slice(topic.as_bytes());
+    item.extend_from_slice(format!(",\"delay_ms\":{delay_ms},\"event\":").as_bytes());
+    item.extend_from_slice(event);
+    item.push(b'}');
+    item
+}
+
+/// Splits one caller's items into requests of at most `max_bytes` / `max_events` (an item
+/// larger than `max_bytes` alone is still one request: the server judges it).
+fn chunks(items: Vec<Vec<u8>>, max_bytes: usize, max_events: usize) -> Vec<Vec<Vec<u8>>> {
+    let mut out: Vec<Vec<Vec<u8>>> = vec![Vec::new()];
+    let mut bytes = 0;
+    for item in items {
+        let last = out.last_mut().expect("out starts with one chunk");
+        if !last.is_empty() && (bytes + item.len() > max_bytes || last.len() >= max_events) {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += item.len();
+        out.last_mut().expect("out has a chunk").push(item);
+    }
+    out
+}
+
+/// The batching task: takes a request slot, then every publish waiting (up to the limits),
+/// and sends them as one request on a task of its own.
+async fn gather(cp: ControlPlane, options: BatchOptions, mut rx: mpsc::Receiver<Pending>) {
+    let slots = Arc::new(Semaphore::new(options.in_flight.max(1)));
+    let mut carried: Option<Pending> = None;
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let (mut bytes, mut events) = (first.bytes, first.items.len());
+        let mut batch = vec![first];
+        while let Ok(next) = rx.try_recv() {
+            let fits = bytes + next.bytes <= options.max_bytes
+                && events + next.items.len() <= options.max_events;
+            if !fits {
+                carried = Some(next);
+                break;
+            }
+            bytes += next.bytes;
+            events += next.items.len();
+            batch.push(next);
+        }
+        let cp = cp.clone();
+        tokio::spawn(async move {
+            send_batch(&cp, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Sends one request and hands each caller its share of the outcomes.
+async fn send_batch(cp: &ControlPlane, batch: Vec<Pending>) {
+    let items = batch.iter().flat_map(|p| p.items.iter());
+    let result = post(cp, items).await;
+    let mut outcomes = match result {
+        Ok(o) => o.into_iter(),
+        Err(e) => {
+            let message = e.to_string();
+            for p in batch {
+                let _ = p.reply.send(Err(same_error(&e, &message)));
+            }
+            return;
+        }
+    };
+    for p in batch {
+        let mine: Vec<_> = outcomes.by_ref().take(p.items.len()).collect();
+        let answer = if mine.len() == p.items.len() {
+            Ok(mine)
+        } else {
+            Err(Error::Backend(
+                "the control plane answered fewer outcomes than events".into(),
+            ))
+        };
+        let _ = p.reply.send(answer);
+    }
+}
+
+/// Each caller of a failed request gets the same kind of error (errors are not `Clone`).
+fn same_error(e: &Error, message: &str) -> Error {
+    match e {
+        Error::Unavailable(_) => Error::Unavailable(message.to_owned()),
+        Error::InvalidInput(m) => Error::InvalidInput(m.clone()),
+        Error::Conflict(m) => Error::Conflict(m.clone()),
+        Error::TooLarge { size, limit } => Error::TooLarge {
+            size: *size,
+            limit: *limit,
+        },
+        _ => Error::Backend(message.to_owned()),
+    }
+}
+
+async fn post<'a>(
+    cp: &ControlPlane,
+    items: impl Iterator<Item = &'a Vec<u8>>,
+) -> Result<Vec<PublishOutcome>, Error> {
+    #[derive(Deserialize)]
+    struct Outcomes {
+        outcomes: Vec<Item>,
+    }
+    #[derive(Deserialize)]
+    struct Item {
+        outcome: PublishOutcome,
+    }
+    let mut body = b"{\"events\":[".to_vec();
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(b"]}");
+    let call = Call::new(Method::POST, "/api/v1/bus/events").body("application/json", body.into());
+    let answer = cp
+        .call(call)
+        .await
+        .map_err(|e| from_call(e, ("bus", "/api/v1/bus/events")))?;
+    let got: Outcomes = answer.decode().map_err(|e| Error::Backend(e.to_string()))?;
+    Ok(got.outcomes.into_iter().map(|i| i.outcome).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_batch_is_split_by_bytes_and_by_count_in_order() {
+        let items: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 10]).collect();
+        let sizes = |c: &Vec<Vec<Vec<u8>>>| c.iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(sizes(&chunks(items.clone(), 25, 100)), [2, 2, 1]);
+        assert_eq!(sizes(&chunks(items.clone(), 1000, 3)), [3, 2]);
+        assert_eq!(sizes(&chunks(items.clone(), 5, 100)), [1, 1, 1, 1, 1]);
+        let flat: Vec<u8> = chunks(items, 25, 100)
+            .concat()
+            .iter()
+            .map(|i| i[0])
+            .collect();
+        assert_eq!(flat, [0, 1, 2, 3, 4]);
+    }
+}
