@@ -73,6 +73,10 @@ pub struct Problem {
     /// What went wrong with this request.
     #[serde(default)]
     pub detail: Option<String>,
+    /// Extension members (RFC 9457 section 3.2): the data an API adds so a client can rebuild
+    /// a contract's error, such as the event store's `code` and `actual_version`.
+    #[serde(flatten)]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Why a call to the control plane failed.
