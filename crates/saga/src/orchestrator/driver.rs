@@ -1,0 +1,122 @@
+//! The per-instance driver: decide, carry out the effect, record the outcome, repeat. It keeps
+//! nothing that is not in the stream, so any replica (or this one after a restart) can take
+//! over from the last recorded event.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, watch};
+
+use super::Shared;
+use super::stream::{self, Appended};
+use crate::action::StepCall;
+use crate::definition::SagaDefinition;
+use crate::state::{self, Effect, SagaState};
+
+pub(super) struct Driver {
+    pub(super) shared: Arc<Shared>,
+    pub(super) def: Arc<SagaDefinition>,
+    pub(super) state: SagaState,
+    /// Woken when someone else (a cancel) appended to the stream.
+    pub(super) wake: Arc<Notify>,
+    pub(super) tx: watch::Sender<SagaState>,
+}
+
+impl Driver {
+    pub(super) async fn run(mut self) {
+        let id = self.state.id.clone();
+        loop {
+            let effect = state::decide(&self.state, &self.def, self.shared.now());
+            if effect == Effect::Finish {
+                break;
+            }
+            if let Err(e) = self.carry_out(effect).await {
+                // The instance stays as its stream says; recover() picks it up again.
+                tracing::warn!(saga = %id, error = %e, "saga driver stopped");
+                break;
+            }
+            self.tx.send_replace(self.state.clone());
+        }
+        self.tx.send_replace(self.state.clone());
+        self.shared
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    async fn carry_out(&mut self, effect: Effect) -> crate::Result<()> {
+        match effect {
+            Effect::Record(event) => {
+                stream::append(self.shared.store.as_ref(), &mut self.state, event).await?;
+            }
+            Effect::RunStep {
+                step,
+                attempt,
+                until,
+            } => self.run_action(step, attempt, until, false).await?,
+            Effect::RunCompensation {
+                step,
+                attempt,
+                until,
+            } => self.run_action(step, attempt, until, true).await?,
+            Effect::Wait { until } => {
+                tokio::select! {
+                    () = tokio::time::sleep(self.until(until)) => {}
+                    () = self.wake.notified() => self.refresh().await?,
+                }
+            }
+            Effect::Finish => {}
+        }
+        Ok(())
+    }
+
+    /// Runs one attempt and records how it went. When it runs past `until`, nothing is
+    /// recorded here: deciding again sees the timeout (or the saga deadline) and records that.
+    async fn run_action(
+        &mut self,
+        step: usize,
+        attempt: u32,
+        until: DateTime<Utc>,
+        compensation: bool,
+    ) -> crate::Result<()> {
+        let def = &self.def.steps[step];
+        let action = match (&def.compensation, compensation) {
+            (Some(c), true) => c,
+            _ => &def.action,
+        };
+        let call = StepCall::new(&self.state, step, attempt, compensation);
+        let run = self.shared.executor.run(&self.def, action, call);
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(self.until(until), run) => r,
+            () = self.wake.notified() => return self.refresh().await,
+        };
+        let Ok(outcome) = outcome else {
+            return Ok(());
+        };
+        let now = self.shared.now();
+        let event = if compensation {
+            state::compensation_outcome(&self.state, &self.def, step, attempt, outcome, now)
+        } else {
+            state::step_outcome(&self.state, &self.def, step, attempt, outcome, now)
+        };
+        if let Appended::Lost =
+            stream::append(self.shared.store.as_ref(), &mut self.state, event).await?
+        {
+            tracing::debug!(saga = %self.state.id, step, "another writer recorded first");
+        }
+        Ok(())
+    }
+
+    async fn refresh(&mut self) -> crate::Result<()> {
+        self.state = stream::catch_up(self.shared.store.as_ref(), self.state.clone()).await?;
+        Ok(())
+    }
+
+    /// How long until `t`, rounded up so the clock has passed `t` when the timer fires.
+    fn until(&self, t: DateTime<Utc>) -> Duration {
+        let left = (t - self.shared.now()).to_std().unwrap_or_default();
+        left + Duration::from_millis(1)
+    }
+}

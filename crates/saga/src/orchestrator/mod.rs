@@ -1,0 +1,289 @@
+//! The orchestrator: holds definitions, starts instances, drives each with its own task, and
+//! resumes unfinished ones after a restart.
+
+mod driver;
+mod recover;
+mod stream;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::{DateTime, Utc};
+use flotilla_core::Clock;
+use flotilla_discovery::Discovery;
+use flotilla_eventstore::{EventStore, ExpectedVersion};
+use serde_json::Value;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+pub use recover::Recovery;
+
+use crate::action::{Executor, HttpRunner, StepFunction};
+use crate::definition::SagaDefinition;
+use crate::event::SagaEvent;
+use crate::state::{SagaState, after};
+use crate::{Error, Result, TokioClock};
+
+/// Runs sagas. Cheap to clone; dropping the last clone stops every driver task (the
+/// instances stay in the store and the next orchestrator's [`recover`](Self::recover) resumes
+/// them).
+#[derive(Debug, Clone)]
+pub struct Orchestrator {
+    shared: Arc<Shared>,
+    tasks: Arc<Mutex<JoinSet<()>>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    store: Arc<dyn EventStore>,
+    clock: Arc<dyn Clock>,
+    executor: Executor,
+    definitions: RwLock<BTreeMap<(String, u32), Arc<SagaDefinition>>>,
+    running: Mutex<HashMap<String, Running>>,
+}
+
+#[derive(Debug)]
+struct Running {
+    wake: Arc<Notify>,
+    state: watch::Receiver<SagaState>,
+}
+
+impl Shared {
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now().into()
+    }
+}
+
+/// Configures an [`Orchestrator`].
+#[derive(Debug)]
+pub struct OrchestratorBuilder {
+    store: Arc<dyn EventStore>,
+    clock: Option<Arc<dyn Clock>>,
+    executor: Executor,
+    sagas: Vec<SagaDefinition>,
+}
+
+impl OrchestratorBuilder {
+    /// The clock (default: [`TokioClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Where HTTP steps find their services; without it, sagas with HTTP steps are refused.
+    pub fn discovery(mut self, discovery: Arc<dyn Discovery>) -> Self {
+        self.executor.http = Some(HttpRunner::new(discovery));
+        self
+    }
+
+    /// Registers an in-process action under `name` (`function = "name"` in definitions).
+    pub fn function(mut self, name: impl Into<String>, f: impl StepFunction) -> Self {
+        self.executor.functions.insert(name.into(), Arc::new(f));
+        self
+    }
+
+    /// Registers a saga definition.
+    pub fn saga(mut self, def: SagaDefinition) -> Self {
+        self.sagas.push(def);
+        self
+    }
+
+    /// The orchestrator; refuses definitions it could not run, naming the field.
+    pub fn build(self) -> Result<Orchestrator> {
+        let orch = Orchestrator {
+            shared: Arc::new(Shared {
+                store: self.store,
+                clock: self.clock.unwrap_or_else(|| Arc::new(TokioClock::new())),
+                executor: self.executor,
+                definitions: RwLock::default(),
+                running: Mutex::default(),
+            }),
+            tasks: Arc::default(),
+        };
+        for def in self.sagas {
+            orch.register(def)?;
+        }
+        Ok(orch)
+    }
+}
+
+impl Orchestrator {
+    /// Starts configuring an orchestrator on `store`.
+    pub fn builder(store: Arc<dyn EventStore>) -> OrchestratorBuilder {
+        OrchestratorBuilder {
+            store,
+            clock: None,
+            executor: Executor::default(),
+            sagas: Vec::new(),
+        }
+    }
+
+    /// Adds a definition version. New instances use the highest version of a name; running
+    /// ones keep theirs. Registering the same name and version again with other content is
+    /// refused, since running instances rely on it.
+    pub fn register(&self, def: SagaDefinition) -> Result<()> {
+        def.validate()?;
+        self.shared.executor.check(&def)?;
+        let mut defs = write(&self.shared.definitions);
+        let key = (def.name.clone(), def.version);
+        if defs.get(&key).is_some_and(|old| **old != def) {
+            let reason = format!(
+                "{} version {} is registered with other steps",
+                def.name, def.version
+            );
+            return Err(Error::definition("version", reason));
+        }
+        defs.insert(key, Arc::new(def));
+        Ok(())
+    }
+
+    fn definition(&self, name: &str, version: Option<u32>) -> Result<Arc<SagaDefinition>> {
+        let defs = self
+            .shared
+            .definitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let found = match version {
+            Some(v) => defs.get(&(name.to_owned(), v)),
+            None => defs
+                .range((name.to_owned(), 0)..=(name.to_owned(), u32::MAX))
+                .next_back()
+                .map(|(_, d)| d),
+        };
+        found.cloned().ok_or_else(|| Error::UnknownDefinition {
+            name: name.to_owned(),
+            version,
+        })
+    }
+
+    /// Starts an instance of the latest version of `name` with `data`; returns its id
+    /// (`<name>-<uuid>`). When this returns, the start is durable.
+    pub async fn start(&self, name: &str, data: Value) -> Result<String> {
+        let def = self.definition(name, None)?;
+        let id = format!("{name}-{}", uuid::Uuid::now_v7());
+        let now = self.shared.now();
+        let event = SagaEvent::Started {
+            definition: def.name.clone(),
+            version: def.version,
+            steps: def.steps.iter().map(|s| s.name.clone()).collect(),
+            data,
+            at: now,
+            deadline: def.deadline.map(|d| after(now, d)),
+        };
+        let stream = stream::stream_of(&id)?;
+        let new = event.to_new_event(&id);
+        self.shared
+            .store
+            .append(&stream, ExpectedVersion::NoStream, vec![new])
+            .await?;
+        let state = SagaState::start(&id, &event).map_err(|r| Error::definition("steps", r))?;
+        self.drive(state, def);
+        Ok(id)
+    }
+
+    /// The instance as its stream says now.
+    pub async fn get(&self, id: &str) -> Result<SagaState> {
+        stream::load(self.shared.store.as_ref(), id).await
+    }
+
+    /// Waits until the instance ends (completed, compensated or stuck) if this orchestrator
+    /// drives it; otherwise answers its current state.
+    pub async fn wait(&self, id: &str) -> Result<SagaState> {
+        let rx = {
+            let running = self
+                .shared
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            running.get(id).map(|r| r.state.clone())
+        };
+        if let Some(mut rx) = rx {
+            // A closed channel means the driver stopped: the stream has the last word.
+            let _ = rx.wait_for(|s| s.status.is_terminal()).await;
+        }
+        self.get(id).await
+    }
+
+    /// Turns the instance back now: it compensates its completed steps. Refused once it has
+    /// ended or passed its pivot step; a no-op when it is already compensating.
+    pub async fn cancel(&self, id: &str) -> Result<SagaState> {
+        loop {
+            let mut state = self.get(id).await?;
+            let def = self.definition(&state.definition, Some(state.version))?;
+            match &state.status {
+                s if s.is_terminal() => return Err(invalid(id, "it has already ended")),
+                crate::SagaStatus::Compensating { .. } => return Ok(state),
+                _ if crate::state::past_pivot(&state, &def) => {
+                    return Err(invalid(
+                        id,
+                        "it has passed its pivot step and only goes forward",
+                    ));
+                }
+                _ => {}
+            }
+            let event = SagaEvent::Cancelled {
+                reason: crate::AbortReason::Cancelled,
+                at: self.shared.now(),
+            };
+            if let stream::Appended::Yes =
+                stream::append(self.shared.store.as_ref(), &mut state, event).await?
+            {
+                self.wake(id);
+                return Ok(state);
+            }
+        }
+    }
+
+    fn wake(&self, id: &str) {
+        let running = self
+            .shared
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = running.get(id) {
+            r.wake.notify_one();
+        }
+    }
+
+    /// Spawns a driver for `state` unless one already runs here.
+    fn drive(&self, state: SagaState, def: Arc<SagaDefinition>) {
+        let mut running = self
+            .shared
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if running.contains_key(&state.id) {
+            return;
+        }
+        let (tx, rx) = watch::channel(state.clone());
+        let wake = Arc::new(Notify::new());
+        running.insert(
+            state.id.clone(),
+            Running {
+                wake: wake.clone(),
+                state: rx,
+            },
+        );
+        let driver = driver::Driver {
+            shared: self.shared.clone(),
+            def,
+            state,
+            wake,
+            tx,
+        };
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(driver.run());
+    }
+}
+
+fn invalid(id: &str, reason: &str) -> Error {
+    Error::InvalidState {
+        id: id.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}

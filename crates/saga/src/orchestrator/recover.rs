@@ -1,0 +1,76 @@
+//! Resuming after a restart: every saga stream whose last event is not terminal gets a driver
+//! again. Timers need no re-arming of their own: deadlines, timeouts and retry times are in
+//! the stream, and the driver's first decision waits for (or fires) them.
+
+use std::collections::BTreeSet;
+
+use flotilla_eventstore::{Filter, ReadAll};
+
+use super::{Orchestrator, stream};
+use crate::event::SagaEvent;
+use crate::{Error, Result};
+
+/// What [`Orchestrator::recover`] found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recovery {
+    /// Instances now driven by this orchestrator.
+    pub resumed: Vec<String>,
+    /// Instances left alone, with why (their definition version is not registered here, or
+    /// their stream could not be read).
+    pub skipped: Vec<(String, Error)>,
+}
+
+const PAGE: usize = 1000;
+
+impl Orchestrator {
+    /// Resumes every unfinished instance in the store. Instances already driven here are
+    /// left as they are. It scans the `saga` category of `$all`, so it reads every saga event
+    /// once; call it at start-up, not on a hot path.
+    pub async fn recover(&self) -> Result<Recovery> {
+        let mut report = Recovery::default();
+        for id in self.unfinished().await? {
+            match self.resume(&id).await {
+                Ok(()) => report.resumed.push(id),
+                Err(e) => {
+                    tracing::warn!(saga = %id, error = %e, "saga not resumed");
+                    report.skipped.push((id, e));
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn unfinished(&self) -> Result<BTreeSet<String>> {
+        let (mut open, mut ended) = (BTreeSet::new(), BTreeSet::new());
+        let mut after = 0;
+        loop {
+            let read =
+                ReadAll::after(after, PAGE).filtered(Filter::Category(stream::CATEGORY.into()));
+            let page = self.shared.store.read_all(read).await?;
+            for e in &page {
+                let Some(id) = stream::id_of(&e.stream) else {
+                    continue;
+                };
+                open.insert(id.to_owned());
+                if SagaEvent::from_recorded(e).is_ok_and(|ev| ev.is_terminal()) {
+                    ended.insert(id.to_owned());
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = last.position,
+                _ => break,
+            }
+        }
+        Ok(open.difference(&ended).cloned().collect())
+    }
+
+    async fn resume(&self, id: &str) -> Result<()> {
+        let state = stream::load(self.shared.store.as_ref(), id).await?;
+        if state.status.is_terminal() {
+            return Ok(());
+        }
+        let def = self.definition(&state.definition, Some(state.version))?;
+        self.drive(state, def);
+        Ok(())
+    }
+}

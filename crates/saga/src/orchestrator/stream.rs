@@ -1,0 +1,107 @@
+//! Reading and writing an instance's stream. Every append carries the expected version the
+//! state was folded to: the fencing token that lets exactly one replica record a transition.
+
+use flotilla_core::StreamId;
+use flotilla_eventstore::{EventStore, ExpectedVersion, ReadStream, RecordedEvent};
+
+use crate::event::SagaEvent;
+use crate::state::SagaState;
+use crate::{Error, Result};
+
+/// Every saga stream is in this category (`saga-<name>-<uuid>`).
+pub(crate) const CATEGORY: &str = "saga";
+
+/// The stream of instance `id` (`<name>-<uuid>`).
+pub(crate) fn stream_of(id: &str) -> Result<StreamId> {
+    StreamId::new(format!("{CATEGORY}-{id}")).map_err(|_| Error::NotFound(id.to_owned()))
+}
+
+/// The instance id of a saga stream.
+pub(crate) fn id_of(stream: &StreamId) -> Option<&str> {
+    stream.as_str().strip_prefix("saga-")
+}
+
+/// What an append came to.
+#[derive(Debug)]
+pub(crate) enum Appended {
+    /// Written; the state now includes it.
+    Yes,
+    /// Another writer got there first; the state was brought up to date instead.
+    Lost,
+}
+
+fn corrupt(e: &RecordedEvent, reason: String) -> Error {
+    Error::Corrupt {
+        stream: e.stream.to_string(),
+        version: e.version,
+        reason,
+    }
+}
+
+/// The instance as its stream says now.
+pub(crate) async fn load(store: &dyn EventStore, id: &str) -> Result<SagaState> {
+    let stream = stream_of(id)?;
+    let events = store
+        .read_stream(&stream, ReadStream::forward(1, 1))
+        .await?;
+    let first = events
+        .first()
+        .ok_or_else(|| Error::NotFound(id.to_owned()))?;
+    let state =
+        SagaState::start(id, &SagaEvent::from_recorded(first)?).map_err(|r| corrupt(first, r))?;
+    catch_up(store, state).await
+}
+
+/// `state` with every event appended after it.
+pub(crate) async fn catch_up(store: &dyn EventStore, mut state: SagaState) -> Result<SagaState> {
+    let stream = stream_of(&state.id)?;
+    let read = ReadStream::forward(state.stream_version + 1, usize::MAX);
+    for e in store.read_stream(&stream, read).await? {
+        let event = SagaEvent::from_recorded(&e)?;
+        state = state.apply(&event).map_err(|r| corrupt(&e, r))?;
+        state.stream_version = e.version;
+    }
+    Ok(state)
+}
+
+/// Appends `event` if nothing else was appended since `state`; either way `state` ends up
+/// current. Retryable storage errors are retried with the same event id (idempotent).
+pub(crate) async fn append(
+    store: &dyn EventStore,
+    state: &mut SagaState,
+    event: SagaEvent,
+) -> Result<Appended> {
+    let stream = stream_of(&state.id)?;
+    let new = event.to_new_event(&state.id);
+    let expected = ExpectedVersion::Exact(state.stream_version);
+    let mut retry = 0u32;
+    loop {
+        match store.append(&stream, expected, vec![new.clone()]).await {
+            Ok(r) => {
+                let next = state
+                    .clone()
+                    .apply(&event)
+                    .map_err(|reason| Error::Corrupt {
+                        stream: stream.to_string(),
+                        version: r.last_version,
+                        reason,
+                    })?;
+                *state = next;
+                state.stream_version = r.last_version;
+                return Ok(Appended::Yes);
+            }
+            Err(flotilla_eventstore::Error::WrongExpectedVersion { .. }) => {
+                *state = catch_up(store, state.clone()).await?;
+                return Ok(Appended::Lost);
+            }
+            Err(flotilla_eventstore::Error::Storage {
+                retryable: true, ..
+            }) if retry < 8 => {
+                retry += 1;
+                let backoff = flotilla_resilience::backoff::Backoff::default();
+                tokio::time::sleep(backoff.delay(retry)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The saga state machine, pure: [`SagaState::apply`] folds an event into the state and
+//! [`decide`] reads the state, the definition and the time and says what to do next, as data
+//! ([`Effect`]). Nothing here does I/O or reads a clock, so every transition is testable by
+//! hand and every replica decides the same from the same stream.
+
+mod apply;
+mod compensate;
+mod decide;
+mod outcome;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+pub use decide::{decide, past_pivot};
+pub use outcome::{compensation_outcome, step_outcome};
+
+use crate::event::AbortReason;
+
+/// Where an instance is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum SagaStatus {
+    /// Running its steps forward.
+    Running,
+    /// Undoing its completed steps, newest first.
+    Compensating {
+        /// Why it turned back.
+        reason: AbortReason,
+    },
+    /// Every step succeeded.
+    Completed,
+    /// Every completed step was undone.
+    Compensated,
+    /// Could not finish or undo a step: needs an operator.
+    Stuck {
+        /// The step.
+        step: String,
+        /// Its last error.
+        error: String,
+    },
+}
+
+impl SagaStatus {
+    /// Whether the instance has ended.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::Compensated | Self::Stuck { .. }
+        )
+    }
+}
+
+/// Where one action (a step, or its compensation) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "phase")]
+pub enum Phase {
+    /// Not tried yet.
+    Pending,
+    /// An attempt is under way (or was, when its runner died: it is run again).
+    Running {
+        /// The attempt.
+        attempt: u32,
+        /// When it times out.
+        timeout_at: DateTime<Utc>,
+    },
+    /// The last attempt failed; the next starts at `retry_at`.
+    Waiting {
+        /// When.
+        retry_at: DateTime<Utc>,
+    },
+    /// Failed for good (or interrupted by a cancel).
+    Failed,
+    /// Done.
+    Succeeded,
+}
+
+/// One step of an instance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepState {
+    /// The step's name.
+    pub name: String,
+    /// The forward action.
+    pub phase: Phase,
+    /// Attempts started.
+    pub attempts: u32,
+    /// What it returned.
+    pub result: Option<Value>,
+    /// Its last error.
+    pub error: Option<String>,
+    /// An attempt timed out or was interrupted: it may have taken effect, so it is undone too.
+    pub possibly_done: bool,
+    /// The compensation.
+    pub compensation: Phase,
+    /// Compensation attempts started.
+    pub compensation_attempts: u32,
+    /// The compensation's last error.
+    pub compensation_error: Option<String>,
+}
+
+impl StepState {
+    fn new(name: String) -> Self {
+        Self {
+            name,
+            phase: Phase::Pending,
+            attempts: 0,
+            result: None,
+            error: None,
+            possibly_done: false,
+            compensation: Phase::Pending,
+            compensation_attempts: 0,
+            compensation_error: None,
+        }
+    }
+}
+
+/// An instance as folded from its stream.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SagaState {
+    /// The instance id.
+    pub id: String,
+    /// Definition name.
+    pub definition: String,
+    /// Definition version it runs on.
+    pub version: u32,
+    /// Its input.
+    pub data: Value,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// Whole-saga deadline.
+    pub deadline: Option<DateTime<Utc>>,
+    /// Where it is.
+    #[serde(flatten)]
+    pub status: SagaStatus,
+    /// Each step, in definition order.
+    pub steps: Vec<StepState>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The stream's version this state includes: the expected version of the next append.
+    pub stream_version: u64,
+}
+
+/// What to do next; the driver carries it out and records the outcome as an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Append this event (it needs no work first).
+    Record(crate::event::SagaEvent),
+    /// Run attempt `attempt` of step `step`, giving up at `until`.
+    RunStep {
+        /// Step index.
+        step: usize,
+        /// The attempt.
+        attempt: u32,
+        /// When to stop waiting for it (its timeout, or an earlier saga deadline).
+        until: DateTime<Utc>,
+    },
+    /// Run attempt `attempt` of step `step`'s compensation, giving up at `until`.
+    RunCompensation {
+        /// Step index.
+        step: usize,
+        /// The attempt.
+        attempt: u32,
+        /// Its timeout.
+        until: DateTime<Utc>,
+    },
+    /// Nothing to do before `until` (a durable timer: the time comes from the stream).
+    Wait {
+        /// When to decide again.
+        until: DateTime<Utc>,
+    },
+    /// The instance has ended.
+    Finish,
+}
+
+/// `now + d`, saturating.
+pub(crate) fn after(now: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The idempotency key of a step's action, or of its compensation: stable across retries,
+/// restarts and replicas, so a participant applies each at most once.
+pub fn idempotency_key(saga_id: &str, step: &str, compensation: bool) -> String {
+    if compensation {
+        format!("{saga_id}:{step}:compensation")
+    } else {
+        format!("{saga_id}:{step}")
+    }
+}
