@@ -253,22 +253,7 @@ impl Registry {
 
     /// The metrics in Prometheus text format.
     pub fn metrics_text(&self) -> String {
-        let mut counts = [
-            (HealthStatus::Passing, 0),
-            (HealthStatus::Warning, 0),
-            (HealthStatus::Critical, 0),
-            (HealthStatus::Draining, 0),
-        ];
-        let mut watchers = 0;
-        for slot in self.inner.catalog.all_slots().into_values() {
-            watchers += slot.watchers();
-            for r in slot.records() {
-                if let Some(c) = counts.iter_mut().find(|(s, _)| *s == r.status) {
-                    c.1 += 1;
-                }
-            }
-        }
-        self.inner.metrics.set_gauges(counts, watchers);
+        self.refresh_metrics();
         let mut text = String::new();
         let registry = self
             .inner
