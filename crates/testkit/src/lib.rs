@@ -2,6 +2,9 @@
 //!
 //! - [`backend`]: the address of a real server for a backend suite, or a loud, recorded skip
 //!   when the server is absent — unless `FLOTILLA_REQUIRE_BACKENDS` demands it, as CI does.
+//! - [`tool`], [`tool_at`]: the path of an ecosystem tool a test drives (`promtool`, a Python
+//!   SDK's interpreter), or the same loud, recorded skip when it is not installed
+//!   (`scripts/test-tools.sh install` installs them).
 //! - [`unique_name`]: names that never collide between runs against shared servers.
 //! - [`prometheus`]: a strict check of the Prometheus text exposition format.
 //! - [`logs`]: capture `tracing` output in a test to assert on it.
@@ -11,6 +14,7 @@ pub mod prometheus;
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -85,10 +89,15 @@ fn host_port(url: &str) -> Option<String> {
 
 /// Whether CI (or the caller) insists this backend's suite runs.
 pub fn required(backend: Backend) -> bool {
+    required_by_name(&[backend.name()])
+}
+
+/// Whether `FLOTILLA_REQUIRE_BACKENDS` lists `all` or one of `names`.
+fn required_by_name(names: &[&str]) -> bool {
     std::env::var("FLOTILLA_REQUIRE_BACKENDS").is_ok_and(|v| {
         v.split(',')
             .map(str::trim)
-            .any(|b| b == "all" || b == backend.name())
+            .any(|b| b == "all" || names.contains(&b))
     })
 }
 
@@ -106,8 +115,45 @@ pub fn backend(backend: Backend, suite: &str) -> Option<String> {
         "SKIPPED {suite}: no {} server answers at {probe}",
         backend.name()
     );
+    skip(&msg, required(backend));
+    None
+}
+
+/// The path of the program `name` on `PATH`, for a test that drives an ecosystem tool.
+///
+/// When it is absent: a failure if `FLOTILLA_REQUIRE_BACKENDS` lists `all`, `tools` or `name`,
+/// otherwise a recorded `SKIPPED` line and `None`, as [`backend`] does.
+pub fn tool(name: &str, suite: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        let msg = format!("SKIPPED {suite}: {name} is not on PATH (scripts/test-tools.sh install)");
+        skip(&msg, required_by_name(&["tools", name]));
+    }
+    found
+}
+
+/// As [`tool`], for a tool installed at a known `path` (a virtual environment's interpreter).
+pub fn tool_at(name: &str, path: &Path, suite: &str) -> Option<PathBuf> {
+    if path.is_file() {
+        return Some(path.to_owned());
+    }
+    let msg = format!(
+        "SKIPPED {suite}: {name} is not installed at {} (scripts/test-tools.sh install)",
+        path.display()
+    );
+    skip(&msg, required_by_name(&["tools", name]));
+    None
+}
+
+/// Fails when the skipped suite is `required`; otherwise prints `msg` to stderr and appends it
+/// to the file named by `FLOTILLA_SKIP_LOG` (the test script prints that file at the end).
+fn skip(msg: &str, required: bool) {
     assert!(
-        !required(backend),
+        !required,
         "{msg}, and FLOTILLA_REQUIRE_BACKENDS requires it"
     );
     eprintln!("{msg}");
@@ -120,7 +166,6 @@ pub fn backend(backend: Backend, suite: &str) -> Option<String> {
             let _ = writeln!(f, "{msg}");
         }
     }
-    None
 }
 
 fn reachable(addr: &str) -> bool {
@@ -161,6 +206,13 @@ mod tests {
             a.chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         );
+    }
+
+    #[test]
+    fn tools_are_found_on_path_or_at_their_path() {
+        assert!(tool("sh", "t").is_some_and(|p| p.ends_with("sh")));
+        let sh = tool("sh", "t").unwrap_or_default();
+        assert_eq!(tool_at("sh", &sh, "t"), Some(sh));
     }
 
     #[test]

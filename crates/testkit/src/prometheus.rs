@@ -118,6 +118,37 @@ pub fn sum(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// Runs Prometheus's own linter, `promtool check metrics`, on an exposition in the text format
+/// 0.0.4: `None` when promtool is not installed (a recorded skip, see [`crate::tool`]),
+/// otherwise its verdict, with every problem it names.
+pub fn promtool_check(text: &str, suite: &str) -> Option<Result<(), String>> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let promtool = crate::tool("promtool", suite)?;
+    let run = || -> std::io::Result<std::process::Output> {
+        let mut child = Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(text.as_bytes())?;
+        }
+        child.wait_with_output()
+    };
+    Some(match run() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "promtool check metrics: {}{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )),
+        Err(e) => Err(format!("cannot run promtool: {e}")),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
