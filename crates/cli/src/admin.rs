@@ -10,6 +10,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use crate::cli::ApiArgs;
+pub(crate) use crate::table::print;
 
 /// Calls the control plane at `--url`, with `--token` as a bearer token when given.
 #[derive(Debug)]
@@ -23,11 +24,12 @@ pub(crate) struct Api {
 
 impl Api {
     pub(crate) fn new(args: &ApiArgs) -> anyhow::Result<Self> {
-        let base = args.url.trim_end_matches('/').to_owned();
+        let (url, token) = crate::locate::control_plane(args).map_err(|e| anyhow!(e))?;
+        let base = url.trim_end_matches('/').to_owned();
         if !base.starts_with("http://") {
             bail!("--url {base:?} must start with http://");
         }
-        Ok(Self::at("the control plane", base, args.token.clone()))
+        Ok(Self::at("the control plane", base, token))
     }
 
     /// A client of another HTTP API (a service's admin routes) at `base` (`http://host:port`).
@@ -188,75 +190,6 @@ fn describe_failure(status: StatusCode, body: &Value) -> String {
     match body["detail"].as_str() {
         Some(detail) => format!("{title}: {detail} (HTTP {})", status.as_u16()),
         None => format!("{title} (HTTP {})", status.as_u16()),
-    }
-}
-
-/// Prints `value` as JSON, or as a table when it is (or holds under `key`) an array of objects.
-pub(crate) fn print(value: &Value, key: Option<&str>, json: bool) {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        );
-        return;
-    }
-    let rows = key.and_then(|k| value.get(k)).unwrap_or(value);
-    match rows.as_array() {
-        Some(rows) if rows.iter().all(Value::is_object) => print_table(rows),
-        _ => println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        ),
-    }
-}
-
-fn cell(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(","),
-        other => other.to_string(),
-    }
-}
-
-fn print_table(rows: &[Value]) {
-    let Some(first) = rows.first().and_then(Value::as_object) else {
-        println!("(none)");
-        return;
-    };
-    let columns: Vec<&String> = first
-        .iter()
-        .filter(|(_, v)| !v.is_object())
-        .map(|(k, _)| k)
-        .collect();
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| columns.iter().map(|c| cell(&r[c.as_str()])).collect())
-        .collect();
-    let widths: Vec<usize> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            cells
-                .iter()
-                .map(|r| r[i].chars().count())
-                .chain([c.len()])
-                .max()
-                .unwrap_or(0)
-                .min(60)
-        })
-        .collect();
-    let line = |vals: Vec<String>| {
-        let padded: Vec<String> = vals
-            .iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:<w$}"))
-            .collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(columns.iter().map(|c| c.to_uppercase()).collect());
-    for row in cells {
-        line(row);
     }
 }
 

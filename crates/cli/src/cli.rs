@@ -23,18 +23,19 @@ pub(crate) struct ConfigArgs {
 /// Options every admin command takes.
 #[derive(Debug, Args, Clone)]
 pub(crate) struct ApiArgs {
-    /// The control plane's base URL.
-    #[arg(
-        long,
-        env = "FLOTILLA_URL",
-        default_value = "http://127.0.0.1:4400",
-        global = true
-    )]
-    pub(crate) url: String,
+    /// The control plane's base URL. Default: `http://` + `server.listen` of the
+    /// configuration file (`--config`, else `./flotilla.toml` when present), else
+    /// `http://127.0.0.1:4400`.
+    #[arg(long, env = "FLOTILLA_URL", global = true)]
+    pub(crate) url: Option<String>,
+    /// Configuration file that locates the control plane (and its `registry.token`) when
+    /// `--url` is not given.
+    #[arg(long, env = "FLOTILLA_CONFIG", global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
     /// Bearer token for writes (the registry's `token`).
     #[arg(long, env = "FLOTILLA_TOKEN", global = true, hide_env_values = true)]
     pub(crate) token: Option<String>,
-    /// Print JSON instead of a table.
+    /// Print one JSON document instead of a table (followers: one JSON object per line).
     #[arg(long, global = true)]
     pub(crate) json: bool,
 }
@@ -87,6 +88,20 @@ pub(crate) enum Command {
     Projections {
         #[command(subcommand)]
         command: ProjectionsCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Copy the embedded database to a new file: through the running control plane, or
+    /// from the data directory with `--data-dir` when it is stopped. Restore by putting the
+    /// copy in place as `flotilla.db` of a stopped platform (docs/RELIABILITY.md).
+    Backup {
+        /// The new file; it must not exist. Online, a path on the control plane's machine
+        /// (a relative one is taken from this directory).
+        dest: PathBuf,
+        /// Copy the database of this data directory directly, without a running control
+        /// plane.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
         #[command(flatten)]
         api: ApiArgs,
     },

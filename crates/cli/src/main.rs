@@ -6,7 +6,12 @@ mod admin;
 mod auth;
 mod cli;
 mod commands;
+mod locate;
+mod out;
 mod platform;
+mod report;
+mod settings;
+mod table;
 mod wiring;
 
 use std::process::ExitCode;
@@ -30,7 +35,7 @@ impl From<anyhow::Error> for Failure {
 
 impl From<flotilla::ConfigError> for Failure {
     fn from(e: flotilla::ConfigError) -> Self {
-        Self::Usage(e.to_string())
+        Self::Usage(report::config_error(&e))
     }
 }
 
@@ -43,7 +48,7 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(Failure::Runtime(e)) => {
-            eprintln!("flotilla: {e:#}");
+            eprintln!("flotilla: {}", report::chain(&e));
             ExitCode::from(1)
         }
     }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use flotilla::ServiceConfig;
-use flotilla::config::{ConfigError, Validate, load};
+use flotilla::config::{ConfigError, Validate};
 use serde::{Deserialize, Serialize};
 
 /// Where the embedded storage keeps its files.
@@ -256,8 +256,9 @@ impl Validate for PlatformConfig {
 }
 
 impl PlatformConfig {
-    /// Defaults, then `file`, then `FLOTILLA_*` variables; validated.
+    /// Defaults, then `file`, then `FLOTILLA_*` variables (not the command line's own);
+    /// validated.
     pub(crate) fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        load(file, None)
+        crate::settings::load(file)
     }
 }

@@ -160,3 +160,140 @@ fn up_serves_until_sigterm_then_exits_0() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn the_admin_commands_variables_do_not_stop_config_check_or_up() {
+    let vars = [
+        ("FLOTILLA_URL", "http://127.0.0.1:1"),
+        ("FLOTILLA_TOKEN", "t0ken"),
+    ];
+    let out = flotilla()
+        .args(["config", "check"])
+        .envs(vars)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.toml");
+    std::fs::write(&routes, "").unwrap();
+    // Waits for "service ready" and fails on any ERROR line.
+    let up = support::start_role("up", &dir.path().join("data"), &routes, &vars);
+    support::stop(up);
+}
+
+/// `flotilla ... | head -1`: stdout's reader is gone before the command writes.
+fn with_closed_stdout(cmd: &mut Command) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    cmd.stdout(writer).stderr(Stdio::piped()).output().unwrap()
+}
+
+#[test]
+fn output_to_a_reader_that_went_away_ends_quietly_with_exit_0() {
+    let out = with_closed_stdout(flotilla().args(["config", "check"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+fn check(config: &str, routes: Option<&str>) -> (Option<i32>, String) {
+    let (dir, path) = write_config(config);
+    if let Some(text) = routes {
+        std::fs::write(dir.path().join("routes.toml"), text).unwrap();
+    }
+    let out = flotilla()
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_check_refuses_a_routes_file_that_up_would_refuse() {
+    let config = "[gateway]\nroutes_file = \"routes.toml\"\n";
+    let (code, stderr) = check(config, None);
+    assert_eq!(code, Some(2), "missing file: {stderr}");
+    assert!(stderr.contains("gateway.routes_file"), "{stderr}");
+
+    let (code, stderr) = check(config, Some("[[routes]]\nname = \"a\"\nprefx = \"/\"\n"));
+    assert_eq!(code, Some(2), "unknown key: {stderr}");
+    assert!(stderr.contains("prefx"), "{stderr}");
+
+    let unknown_upstream = "[[routes]]\nname = \"a\"\nprefix = \"/\"\nupstream = \"nowhere\"\n";
+    let (code, stderr) = check(config, Some(unknown_upstream));
+    assert_eq!(code, Some(2), "unknown upstream: {stderr}");
+    assert!(stderr.contains("nowhere"), "{stderr}");
+
+    let fine = "[[upstreams]]\nname = \"u\"\nurls = [\"http://127.0.0.1:9\"]\n\n\
+                [[routes]]\nname = \"a\"\nprefix = \"/\"\nupstream = \"u\"\n";
+    let (code, stderr) = check(config, Some(fine));
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// Built by default (features `full`); a `--no-default-features` build is checked below.
+#[cfg(all(feature = "nats", feature = "postgres"))]
+#[test]
+fn the_default_build_speaks_every_engine() {
+    let config = "[bus]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\n\n\
+                  [eventstore]\nkind = \"postgres\"\nurl = \"postgres://127.0.0.1/test\"\n";
+    let (code, stderr) = check(config, None);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[cfg(not(feature = "nats"))]
+#[test]
+fn config_check_refuses_an_engine_this_build_lacks() {
+    let (code, stderr) = check(
+        "[bus]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\n",
+        None,
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("bus.kind") && stderr.contains("nats"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_key_is_named_without_nested_backticks() {
+    let out = flotilla()
+        .args(["config", "check"])
+        .env("FLOTILLA_SERVERR__LISTEN", "127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("serverr") && stderr.contains("one of `server`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("`one of"), "{stderr}");
+}
+
+#[test]
+fn a_port_in_use_is_reported_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = flotilla()
+        .arg("up")
+        .env("FLOTILLA_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("FLOTILLA_STORAGE__DATA_DIR", dir.path())
+        .env("FLOTILLA_GATEWAY__ENABLED", "false")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default().to_owned();
+    assert!(last.contains(&port.to_string()), "{stderr}");
+    assert_eq!(last.matches("in use").count(), 1, "{last}");
+}

@@ -9,6 +9,7 @@ use super::admin::{run_with, seg};
 use crate::Failure;
 use crate::admin::print;
 use crate::cli::{ApiArgs, DlqCommand, EventsCommand, GroupsCommand, TopicsCommand};
+use crate::out;
 
 pub(crate) fn topics(cmd: TopicsCommand, args: &ApiArgs) -> Result<(), Failure> {
     let TopicsCommand::Ls = cmd;
@@ -90,18 +91,42 @@ pub(crate) fn groups(cmd: GroupsCommand, args: &ApiArgs) -> Result<(), Failure> 
             Ok(())
         }),
         GroupsCommand::Rm { names } => run_with(args, async |api| {
+            require_groups(&api, &names).await?;
             for name in &names {
                 let path = format!("/api/v1/bus/groups/{}", seg(name));
                 api.call(http::Method::DELETE, &path, None).await?;
                 if !args.json {
-                    println!("deleted group {name}");
+                    out::line(format_args!("deleted group {name}"));
                 }
             }
             if args.json {
-                println!("{}", json!({ "deleted": names }));
+                out::json(&json!({ "deleted": names }));
             }
             Ok(())
         }),
+    }
+}
+
+/// Fails naming every one of `names` that is not a group, before anything is changed: the
+/// bus API answers a delete of an unknown group as done, which would hide a typo.
+async fn require_groups(api: &crate::admin::Api, names: &[String]) -> anyhow::Result<()> {
+    let listed = api.get("/api/v1/bus/groups").await?;
+    let known: Vec<&str> = listed["groups"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|g| g["spec"]["name"].as_str())
+        .collect();
+    let unknown: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !known.contains(n))
+        .collect();
+    match unknown.as_slice() {
+        [] => Ok(()),
+        [one] => anyhow::bail!("no group named {one:?} (list them with: flotilla groups ls)"),
+        many => anyhow::bail!("no groups named {many:?} (list them with: flotilla groups ls)"),
     }
 }
 

@@ -4,12 +4,18 @@ use crate::Failure;
 use crate::cli::ConfigArgs;
 use crate::platform::PlatformConfig;
 
+/// Checks everything `up` would load (the file, the environment, the routes file, the
+/// engines this binary has) and prints the effective configuration.
 pub(crate) fn check(args: &ConfigArgs) -> Result<(), Failure> {
     let mut config = PlatformConfig::load(args.config.as_deref())?;
+    // The gateway's builder may start background work, which needs a runtime.
+    super::runtime()?
+        .block_on(async { crate::wiring::check(&config) })
+        .map_err(|e| Failure::Usage(crate::report::chain(&e)))?;
     redact(&mut config);
     let text = toml::to_string_pretty(&config)
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot print the configuration: {e}")))?;
-    println!("# effective configuration: valid\n{text}");
+    crate::out::line(format_args!("# effective configuration: valid\n{text}"));
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! One module per command; each returns `Failure` so `main` reports errors once.
 
 mod admin;
+mod backup;
 mod bus;
 mod config;
 mod rebuild;
@@ -21,6 +22,11 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
         Command::Events { command, api } => bus::events(command, &api),
         Command::Dlq { command, api } => bus::dlq(command, &api),
         Command::Groups { command, api } => bus::groups(command, &api),
+        Command::Backup {
+            dest,
+            data_dir,
+            api,
+        } => backup::run(&dest, data_dir.as_deref(), &api),
         Command::Streams { command, api } => streams::streams(command, &api),
         Command::Projections { command, api } => streams::projections(command, &api),
     }

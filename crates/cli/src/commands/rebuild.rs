@@ -44,7 +44,9 @@ pub(super) async fn run(control_plane: &Api, target: Target, json: bool) -> anyh
         print(&status, None, true);
     } else {
         let position = status["rebuild"]["position"].as_u64().unwrap_or(0);
-        println!("projection {name} rebuilt: replayed up to position {position}");
+        crate::out::line(format_args!(
+            "projection {name} rebuilt: replayed up to position {position}"
+        ));
     }
     Ok(())
 }

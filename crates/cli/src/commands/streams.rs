@@ -62,20 +62,23 @@ async fn tail(api: &Api, stream: Option<String>, from: Option<u64>) -> anyhow::R
     };
     eprintln!("following $all after position {start} (Ctrl-C to stop)");
     let path = format!("/api/v1/streams/$all/subscribe?after={start}");
+    let reader_gone = std::cell::Cell::new(false);
     let follow = api.follow(&path, |data| {
         let event: serde_json::Value =
             serde_json::from_str(data).unwrap_or(serde_json::Value::Null);
-        if stream
+        let shown = stream
             .as_deref()
-            .is_none_or(|s| event["stream"].as_str() == Some(s))
-        {
-            println!("{data}");
-        }
-        true
+            .is_none_or(|s| event["stream"].as_str() == Some(s));
+        // A reader that stopped (`| head`) ends the tail quietly.
+        reader_gone.set(shown && crate::out::try_line(data).is_err());
+        !reader_gone.get()
     });
     tokio::select! {
         r = follow => {
             r?;
+            if reader_gone.get() {
+                return Ok(());
+            }
             bail!("the control plane ended the event stream (is it shutting down?)")
         }
         () = stop_signal() => Ok(()),

@@ -48,6 +48,8 @@ async fn serve(config: PlatformConfig, role: Role) -> Result<(), Failure> {
     if let Some(gw) = &platform.gateway {
         guarded = guarded.nest("/api/v1/gateway", gw.admin_router());
     }
+    guarded = guarded.merge(wiring::backup::router(platform.db.clone()));
+    let db = platform.db.clone();
     // The registry checks its own token; the other APIs' writes need the same one.
     let token = config
         .registry
@@ -59,7 +61,22 @@ async fn serve(config: PlatformConfig, role: Role) -> Result<(), Failure> {
     })));
     let builder = background(builder.routes(routes), platform, &config).await?;
     let service = builder.build().map_err(|e| Failure::Usage(e.to_string()))?;
-    service.run().await.map_err(|e| Failure::Runtime(e.into()))
+    let served = service.run().await.map_err(|e| Failure::Runtime(e.into()));
+    checkpoint(&db).await;
+    served
+}
+
+/// Moves the WAL into the database file, so after a clean shutdown `flotilla.db` alone holds
+/// everything (a copy of it is a whole backup). A failure loses nothing: the WAL stays and is
+/// replayed at the next start.
+async fn checkpoint(db: &flotilla_sqlite::Database) {
+    match db.checkpoint().await {
+        Ok(true) => tracing::info!("database checkpointed: flotilla.db holds every write"),
+        Ok(false) => tracing::warn!("database checkpoint incomplete: keep flotilla.db-wal with it"),
+        Err(e) => {
+            tracing::warn!(error = %e, "database checkpoint failed: keep flotilla.db-wal with it")
+        }
+    }
 }
 
 /// The registry's health checker and the gateway run as background tasks of the control plane,

@@ -9,7 +9,54 @@ use flotilla_bus::Backend;
 use flotilla_discovery::catalog::CatalogStore;
 use flotilla_eventstore::EventStore;
 
-use crate::platform::{BusConfig, BusKind, EventStoreConfig, StoreKind};
+use crate::platform::{BusConfig, BusKind, EventStoreConfig, PlatformConfig, StoreKind};
+
+/// Fails when the configuration names an engine this binary was built without (the default
+/// build has them all; `--no-default-features` leaves them out).
+pub(crate) fn require_built(config: &PlatformConfig) -> anyhow::Result<()> {
+    let engines = [
+        ("nats", cfg!(feature = "nats")),
+        ("rabbitmq", cfg!(feature = "rabbitmq")),
+        ("redis", cfg!(feature = "redis")),
+        ("postgres", cfg!(feature = "postgres")),
+    ];
+    let built = |feature: &str| engines.contains(&(feature, true));
+    match first_missing(config, built) {
+        Some((setting, feature)) => anyhow::bail!(needs_feature(setting, feature)),
+        None => Ok(()),
+    }
+}
+
+/// The first setting of `config` whose engine (cargo feature) is not `built`.
+fn first_missing(
+    config: &PlatformConfig,
+    built: impl Fn(&str) -> bool,
+) -> Option<(&'static str, &'static str)> {
+    let bus = match config.bus.kind {
+        BusKind::Nats => Some(("bus.kind = \"nats\"", "nats")),
+        BusKind::Rabbitmq => Some(("bus.kind = \"rabbitmq\"", "rabbitmq")),
+        BusKind::Redis => Some(("bus.kind = \"redis\"", "redis")),
+        BusKind::Sqlite | BusKind::Memory => None,
+    };
+    let store = (config.eventstore.kind == StoreKind::Postgres)
+        .then_some(("eventstore.kind = \"postgres\"", "postgres"));
+    let limits = config
+        .gateway
+        .shared_rate_limits
+        .as_ref()
+        .map(|_| ("[gateway.shared_rate_limits]", "redis"));
+    [bus, store, limits]
+        .into_iter()
+        .flatten()
+        .find(|(_, feature)| !built(feature))
+}
+
+fn needs_feature(setting: &str, feature: &str) -> String {
+    format!(
+        "{setting} needs a binary built with the {feature} engine (cargo feature {feature:?}, \
+         part of the default build; this one was built without it)"
+    )
+}
 
 /// The embedded SQLite database every embedded backend shares: one file, one writer thread,
 /// so the registry, the bus and the event store group-commit together.
@@ -24,6 +71,10 @@ impl Storage {
         let db = flotilla_sqlite::Database::open(flotilla_sqlite::Options::new(&path))
             .with_context(|| format!("cannot open the embedded database {}", path.display()))?;
         Ok(Self { db })
+    }
+
+    pub(crate) fn database(&self) -> flotilla_sqlite::Database {
+        self.db.clone()
     }
 
     pub(crate) fn catalog(&self) -> anyhow::Result<Arc<dyn CatalogStore>> {
@@ -113,22 +164,22 @@ pub(crate) fn shared_rate_limiter(
 pub(crate) fn shared_rate_limiter(
     _: &crate::platform::SharedRateLimitsConfig,
 ) -> anyhow::Result<Arc<dyn flotilla_resilience::shared_rate_limit::SharedRateLimiter>> {
-    anyhow::bail!("[gateway.shared_rate_limits] needs a build with `--features redis`")
+    anyhow::bail!(needs_feature("[gateway.shared_rate_limits]", "redis"))
 }
 
 #[cfg(not(feature = "nats"))]
 async fn nats(_: String, _: &str) -> anyhow::Result<Arc<dyn Backend>> {
-    anyhow::bail!("bus.kind = \"nats\" needs a build with `--features nats`")
+    anyhow::bail!(needs_feature("bus.kind = \"nats\"", "nats"))
 }
 
 #[cfg(not(feature = "rabbitmq"))]
 async fn rabbitmq(_: String, _: &str) -> anyhow::Result<Arc<dyn Backend>> {
-    anyhow::bail!("bus.kind = \"rabbitmq\" needs a build with `--features rabbitmq`")
+    anyhow::bail!(needs_feature("bus.kind = \"rabbitmq\"", "rabbitmq"))
 }
 
 #[cfg(not(feature = "redis"))]
 async fn redis(_: String, _: &str) -> anyhow::Result<Arc<dyn Backend>> {
-    anyhow::bail!("bus.kind = \"redis\" needs a build with `--features redis`")
+    anyhow::bail!(needs_feature("bus.kind = \"redis\"", "redis"))
 }
 
 pub(crate) async fn event_store(
@@ -160,5 +211,28 @@ async fn postgres(config: &EventStoreConfig) -> anyhow::Result<Arc<dyn EventStor
 
 #[cfg(not(feature = "postgres"))]
 async fn postgres(_: &EventStoreConfig) -> anyhow::Result<Arc<dyn EventStore>> {
-    anyhow::bail!("eventstore.kind = \"postgres\" needs a build with `--features postgres`")
+    anyhow::bail!(needs_feature("eventstore.kind = \"postgres\"", "postgres"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_engine_left_out_of_the_build_is_named_with_its_setting() {
+        let mut config = PlatformConfig::default();
+        assert_eq!(
+            first_missing(&config, |_| false),
+            None,
+            "the embedded default"
+        );
+        config.eventstore.kind = StoreKind::Postgres;
+        assert_eq!(
+            first_missing(&config, |f| f != "postgres"),
+            Some(("eventstore.kind = \"postgres\"", "postgres"))
+        );
+        config.bus.kind = BusKind::Nats;
+        assert_eq!(first_missing(&config, |_| false).map(|m| m.1), Some("nats"));
+        assert_eq!(first_missing(&config, |_| true), None);
+    }
 }

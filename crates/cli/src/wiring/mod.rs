@@ -1,6 +1,7 @@
 //! Wiring: configuration -> backends -> components. The only place that knows every crate.
 
 mod backends;
+pub(crate) mod backup;
 
 use std::sync::Arc;
 
@@ -26,6 +27,8 @@ pub(crate) struct Platform {
     pub(crate) broker: Option<flotilla_broker::Broker>,
     pub(crate) store: Option<flotilla_store::StoreApi>,
     pub(crate) gateway: Option<flotilla_gateway::Gateway>,
+    /// The embedded database: backed up online, checkpointed on a clean shutdown.
+    pub(crate) db: flotilla_sqlite::Database,
     /// What runs, on which backend, for `/api/v1/platform` and the start-up log.
     pub(crate) summary: serde_json::Value,
 }
@@ -36,6 +39,7 @@ pub(crate) async fn build(
     role: Role,
     metrics: &flotilla::metrics::Metrics,
 ) -> anyhow::Result<Platform> {
+    backends::require_built(config)?;
     let storage = backends::Storage::open(&config.storage.data_dir)?;
     let catalog = storage.catalog()?;
     let registry = flotilla_registry::Registry::new(config.registry.clone(), catalog)
@@ -46,7 +50,7 @@ pub(crate) async fn build(
         Role::All => (
             Some(broker(config, &storage, &registry).await?),
             Some(store(config, &storage, metrics).await?),
-            gateway(config, &registry)?,
+            gateway(config, Arc::new(registry.clone()))?,
         ),
     };
     let summary = json!({
@@ -67,6 +71,7 @@ pub(crate) async fn build(
         broker,
         store,
         gateway,
+        db: storage.database(),
         summary,
     })
 }
@@ -110,11 +115,23 @@ fn instrumented(
     }
 }
 
-/// The gateway resolves upstreams straight from the in-process registry: the registry
-/// implements the discovery contract, so no network hop and no second cache.
+/// Everything `up` would refuse that can be known without opening storage or reaching a
+/// server: an engine this binary was built without, a routes file that is missing or
+/// invalid (unknown keys, routes to undeclared upstreams). `config check` runs it, so a
+/// configuration it calls valid is one `up` starts with.
+pub(crate) fn check(config: &PlatformConfig) -> anyhow::Result<()> {
+    backends::require_built(config)?;
+    // Routes are checked against no instances: resolution happens per request.
+    gateway(config, Arc::new(flotilla_discovery::StaticDiscovery::new()))?;
+    Ok(())
+}
+
+/// The gateway resolves upstreams straight from the in-process registry (passed as
+/// `discovery`): the registry implements the discovery contract, so no network hop and no
+/// second cache.
 fn gateway(
     config: &PlatformConfig,
-    registry: &flotilla_registry::Registry,
+    discovery: Arc<dyn Discovery>,
 ) -> anyhow::Result<Option<flotilla_gateway::Gateway>> {
     if !config.gateway.enabled {
         return Ok(None);
@@ -128,7 +145,6 @@ fn gateway(
                 .with_context(|| format!("invalid gateway.routes_file {}", path.display()))?
         }
     };
-    let discovery: Arc<dyn Discovery> = Arc::new(registry.clone());
     let mut builder = flotilla_gateway::Gateway::builder(options, discovery);
     if let Some(shared) = &config.gateway.shared_rate_limits {
         let limiter = backends::shared_rate_limiter(shared)?;

@@ -8,8 +8,9 @@ use serde_json::{Value, json};
 
 use super::{run_with, seg};
 use crate::Failure;
-use crate::admin::{Api, print};
+use crate::admin::Api;
 use crate::cli::ApiArgs;
+use crate::out;
 
 /// A long replay gives up after this many failures in a row (the control plane is likely
 /// down; going on would only repeat the same error for every entry).
@@ -20,10 +21,14 @@ const PAGE: usize = 1000;
 
 pub(super) fn replay_one(id: &str, args: &ApiArgs) -> Result<(), Failure> {
     run_with(args, async |api| {
-        let res = api
-            .post(&replay_path(id), json!({}), "application/json")
+        api.post(&replay_path(id), json!({}), "application/json")
             .await?;
-        print(&res, None, args.json);
+        match args.json {
+            true => out::json(&json!({ "replayed": [id] })),
+            false => out::line(format_args!(
+                "replayed dead letter {id}: it is delivered to its group again"
+            )),
+        }
         Ok(())
     })
 }
@@ -138,11 +143,11 @@ pub(super) fn replay_all(group: &str, args: &ApiArgs) -> Result<(), Failure> {
         let report = replay_each(&api, &ids, &bar).await;
         bar.finish_and_clear();
         if args.json {
-            println!("{}", report.to_json());
+            out::json(&report.to_json());
         }
         if report.failed.is_empty() {
             if !args.json {
-                println!("{}", report.summary(group));
+                out::line(report.summary(group));
             }
             return Ok(());
         }
@@ -161,15 +166,16 @@ pub(super) fn purge(
         return Ok(());
     }
     run_with(args, async |api| {
+        super::require_groups(&api, &[group.to_owned()]).await?;
         let path = format!("/api/v1/bus/groups/{}/dlq/purge", seg(group));
         let res = api
             .post(&path, json!({ "ids": ids }), "application/json")
             .await?;
         if args.json {
-            println!("{res}");
+            out::json(&res);
         } else {
             let n = res["purged"].as_u64().unwrap_or(0);
-            println!("purged {n} dead letters of group {group}");
+            out::line(format_args!("purged {n} dead letters of group {group}"));
         }
         Ok(())
     })

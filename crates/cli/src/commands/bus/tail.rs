@@ -37,6 +37,11 @@ pub(super) fn run(pattern: &str, ty: Option<&str>, args: &ApiArgs) -> Result<(),
             r = follow(&api, &group, ty, args.json) => r,
             () = signalled() => Ok(()),
         };
+        // A reader that stopped (`| head`) ends the tail; it is not a failure.
+        let outcome = outcome.or_else(|e| match crate::out::is_closed(&e) {
+            true => Ok(()),
+            false => Err(e),
+        });
         if let Err(e) = api.call(http::Method::DELETE, &path, None).await {
             eprintln!(
                 "flotilla: the tail's group {group} is left behind ({e:#}); \
@@ -111,7 +116,7 @@ async fn handle(
 ) -> anyhow::Result<()> {
     let d: Value = serde_json::from_str(data).context("the server sent a malformed delivery")?;
     if ty.is_none_or(|t| d["event"]["type"].as_str() == Some(t)) {
-        println!("{}", line(&d, json));
+        crate::out::try_line(line(&d, json))?;
     }
     let path = format!("/api/v1/bus/groups/{}/ack", seg(group));
     let receipt = json!({ "receipt": d["receipt"] });
