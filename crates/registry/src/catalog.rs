@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::Error;
 use crate::check::CheckSpec;
-use crate::record::InstanceRecord;
+use crate::record::{DrainKind, InstanceRecord};
 
 /// A change, as the all-services event stream announces it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -236,6 +236,8 @@ impl Catalog {
 
     /// Registers or replaces an instance. Re-registering an unchanged instance and check with
     /// no explicit status keeps its current status, so periodic re-registration does not flap.
+    /// A re-registration ends a [`DrainKind::Drain`] (a restarted process claims its id again)
+    /// but not a Consul maintenance, which outlives re-registration as it does in Consul.
     pub(crate) async fn register(
         &self,
         instance: ServiceInstance,
@@ -247,7 +249,8 @@ impl Catalog {
         let id = instance.id.clone();
         self.update(&service, &id, true, move |existing| {
             let same = existing.is_some_and(|r| r.instance == instance && r.check == check);
-            if same && !explicit_status {
+            let ends_drain = existing.is_some_and(ends_on_register);
+            if same && !explicit_status && !ends_drain {
                 return None;
             }
             let mut record = existing.cloned().unwrap_or_else(|| InstanceRecord {
@@ -256,14 +259,22 @@ impl Catalog {
                 check: None,
                 output: String::new(),
                 last_check_unix_ms: None,
+                drain: None,
                 create_index: 0,
                 modify_index: 0,
             });
+            let checked = if same && !explicit_status {
+                record.checked_status()
+            } else {
+                status
+            };
+            if ends_drain {
+                record.drain = None;
+                record.status = checked;
+            }
             record.instance = instance;
             record.check = check;
-            if !same || explicit_status {
-                record.status = status;
-            }
+            record.set_checked(checked);
             Some(record)
         })
         .await
@@ -378,6 +389,15 @@ impl Catalog {
             id: id.to_owned(),
             status,
         });
+    }
+}
+
+/// Whether registering over `record` ends its drain: a plain drain (or one stored before
+/// drain kinds were recorded) does, a maintenance does not.
+fn ends_on_register(record: &InstanceRecord) -> bool {
+    match &record.drain {
+        Some(d) => d.kind == DrainKind::Drain,
+        None => record.status == HealthStatus::Draining,
     }
 }
 

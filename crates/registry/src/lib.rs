@@ -28,5 +28,5 @@ pub use check::{CheckKind, CheckSpec, Counters, Outcome};
 pub use error::Error;
 pub use http::REVISION_HEADER;
 pub use options::Options;
-pub use record::{InstanceRecord, Registration};
+pub use record::{Drain, DrainKind, InstanceRecord, Registration};
 pub use registry::{Registry, ServiceSummary};

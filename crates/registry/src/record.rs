@@ -26,13 +26,59 @@ pub struct InstanceRecord {
     /// When the last check result or heartbeat arrived, in Unix milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check_unix_ms: Option<u64>,
+    /// Why it is draining, while it is (its `status` is then `draining`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<Drain>,
     /// Catalog index at which the instance was first registered.
     pub create_index: u64,
     /// Catalog index of its last change.
     pub modify_index: u64,
 }
 
+/// Who took an instance out of rotation, which decides what brings it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DrainKind {
+    /// The instance itself is leaving (`PUT .../drain`, the SDK's shutdown): a re-registration
+    /// of the same id is a new process announcing itself, and ends it.
+    Drain,
+    /// An operator's Consul maintenance mode: as in Consul it survives re-registration and
+    /// ends only when maintenance is disabled or the instance is deregistered.
+    Maintenance,
+}
+
+/// A drain in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drain {
+    /// Drain or maintenance.
+    pub kind: DrainKind,
+    /// Why, as given (Consul's maintenance `reason`).
+    pub reason: String,
+    /// What the instance's check says meanwhile: checks and heartbeats keep updating it, and
+    /// the instance returns to it when the drain ends.
+    pub checked: HealthStatus,
+}
+
 impl InstanceRecord {
+    /// The status its check (or heartbeats) give it, ignoring a drain.
+    pub fn checked_status(&self) -> HealthStatus {
+        self.drain.as_ref().map_or(self.status, |d| d.checked)
+    }
+
+    /// Records a check verdict: the status itself, or the status beneath a drain. Returns
+    /// whether anything changed.
+    pub(crate) fn set_checked(&mut self, status: HealthStatus) -> bool {
+        let slot = match &mut self.drain {
+            Some(d) => &mut d.checked,
+            // A record stored before drains were tracked: draining stays sticky.
+            None if self.status == HealthStatus::Draining => return false,
+            None => &mut self.status,
+        };
+        let changed = *slot != status;
+        *slot = status;
+        changed
+    }
+
     /// The discovery view: instance and status.
     pub fn endpoint(&self) -> Endpoint {
         Endpoint {

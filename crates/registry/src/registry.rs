@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, Slot};
 use crate::check::probe::{self, HttpClient};
+use crate::check::runner::FirstProbe;
 use crate::metrics::Metrics;
-use crate::record::{InstanceRecord, Registration};
+use crate::record::{Drain, DrainKind, InstanceRecord, Registration};
 use crate::{Error, Options};
 
 type Key = (ServiceName, String);
@@ -102,7 +103,9 @@ impl Registry {
         *self.inner.running.lock().unwrap_or_else(|p| p.into_inner()) = true;
         for slot in self.inner.catalog.all_slots().into_values() {
             for record in slot.records() {
-                self.start_check(&record);
+                // Spread the catalog's checks over their intervals: a restart must not fire
+                // thousands of probes on one tick.
+                self.start_check(&record, FirstProbe::Jittered);
             }
         }
         shutdown.cancelled().await;
@@ -127,9 +130,10 @@ impl Registry {
             .register(instance, check, status, explicit)
             .await?;
         // An unchanged re-registration (Consul clients and agents repeat them) keeps the
-        // running check, its counters and its deregister timer.
+        // running check, its counters and its deregister timer. A new or changed one is probed
+        // at once, so a healthy instance is routable within one probe, not one interval.
         if before != Some(record.modify_index) {
-            self.start_check(&record);
+            self.start_check(&record, FirstProbe::Now);
         }
         Ok(record)
     }
@@ -146,7 +150,8 @@ impl Registry {
     }
 
     /// A heartbeat (TTL pass, or warn/fail as the instance reports itself): sets the status at
-    /// once and restarts the TTL. Draining instances stay draining.
+    /// once and restarts the TTL. A drained instance stays draining; the heartbeat sets the
+    /// status it returns to when the drain ends.
     pub async fn heartbeat(
         &self,
         service: &ServiceName,
@@ -166,10 +171,7 @@ impl Registry {
             .catalog
             .update(service, id, false, |r| {
                 let mut r = r?.clone();
-                let moved = r.status != status && r.status != HealthStatus::Draining;
-                if moved {
-                    r.status = status;
-                }
+                let moved = r.set_checked(status);
                 if let Some(o) = output {
                     r.output = o;
                 }
@@ -184,15 +186,83 @@ impl Registry {
     }
 
     /// Marks an instance draining: discovery stops returning it at once; it stays listed until
-    /// deregistered.
+    /// deregistered, and a re-registration of the same id ends the drain.
     pub async fn drain(&self, service: &ServiceName, id: &str) -> Result<InstanceRecord, Error> {
+        self.take_out(service, id, DrainKind::Drain, "draining".into())
+            .await
+    }
+
+    /// Consul's maintenance mode: draining with `reason`, kept across re-registrations until
+    /// [`Registry::end_drain`] or deregistration.
+    pub async fn maintenance(
+        &self,
+        service: &ServiceName,
+        id: &str,
+        reason: String,
+    ) -> Result<InstanceRecord, Error> {
+        self.take_out(service, id, DrainKind::Maintenance, reason)
+            .await
+    }
+
+    async fn take_out(
+        &self,
+        service: &ServiceName,
+        id: &str,
+        kind: DrainKind,
+        reason: String,
+    ) -> Result<InstanceRecord, Error> {
+        self.inner
+            .catalog
+            .update(service, id, false, |r| {
+                let mut r = r?.clone();
+                let checked = r.checked_status();
+                // A drain never weakens a maintenance (which outlives re-registration).
+                let in_maintenance = r
+                    .drain
+                    .as_ref()
+                    .is_some_and(|d| d.kind == DrainKind::Maintenance);
+                if in_maintenance && kind == DrainKind::Drain {
+                    return None;
+                }
+                let drain = Some(Drain {
+                    kind,
+                    reason,
+                    checked,
+                });
+                if r.drain == drain && r.status == HealthStatus::Draining {
+                    return None;
+                }
+                r.drain = drain;
+                r.status = HealthStatus::Draining;
+                Some(r)
+            })
+            .await
+    }
+
+    /// Ends a drain or maintenance: the instance returns to the status its check gives it.
+    /// An instance that is not draining is left as it is.
+    pub async fn end_drain(
+        &self,
+        service: &ServiceName,
+        id: &str,
+    ) -> Result<InstanceRecord, Error> {
         self.inner
             .catalog
             .update(service, id, false, |r| {
                 let r = r?;
-                (r.status != HealthStatus::Draining).then(|| InstanceRecord {
-                    status: HealthStatus::Draining,
-                    output: "draining".into(),
+                if r.status != HealthStatus::Draining {
+                    return None;
+                }
+                // A record stored before drains were tracked has no checked status: its check
+                // (if any) decides again from critical.
+                let unknown = if r.check.is_some() {
+                    HealthStatus::Critical
+                } else {
+                    HealthStatus::Passing
+                };
+                Some(InstanceRecord {
+                    status: r.drain.as_ref().map_or(unknown, |d| d.checked),
+                    drain: None,
                     ..r.clone()
                 })
             })
@@ -253,7 +323,22 @@ impl Registry {
 
     /// The metrics in Prometheus text format.
     pub fn metrics_text(&self) -> String {
-        self.refresh_metrics();
+        let mut counts = [
+            (HealthStatus::Passing, 0),
+            (HealthStatus::Warning, 0),
+            (HealthStatus::Critical, 0),
+            (HealthStatus::Draining, 0),
+        ];
+        let mut watchers = 0;
+        for slot in self.inner.catalog.all_slots().into_values() {
+            watchers += slot.watchers();
+            for r in slot.records() {
+                if let Some(c) = counts.iter_mut().find(|(s, _)| *s == r.status) {
+                    c.1 += 1;
+                }
+            }
+        }
+        self.inner.metrics.set_gauges(counts, watchers);
         let mut text = String::new();
         let registry = self
             .inner

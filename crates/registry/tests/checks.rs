@@ -208,3 +208,29 @@ async fn a_ttl_instance_critical_past_deregister_after_is_removed() {
         "gone after 20s critical"
     );
 }
+
+#[tokio::test]
+async fn a_new_instance_is_probed_at_once_not_at_a_random_point_of_its_interval() {
+    let (port, hits, _stop) = upstream(StatusCode::OK).await;
+    let (r, _run) = common::registry(&MemoryCatalogStore::new(), Options::default()).await;
+    let mut rx = r.watch(&users());
+    // With a one-hour interval a jittered first probe would almost surely come too late.
+    let check = r#""check":{"type":"http","path":"/health","interval":"1h"}"#;
+    common::call(
+        &r,
+        Method::POST,
+        "/api/v1/registry/instances",
+        Some(&common::registration("users", "u1", port, check)),
+    )
+    .await;
+    let waited = tokio::time::timeout(
+        Duration::from_secs(5),
+        rx.wait_for(|s| status_of(s, "u1") == Some(HealthStatus::Passing)),
+    )
+    .await;
+    assert!(
+        waited.is_ok(),
+        "u1 was not probed within 5 s of registering"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}

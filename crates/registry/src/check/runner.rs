@@ -1,6 +1,7 @@
-//! Scheduling checks: one small task per checked instance, started at a random offset within
-//! its interval (so thousands of checks never fire on one tick), each probe bounded by its own
-//! deadline and by a registry-wide semaphore.
+//! Scheduling checks: one small task per checked instance, each probe bounded by its own
+//! deadline and by a registry-wide semaphore. A newly registered instance is probed at once (it
+//! is not routed to until a probe passes); checks of the catalog loaded at start begin at a
+//! random offset within their interval, so a restart never fires thousands on one tick.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,24 @@ impl CriticalTimer {
     }
 }
 
+/// When a check task runs its first probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstProbe {
+    /// At once: a new or changed registration.
+    Now,
+    /// At a random offset within the interval: instances loaded from the catalog at start.
+    Jittered,
+}
+
+impl FirstProbe {
+    fn delay(self, interval: Duration) -> Duration {
+        match self {
+            Self::Now => Duration::ZERO,
+            Self::Jittered => jitter(interval),
+        }
+    }
+}
+
 /// A uniformly random offset in `[0, interval)`.
 fn jitter(interval: Duration) -> Duration {
     let ms = u64::try_from(interval.as_millis())
@@ -49,18 +68,21 @@ pub(crate) async fn run(
     service: ServiceName,
     id: String,
     spec: CheckSpec,
+    first: FirstProbe,
     heartbeat: Arc<Notify>,
 ) {
     match spec.kind {
         CheckKind::Ttl { ttl } => ttl_loop(registry, service, id, &spec, ttl, heartbeat).await,
-        _ => probe_loop(registry, service, id, &spec).await,
+        _ => {
+            sleep(first.delay(spec.interval)).await;
+            probe_loop(registry, service, id, &spec).await;
+        }
     }
 }
 
 async fn probe_loop(registry: Registry, service: ServiceName, id: String, spec: &CheckSpec) {
     let mut counters = Counters::default();
     let mut critical = CriticalTimer::default();
-    sleep(jitter(spec.interval)).await;
     loop {
         let Some(record) = registry.record(&service, &id) else {
             return;
@@ -73,7 +95,7 @@ async fn probe_loop(registry: Registry, service: ServiceName, id: String, spec: 
         registry
             .metrics()
             .check_ran(spec.kind_label(), outcome.status, started.elapsed());
-        let next = counters.apply(spec, record.status, outcome.status);
+        let next = counters.apply(spec, record.checked_status(), outcome.status);
         if !registry
             .apply_check(&service, &id, next, outcome.output)
             .await
@@ -105,7 +127,7 @@ async fn ttl_loop(
         let Some(record) = registry.record(&service, &id) else {
             return;
         };
-        let mut status = record.status;
+        let mut status = record.checked_status();
         if expired && status != HealthStatus::Critical && status != HealthStatus::Draining {
             registry
                 .metrics()
@@ -149,6 +171,13 @@ mod tests {
             !t.due(HealthStatus::Critical, None),
             "no deregister_after, never due"
         );
+    }
+
+    #[test]
+    fn a_new_registration_is_probed_at_once_and_a_loaded_one_within_its_interval() {
+        let interval = Duration::from_secs(3600);
+        assert_eq!(FirstProbe::Now.delay(interval), Duration::ZERO);
+        assert!(FirstProbe::Jittered.delay(interval) < interval);
     }
 
     #[test]

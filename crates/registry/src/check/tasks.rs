@@ -8,7 +8,7 @@ use flotilla_discovery::HealthStatus;
 use tokio::sync::{Notify, SemaphorePermit};
 
 use super::probe::HttpClient;
-use super::runner;
+use super::runner::{self, FirstProbe};
 use crate::metrics::Metrics;
 use crate::record::InstanceRecord;
 use crate::registry::CheckTask;
@@ -40,12 +40,9 @@ impl Registry {
             .inner
             .catalog
             .update(service, id, false, |r| {
-                let r = r?;
-                (r.status != status).then(|| InstanceRecord {
-                    status,
-                    output: output.clone(),
-                    ..r.clone()
-                })
+                let mut r = r?.clone();
+                r.output.clone_from(&output);
+                r.set_checked(status).then_some(r)
             })
             .await;
         match result {
@@ -78,7 +75,7 @@ impl Registry {
             .remove(&(service.clone(), id.to_owned()));
     }
 
-    pub(crate) fn start_check(&self, record: &InstanceRecord) {
+    pub(crate) fn start_check(&self, record: &InstanceRecord, first: FirstProbe) {
         let key = (record.instance.name.clone(), record.instance.id.clone());
         let running = *self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
         let mut tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
@@ -94,6 +91,7 @@ impl Registry {
             key.0.clone(),
             key.1.clone(),
             spec,
+            first,
             heartbeat.clone(),
         ));
         tasks.insert(
