@@ -12,14 +12,14 @@ use flotilla_core::ServiceName;
 use flotilla_discovery::HealthStatus;
 use serde::Deserialize;
 
-use super::Pairs;
+use super::{Pairs, keys};
 use crate::check::{CheckKind, CheckSpec};
 use crate::http::parse_json;
 use crate::record::Registration;
 use crate::{Error, Registry};
 
-/// Consul's `AgentServiceRegistration` (the fields Flotilla uses; others are ignored, as a
-/// Consul agent ignores what it does not know in older versions).
+/// Consul's `AgentServiceRegistration` (the fields Flotilla uses; others are ignored, as Consul
+/// ignores fields it does not know). Keys are matched ignoring case, see [`keys`].
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct ConsulService {
@@ -40,6 +40,9 @@ struct ConsulService {
     check: Option<ConsulCheck>,
     #[serde(default)]
     checks: Vec<ConsulCheck>,
+    /// Connect proxies and gateways (`connect-proxy`, ...) are not supported.
+    #[serde(default)]
+    kind: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,7 +131,19 @@ pub(super) async fn register(
     State(r): State<Registry>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    let svc: ConsulService = parse_json(body, r.options().max_body_bytes)?;
+    let raw: serde_json::Value = parse_json(body, r.options().max_body_bytes)?;
+    let raw = keys::canonical_service(raw);
+    if let Some(kind) = keys::unsupported_check_kind(&raw) {
+        return Err(Error::Invalid(format!(
+            "Check.{kind}: {kind} checks are not supported; use HTTP, TCP or TTL"
+        )));
+    }
+    let svc: ConsulService = serde_json::from_value(raw).map_err(|e| Error::Body(e.to_string()))?;
+    if let Some(kind) = svc.kind.as_ref().filter(|k| !k.is_empty()) {
+        return Err(Error::Invalid(format!(
+            "Kind {kind:?}: only typical services are supported, not proxies or gateways"
+        )));
+    }
     let mut checks = svc.checks;
     checks.extend(svc.check);
     if checks.len() > 1 {
@@ -176,25 +191,44 @@ pub(super) async fn deregister(
     Ok(().into_response())
 }
 
+/// The reason Consul records when maintenance is enabled without one.
+const DEFAULT_REASON: &str = "Maintenance mode is enabled for this service, but no reason was provided. This is a default message.";
+
 pub(super) async fn maintenance(
     State(r): State<Registry>,
     Path(id): Path<String>,
     axum::extract::Query(pairs): Pairs,
 ) -> Result<Response, Error> {
     let service = owner(&r, &id)?;
-    match pairs
-        .iter()
-        .find(|(k, _)| k == "enable")
-        .map(|(_, v)| v.as_str())
-    {
-        Some("true") => r.drain(&service, &id).await?,
-        Some("false") => {
-            r.heartbeat(&service, &id, HealthStatus::Passing, None)
-                .await?
-        }
-        _ => return Err(Error::Invalid("enable must be true or false".into())),
+    let get = |key: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     };
+    let enable = get("enable").ok_or_else(|| Error::Invalid("enable is required".into()))?;
+    if go_bool(enable)
+        .ok_or_else(|| Error::Invalid(format!("enable {enable:?} must be true or false")))?
+    {
+        let reason = get("reason").filter(|v| !v.is_empty());
+        if reason.is_some_and(|v| v.len() > 4096) {
+            return Err(Error::Invalid("reason must be at most 4096 bytes".into()));
+        }
+        let reason = reason.unwrap_or(DEFAULT_REASON).to_owned();
+        r.maintenance(&service, &id, reason).await?;
+    } else {
+        r.end_drain(&service, &id).await?;
+    }
     Ok(().into_response())
+}
+
+/// Go's `strconv.ParseBool`, which Consul uses for flags like `enable`.
+fn go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 pub(super) async fn check_update(
