@@ -76,6 +76,12 @@ pub struct Registration {
     /// How long to stay registered as draining before deregistering at shutdown, so every
     /// cache sees the drain first. Default 2 s.
     pub drain_grace: Duration,
+    /// Register as passing instead of critical-until-the-first-check (Consul's check
+    /// `Status`). Set it when the instance registers only once its own readiness passes, so
+    /// callers can reach it at once; the registry's first probe, which it runs at once, then
+    /// corrects it if the instance is not healthy after all. TTL registrations always start
+    /// passing: the agent's registration is its first heartbeat. Default false.
+    pub starts_passing: bool,
 }
 
 impl Registration {
@@ -86,7 +92,14 @@ impl Registration {
             check,
             verify_every: Duration::from_secs(10),
             drain_grace: Duration::from_secs(2),
+            starts_passing: false,
         }
+    }
+
+    /// The status the registration asks to start in, when not the registry's default.
+    fn status(&self) -> Option<HealthStatus> {
+        (self.starts_passing || matches!(self.check, Check::Ttl { .. }))
+            .then_some(HealthStatus::Passing)
     }
 
     fn body(&self) -> Result<Vec<u8>, Error> {
@@ -95,10 +108,13 @@ impl Registration {
             #[serde(flatten)]
             instance: &'a ServiceInstance,
             check: Value,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            status: Option<HealthStatus>,
         }
         serde_json::to_vec(&Body {
             instance: &self.instance,
             check: self.check.to_json(),
+            status: self.status(),
         })
         .map_err(|e| Error::Options(format!("cannot encode the registration: {e}")))
     }
@@ -174,9 +190,6 @@ async fn register(client: &RegistryClient, r: &Registration) -> Result<(), Error
             timeout,
         )
         .await?;
-    if matches!(r.check, Check::Ttl { .. }) {
-        heartbeat(client, r).await?;
-    }
     Ok(())
 }
 
@@ -276,16 +289,24 @@ mod tests {
             body["check"],
             json!({"type": "ttl", "ttl": "15000ms", "deregister_after": "60000ms"})
         );
+        assert_eq!(
+            body["status"], "passing",
+            "a TTL registration is a heartbeat"
+        );
         let http = Check::Http {
             path: "/health".into(),
             interval: Duration::from_secs(2),
             deregister_after: None,
         };
-        let body: Value =
-            serde_json::from_slice(&Registration::new(instance, http).body().unwrap()).unwrap();
+        let mut reg = Registration::new(instance, http);
+        let body: Value = serde_json::from_slice(&reg.body().unwrap()).unwrap();
         assert_eq!(
             body["check"],
             json!({"type": "http", "path": "/health", "interval": "2000ms", "timeout": "2000ms"})
         );
+        assert!(body.get("status").is_none(), "critical until checked");
+        reg.starts_passing = true;
+        let body: Value = serde_json::from_slice(&reg.body().unwrap()).unwrap();
+        assert_eq!(body["status"], "passing");
     }
 }
