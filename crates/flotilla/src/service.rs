@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::response::IntoResponse;
 use axum::routing::get;
 use flotilla_core::ServiceName;
 use http::StatusCode;
@@ -255,7 +254,10 @@ fn assemble(
     let builtin = Router::new()
         .route("/health", get(move || async move { p1.health().await }))
         .route("/ready", get(move || async move { p2.ready().await }))
-        .route("/metrics", get(move || async move { metrics_response(&m) }))
+        .route(
+            "/metrics",
+            get(move |headers: http::HeaderMap| async move { m.response(&headers) }),
+        )
         .route("/", get(move || async move { axum::Json(info) }));
     let observe_state = Observe {
         metrics: metrics.http.clone(),
@@ -271,11 +273,6 @@ fn assemble(
             config.request_timeout,
         ))
         .layer(axum::middleware::from_fn_with_state(observe_state, observe))
-}
-
-fn metrics_response(metrics: &Metrics) -> axum::response::Response {
-    let headers = [(http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)];
-    (headers, metrics.encode()).into_response()
 }
 
 struct Hooks {

@@ -3,20 +3,25 @@
 //! One [`Metrics`] per service. The SDK records every request by route *template* (never the
 //! raw path, which would let clients create unbounded series) and status class; components and
 //! user code register their own metrics into the same registry with [`Metrics::register`].
-//! `/metrics` serves the OpenMetrics text format, which Prometheus scrapes natively.
+//! `/metrics` answers in the Prometheus text format 0.0.4, or in OpenMetrics when the scraper's
+//! `Accept` header prefers it (see [`Format`]).
+
+mod format;
+mod process;
 
 use std::sync::{Arc, Mutex};
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use axum::response::{IntoResponse, Response};
+use http::HeaderMap;
+use http::header::{ACCEPT, CONTENT_TYPE, VARY};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-/// The content type of the exposition format served at `/metrics`.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub use format::{Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct RequestLabels {
@@ -86,7 +91,7 @@ impl Metrics {
             "HTTP requests being handled",
             http.in_flight.clone(),
         );
-        registry.register_collector(Box::new(ProcessCollector));
+        registry.register_collector(Box::new(process::ProcessCollector));
         Self {
             registry: Arc::new(Mutex::new(registry)),
             http,
@@ -114,13 +119,29 @@ impl Metrics {
         f(&mut self.registry.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
-    /// The exposition text.
+    /// The exposition in OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
+    }
+
+    /// The exposition in `format`.
+    pub fn encode_as(&self, format: Format) -> String {
+        match format {
+            Format::OpenMetrics => self.encode(),
+            Format::Text => format::to_text_004(&self.encode()),
+        }
+    }
+
+    /// The `/metrics` response to a request with `headers`, in the format its `Accept` prefers.
+    pub fn response(&self, headers: &HeaderMap) -> Response {
+        let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+        let format = Format::from_accept(accept);
+        let headers = [(CONTENT_TYPE, format.content_type()), (VARY, "accept")];
+        (headers, self.encode_as(format)).into_response()
     }
 }
 
@@ -133,83 +154,6 @@ pub(crate) fn status_class(status: u16) -> &'static str {
         400..=499 => "4xx",
         _ => "5xx",
     }
-}
-
-/// Process CPU, memory, file descriptors and start time, read from `/proc/self` at scrape time
-/// (Linux only; elsewhere the metrics are simply absent). prometheus-client has no process
-/// collector, and this is a handful of reads, so it is written here rather than adding a crate.
-#[derive(Debug)]
-struct ProcessCollector;
-
-impl Collector for ProcessCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(stat) = proc_stat() else {
-            return Ok(());
-        };
-        let cpu = ConstCounter::new(stat.cpu_seconds);
-        let e = encoder.encode_descriptor(
-            "process_cpu_seconds",
-            "User and system CPU time",
-            None,
-            cpu.metric_type(),
-        )?;
-        cpu.encode(e)?;
-        let rss = ConstGauge::new(stat.rss_bytes);
-        let e = encoder.encode_descriptor(
-            "process_resident_memory_bytes",
-            "Resident memory",
-            None,
-            rss.metric_type(),
-        )?;
-        rss.encode(e)?;
-        let vsz = ConstGauge::new(stat.virtual_bytes);
-        let e = encoder.encode_descriptor(
-            "process_virtual_memory_bytes",
-            "Virtual memory",
-            None,
-            vsz.metric_type(),
-        )?;
-        vsz.encode(e)?;
-        if let Some(fds) = open_fds() {
-            let g = ConstGauge::new(fds);
-            let e = encoder.encode_descriptor(
-                "process_open_fds",
-                "Open file descriptors",
-                None,
-                g.metric_type(),
-            )?;
-            g.encode(e)?;
-        }
-        Ok(())
-    }
-}
-
-struct ProcStat {
-    cpu_seconds: f64,
-    rss_bytes: i64,
-    virtual_bytes: i64,
-}
-
-fn proc_stat() -> Option<ProcStat> {
-    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The command name (field 2) may contain spaces; fields are counted after its ')'.
-    let after = text.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let num = |i: usize| fields.get(i).and_then(|f| f.parse::<i64>().ok());
-    // After ')': state is index 0, so utime (field 14) is 11, stime 12, vsize 20, rss 21.
-    let ticks = 100.0; // USER_HZ is 100 on every Linux architecture Rust targets.
-    let page = 4096;
-    Some(ProcStat {
-        cpu_seconds: (num(11)? + num(12)?) as f64 / ticks,
-        virtual_bytes: num(20)?,
-        rss_bytes: num(21)? * page,
-    })
-}
-
-fn open_fds() -> Option<i64> {
-    std::fs::read_dir("/proc/self/fd")
-        .ok()
-        .map(|d| d.count() as i64)
 }
 
 #[cfg(test)]
