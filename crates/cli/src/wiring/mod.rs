@@ -45,6 +45,8 @@ pub(crate) async fn build(
     let registry = flotilla_registry::Registry::new(config.registry.clone(), catalog)
         .await
         .context("cannot start the registry")?;
+    // Scrapers of the control plane's `/metrics` see the registry too.
+    metrics.register(|r| registry.register_metrics(r));
     let (broker, store, gateway) = match role {
         Role::Registry => (None, None, None),
         Role::All => (
