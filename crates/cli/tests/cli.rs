@@ -53,6 +53,8 @@ fn config_check_prints_the_effective_configuration() {
     );
 }
 
+/// Shared limits live in Redis: a build without the redis engine refuses them (checked below).
+#[cfg(feature = "redis")]
 #[test]
 fn shared_rate_limits_take_defaults_and_hide_the_redis_password() {
     let (_d, path) =
@@ -259,6 +261,18 @@ fn config_check_refuses_an_engine_this_build_lacks() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("bus.kind") && stderr.contains("nats"),
+        "{stderr}"
+    );
+}
+
+#[cfg(not(feature = "redis"))]
+#[test]
+fn config_check_refuses_shared_rate_limits_without_the_redis_engine() {
+    let config = "[gateway.shared_rate_limits]\nurl = \"redis://127.0.0.1:6379\"\n";
+    let (code, stderr) = check(config, None);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("shared_rate_limits") && stderr.contains("redis"),
         "{stderr}"
     );
 }
