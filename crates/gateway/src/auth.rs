@@ -99,21 +99,10 @@ impl Validator {
             }
         };
         let keys = Keys::build(cfg, alg, key, reuse)?;
-        let mut validation = Validation::new(alg);
-        validation.leeway = cfg.leeway.map_or(30, |d| d.as_secs());
-        validation.validate_nbf = true;
-        if let Some(iss) = &cfg.issuer {
-            validation.set_issuer(&[iss]);
-        }
-        if cfg.audience.is_empty() {
-            validation.validate_aud = false;
-        } else {
-            validation.set_audience(&cfg.audience);
-        }
         Ok(Self {
             alg,
             keys,
-            validation,
+            validation: validation(cfg, alg),
         })
     }
 
@@ -136,6 +125,11 @@ impl Validator {
         if header.alg != self.alg {
             return Err(refuse("token algorithm not accepted"));
         }
+        // RFC 7515 §4.1.11: a recipient MUST reject a token naming critical extensions it does
+        // not understand, and this gateway understands none (an empty list is invalid too).
+        if header.crit.is_some() {
+            return Err(refuse("token names critical header extensions"));
+        }
         let key = match &self.keys {
             Keys::Fixed(k) => k.clone(),
             Keys::Jwks(j) => j
@@ -150,6 +144,28 @@ impl Validator {
                 refuse("invalid, expired or not yet valid bearer token")
             })
     }
+}
+
+/// The claim checks of validator `cfg`: `exp` is always required (a token that never expires
+/// cannot be revoked by waiting), and so are `iss` and `aud` when configured: a token that
+/// leaves them out must not pass as one issued for us.
+fn validation(cfg: &JwtConfig, alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.leeway = cfg.leeway.map_or(30, |d| d.as_secs());
+    v.validate_nbf = true;
+    let mut required = vec!["exp"];
+    if let Some(iss) = &cfg.issuer {
+        v.set_issuer(&[iss]);
+        required.push("iss");
+    }
+    if cfg.audience.is_empty() {
+        v.validate_aud = false;
+    } else {
+        v.set_audience(&cfg.audience);
+        required.push("aud");
+    }
+    v.set_required_spec_claims(&required);
+    v
 }
 
 fn decoding_key(cfg: &JwtConfig, alg: Algorithm) -> Result<DecodingKey, (&'static str, String)> {
@@ -341,15 +357,12 @@ impl RouteAuth {
         let token = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
+            .and_then(bearer_token)
             .ok_or(Error::Unauthenticated {
                 challenge: CHALLENGE.into(),
                 reason: "a bearer token is required",
             })?;
-        let claims = v.validate(token.trim()).await?;
+        let claims = v.validate(token).await?;
         if !self
             .require
             .iter()
@@ -390,6 +403,14 @@ impl RouteAuth {
             headers.insert(API_KEY_NAME, v);
         }
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
+/// (RFC 9110 §11.1) and one or more spaces may follow it.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// A claim as text: strings as-is, numbers and booleans printed, others absent.
