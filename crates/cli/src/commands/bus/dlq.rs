@@ -2,7 +2,7 @@
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 
@@ -161,12 +161,19 @@ pub(super) fn purge(
     yes: bool,
     args: &ApiArgs,
 ) -> Result<(), Failure> {
-    if !yes && !confirm_purge(group, &ids)? {
-        eprintln!("purge cancelled; nothing was deleted");
-        return Ok(());
+    if !yes && !std::io::stdin().is_terminal() {
+        return Err(Failure::Usage(format!(
+            "dlq purge deletes dead letters of group {group} for good; pass --yes to confirm \
+             (stdin is not a terminal to ask on)"
+        )));
     }
     run_with(args, async |api| {
+        // An unknown group is an error, found before anyone is asked to confirm.
         super::require_groups(&api, &[group.to_owned()]).await?;
+        if !yes && !confirm_purge(group, &ids)? {
+            eprintln!("purge cancelled; nothing was deleted");
+            return Ok(());
+        }
         let path = format!("/api/v1/bus/groups/{}/dlq/purge", seg(group));
         let res = api
             .post(&path, json!({ "ids": ids }), "application/json")
@@ -181,14 +188,8 @@ pub(super) fn purge(
     })
 }
 
-/// Asks on the terminal; without one, refuses (a script must say `--yes`).
-fn confirm_purge(group: &str, ids: &[String]) -> Result<bool, Failure> {
-    if !std::io::stdin().is_terminal() {
-        return Err(Failure::Usage(format!(
-            "dlq purge deletes dead letters of group {group} for good; pass --yes to confirm \
-             (stdin is not a terminal to ask on)"
-        )));
-    }
+/// Asks on the terminal whether to delete.
+fn confirm_purge(group: &str, ids: &[String]) -> anyhow::Result<bool> {
     let what = if ids.is_empty() {
         "every dead letter".to_owned()
     } else {
@@ -200,7 +201,7 @@ fn confirm_purge(group: &str, ids: &[String]) -> Result<bool, Failure> {
     std::io::stdin()
         .lock()
         .read_line(&mut answer)
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot read the answer: {e}")))?;
+        .context("cannot read the answer")?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
