@@ -216,6 +216,9 @@ pub struct RouteConfig {
     pub cache: Option<RouteCacheConfig>,
     /// A JSON field selection / removal / renaming applied to successful JSON answers.
     pub transform: Option<crate::transform::TransformConfig>,
+    /// Protocols besides `websocket` a client may switch to with `Upgrade` on this route. Any
+    /// other upgrade is stripped and the request forwarded as plain HTTP/1.1; `h2c` is refused.
+    pub upgrade_protocols: Vec<String>,
 }
 
 /// Path rewriting. At most one of `strip_prefix`, `replace_prefix` and `template`.

@@ -9,9 +9,11 @@ use crate::Error;
 use crate::config::HeaderEdits;
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1, plus the
-/// de-facto `Proxy-Connection` and `Keep-Alive`).
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// de-facto `Proxy-Connection` and `Keep-Alive`, and `HTTP2-Settings`, which belongs to an
+/// `h2c` upgrade of this connection only, RFC 9113 §3.1).
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
+    HeaderName::from_static("http2-settings"),
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
@@ -110,11 +112,25 @@ pub fn add_forwarding(
     append_list(headers, header::VIA, &format!("{v} {via}"));
 }
 
-/// Removes `Forwarded` and every `X-Forwarded-*` header.
+/// Headers other proxies and CDNs set for the client's address, which upstreams commonly
+/// trust as such; only a trusted proxy's copies are kept.
+const CLIENT_ADDRESS: [&str; 5] = [
+    "x-real-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+];
+
+/// Removes `Forwarded`, every `X-Forwarded-*` header and the [`CLIENT_ADDRESS`] headers.
 fn drop_forwarding(headers: &mut HeaderMap) {
     let forged: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| *n == header::FORWARDED || n.as_str().starts_with("x-forwarded-"))
+        .filter(|n| {
+            *n == header::FORWARDED
+                || n.as_str().starts_with("x-forwarded-")
+                || CLIENT_ADDRESS.contains(&n.as_str())
+        })
         .cloned()
         .collect();
     for n in forged {

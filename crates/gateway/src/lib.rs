@@ -13,8 +13,10 @@
 //! [`Gateway::register_metrics`]. Rate limits stay in memory unless the wiring hands
 //! [`GatewayBuilder::shared_rate_limiter`] a limiter shared by every replica (Redis).
 
+mod accept;
 mod admin;
 pub mod auth;
+mod authority;
 mod builder;
 pub mod cache;
 pub mod config;
@@ -35,6 +37,7 @@ pub mod table;
 pub mod template;
 mod tls;
 pub mod transform;
+mod upgrade;
 pub mod upstream;
 
 use std::path::Path;

@@ -1,6 +1,8 @@
 //! The client-facing listener: HTTP/1.1 and h2c on one port, or HTTPS with ALPN (`h2`,
 //! `http/1.1`) when `[server.tls]` is set, with hyper's framing checks and the configured limits
 //! (head size, header count, head read timeout, connection count, requests per connection).
+//! A connection is shut down gracefully (HTTP/1.1: no keep-alive; HTTP/2: GOAWAY, open streams
+//! finish) when the server stops or when it reaches `max_requests_per_connection`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,11 +16,12 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::accept::{self, Backoff};
 use crate::config::ServerOptions;
 use crate::problem::Body;
 use crate::proxy;
@@ -48,31 +51,27 @@ pub(crate) async fn serve(
 ) -> std::io::Result<()> {
     let builder = Arc::new(builder(&shared.server));
     let permits = Arc::new(Semaphore::new(shared.server.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
+    let mut backoff = Backoff::default();
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
             () = shutdown.cancelled() => break,
         };
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // Accept errors (EMFILE, ECONNABORTED) are per-connection; keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
+        let Some((stream, peer)) = accept::next(&listener, &mut backoff, &shutdown).await else {
+            break;
         };
         let _ = stream.set_nodelay(true);
-        let (shared, builder, watcher) = (shared.clone(), builder.clone(), graceful.watcher());
-        tokio::spawn(async move {
-            serve_client(shared, &builder, watcher, stream, peer).await;
+        let (shared, builder) = (shared.clone(), builder.clone());
+        // Cancelled by the server's shutdown, or by the connection itself at its request cap.
+        let closing = shutdown.child_token();
+        connections.spawn(async move {
+            serve_client(shared, &builder, closing, stream, peer).await;
             drop(permit);
         });
     }
-    graceful.shutdown().await;
+    connections.close();
+    connections.wait().await;
     Ok(())
 }
 
@@ -82,37 +81,41 @@ pub(crate) async fn serve(
 async fn serve_client(
     shared: Arc<Shared>,
     builder: &auto::Builder<TokioExecutor>,
-    watcher: Watcher,
+    closing: CancellationToken,
     stream: TcpStream,
     peer: SocketAddr,
 ) {
     let Some(tls) = shared.tls.clone() else {
-        let svc = connection_service(shared, peer, false);
-        return serve_connection(builder, watcher, TokioIo::new(stream), svc).await;
+        let svc = connection_service(shared, peer, false, closing);
+        return serve_connection(builder, TokioIo::new(stream), svc).await;
     };
     let limit = shared.server.header_read_timeout;
     match tokio::time::timeout(limit, tls.acceptor().accept(stream)).await {
         Ok(Ok(stream)) => {
-            let svc = connection_service(shared, peer, true);
-            serve_connection(builder, watcher, TokioIo::new(stream), svc).await;
+            let svc = connection_service(shared, peer, true, closing);
+            serve_connection(builder, TokioIo::new(stream), svc).await;
         }
         Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
 }
 
-/// Serves one connection (cleartext or TLS; HTTP/1.1 or HTTP/2 detected from the preface).
-async fn serve_connection<I>(
-    builder: &auto::Builder<TokioExecutor>,
-    watcher: Watcher,
-    io: I,
-    svc: ConnService,
-) where
+/// Serves one connection (cleartext or TLS; HTTP/1.1 or HTTP/2 detected from the preface)
+/// until it ends, shutting it down gracefully once its service's `closing` is cancelled.
+async fn serve_connection<I>(builder: &auto::Builder<TokioExecutor>, io: I, svc: ConnService)
+where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let peer = svc.peer;
-    let conn = builder.serve_connection_with_upgrades(io, svc);
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
+    let (peer, closing) = (svc.peer, svc.closing.clone());
+    let mut conn = std::pin::pin!(builder.serve_connection_with_upgrades(io, svc));
+    let ended = tokio::select! {
+        r = conn.as_mut() => r,
+        () = closing.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
         tracing::debug!(error = %e, %peer, "client connection ended with an error");
     }
 }
@@ -128,6 +131,8 @@ struct ConnService {
     peer: SocketAddr,
     tls: bool,
     served: Arc<AtomicU64>,
+    /// Cancelled to shut this connection down gracefully.
+    closing: CancellationToken,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnService {
@@ -142,11 +147,16 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         let shared = self.shared.clone();
         let peer = self.peer;
         let n = self.served.fetch_add(1, Ordering::Relaxed) + 1;
+        let last = n >= shared.server.max_requests_per_connection.max(1);
+        if last {
+            // Ask the client to reconnect so one connection cannot hold a worker forever:
+            // HTTP/2 ignores `Connection: close`, so the connection itself is shut down
+            // gracefully (GOAWAY; streams already open finish).
+            self.closing.cancel();
+        }
         Box::pin(async move {
-            let max = shared.server.max_requests_per_connection.max(1);
             let mut resp = proxy::handle(shared, peer, req).await;
-            if n >= max {
-                // Ask the client to reconnect so one connection cannot hold a worker forever.
+            if last {
                 resp.headers_mut().insert(
                     http::header::CONNECTION,
                     http::HeaderValue::from_static("close"),
@@ -157,11 +167,17 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     }
 }
 
-fn connection_service(shared: Arc<Shared>, peer: SocketAddr, tls: bool) -> ConnService {
+fn connection_service(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    tls: bool,
+    closing: CancellationToken,
+) -> ConnService {
     ConnService {
         shared,
         peer,
         tls,
         served: Arc::new(AtomicU64::new(0)),
+        closing,
     }
 }

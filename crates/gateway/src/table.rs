@@ -223,6 +223,7 @@ fn build_route(
         )
     })?;
     let rewrite = build_rewrite(&cfg.rewrite, &matcher, &key)?;
+    crate::upgrade::check_config(&cfg.upgrade_protocols, &format!("{key}.upgrade_protocols"))?;
     let auth = match &cfg.auth {
         Some(a) => Some(RouteAuth::build(
             a,

@@ -128,6 +128,18 @@ async fn route(
             let stream = AxumBody::from_stream(futures_util::stream::iter(chunks));
             resp(200, &[cc("max-age=60")], stream)
         }
+        "/make" => {
+            let host = header("host").unwrap_or_default();
+            let h = [
+                ("location", "/loc/a?v=1".to_owned()),
+                ("content-location", format!("http://{host}/loc/b")),
+            ];
+            resp(201, &h, "")
+        }
+        "/make-elsewhere" => {
+            let h = [("location", "http://other.example/loc/c".to_owned())];
+            resp(201, &h, "")
+        }
         _ if req.method == http::Method::POST => resp(204, &[], ""),
         _ => resp(200, &[cc("max-age=60")], body),
     }
@@ -421,6 +433,32 @@ async fn an_unsafe_request_invalidates_the_stored_target() {
     assert_eq!(posted.status, 204);
     assert_eq!(status_of(&posted), "flotilla; fwd=method");
     assert_eq!(get(&s.gw, "/item", &[]).await.body, "/item #2");
+}
+
+#[tokio::test]
+async fn an_unsafe_request_invalidates_its_same_origin_location_and_content_location() {
+    let s = setup().await;
+    for path in ["/loc/a?v=1", "/loc/b", "/loc/c"] {
+        get(&s.gw, path, &[]).await;
+        assert!(
+            get(&s.gw, path, &[]).await.body.ends_with(b"#1"),
+            "{path} stored"
+        );
+    }
+    let post = |path: &str| {
+        http::Request::post(path)
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap()
+    };
+    assert_eq!(send(&s.gw, post("/make")).await.status, 201);
+    assert_eq!(send(&s.gw, post("/make-elsewhere")).await.status, 201);
+    assert_eq!(get(&s.gw, "/loc/a?v=1", &[]).await.body, "/loc/a #2");
+    assert_eq!(get(&s.gw, "/loc/b", &[]).await.body, "/loc/b #2");
+    let other_origin = get(&s.gw, "/loc/c", &[]).await;
+    assert_eq!(
+        other_origin.body, "/loc/c #1",
+        "another origin's URL is not ours to drop"
+    );
 }
 
 #[tokio::test]

@@ -95,18 +95,30 @@ pub fn has_validator(stored: &HeaderMap) -> bool {
     stored.contains_key(header::ETAG) || stored.contains_key(header::LAST_MODIFIED)
 }
 
+/// Fields a 304 never changes in the stored response. `Content-Length`, `Content-Encoding`,
+/// `Content-Range` and `Content-MD5` describe the stored body, which the 304 does not replace
+/// (RFC 9111 §3.2 excepts the fields "the cache's stored response depends upon"); the `ETag`
+/// is the validator the 304 answered, so it stays the stored body's own; `Age` is recomputed
+/// from the 304's arrival; `Set-Cookie` because the entry is shared, and one client's cookie
+/// must never reach another.
+const NOT_UPDATED: [&str; 7] = [
+    "content-length",
+    "content-encoding",
+    "content-range",
+    "content-md5",
+    "etag",
+    "age",
+    "set-cookie",
+];
+
 /// RFC 9111 §3.2: the stored headers updated with a 304's. Every end-to-end field the 304
-/// carries replaces the stored one, except `Content-Length` (the stored body is what is
-/// served), `Age` (recomputed from the 304's arrival) and `Set-Cookie`: the entry is shared,
-/// and one client's cookie must never reach another. Hop-by-hop fields describe the
-/// connection to the origin and are never stored.
+/// carries replaces the stored one, except the [`NOT_UPDATED`] ones. Hop-by-hop fields
+/// describe the connection to the origin and are never stored.
 pub fn refresh_headers(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
     let mut incoming = not_modified.clone();
     strip_hop_by_hop(&mut incoming, false);
     let mut out = stored.clone();
-    let skip = |n: &HeaderName| {
-        *n == header::CONTENT_LENGTH || *n == header::AGE || *n == header::SET_COOKIE
-    };
+    let skip = |n: &HeaderName| NOT_UPDATED.contains(&n.as_str());
     for name in incoming.keys().filter(|n| !skip(n)) {
         out.remove(name);
         for v in incoming.get_all(name) {
@@ -199,6 +211,29 @@ mod tests {
             "transfer-encoding",
         ] {
             assert!(!out.contains_key(name), "{name} must not be stored");
+        }
+        assert_eq!(out["cache-control"], "max-age=60");
+    }
+
+    #[test]
+    fn a_304_never_replaces_the_fields_the_stored_body_depends_on() {
+        let kept = [
+            ("content-encoding", "gzip"),
+            ("content-range", "bytes 0-4/5"),
+            ("content-md5", "XUFAKrxLKna5cZ2REBfFkg=="),
+            ("etag", "\"a\""),
+        ];
+        let stored = map(&kept);
+        let nm = map(&[
+            ("content-encoding", "br"),
+            ("content-range", "bytes 0-1/2"),
+            ("content-md5", "other"),
+            ("etag", "\"b\""),
+            ("cache-control", "max-age=60"),
+        ]);
+        let out = refresh_headers(&stored, &nm);
+        for (name, value) in kept {
+            assert_eq!(out[name], value, "{name} kept from the stored response");
         }
         assert_eq!(out["cache-control"], "max-age=60");
     }

@@ -11,6 +11,7 @@ pub mod collapse;
 pub mod conditional;
 mod flow;
 pub mod key;
+mod location;
 pub mod policy;
 mod status;
 pub mod store;
@@ -31,6 +32,7 @@ use crate::metrics::CacheMetrics;
 use crate::problem::{Body, full};
 
 pub(crate) use flow::serve;
+pub(crate) use location::related_targets;
 pub use status::{CacheStatus, Forward};
 
 use conditional::ClientConditions;

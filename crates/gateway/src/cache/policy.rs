@@ -22,6 +22,9 @@ pub struct Directives {
     pub must_revalidate: bool,
     /// `proxy-revalidate`.
     pub proxy_revalidate: bool,
+    /// `must-understand` (§5.2.2.3): store only a status code whose caching rules this cache
+    /// implements, and then ignore `no-store`.
+    pub must_understand: bool,
     /// `max-age`; an invalid value counts as 0 (RFC 9111 §1.2.2).
     pub max_age: Option<u64>,
     /// `s-maxage`.
@@ -64,6 +67,7 @@ impl Directives {
             "public" => self.public = true,
             "must-revalidate" => self.must_revalidate = true,
             "proxy-revalidate" => self.proxy_revalidate = true,
+            "must-understand" => self.must_understand = true,
             "only-if-cached" => self.only_if_cached = true,
             "max-age" if self.max_age.is_none() => self.max_age = seconds(),
             "s-maxage" if self.s_maxage.is_none() => self.s_maxage = seconds(),
@@ -113,6 +117,8 @@ pub enum NotStored {
     VaryStar,
     /// `Set-Cookie`: one client's cookie must not be handed to another.
     SetCookie,
+    /// `must-understand` on a status code whose caching rules this cache does not implement.
+    MustUnderstand,
 }
 
 /// What [`storable`] looks at.
@@ -143,7 +149,12 @@ pub fn storable(x: &Exchange<'_>) -> Result<(), NotStored> {
     if s < 200 || s == 206 || s == 304 {
         return Err(NotStored::Status);
     }
-    if x.request.no_store || r.no_store {
+    if r.must_understand && !understood(x.status) {
+        return Err(NotStored::MustUnderstand);
+    }
+    // An understood `must-understand` response overrides its own `no-store` (§5.2.2.3); the
+    // request's still holds.
+    if x.request.no_store || (r.no_store && !r.must_understand) {
         return Err(NotStored::NoStore);
     }
     if r.private {
@@ -166,6 +177,16 @@ pub fn storable(x: &Exchange<'_>) -> Result<(), NotStored> {
         return Err(NotStored::Status);
     }
     Ok(())
+}
+
+/// Final status codes RFC 9110 §15 defines: this cache implements RFC 9111 for each of them
+/// (206 is understood by never being stored). Anything else is unknown to it, which matters
+/// only for `must-understand` responses.
+fn understood(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200..=206 | 300..=305 | 307 | 308 | 400..=417 | 421 | 422 | 426 | 500..=505
+    )
 }
 
 /// Route settings that shape freshness when the response sets none.
@@ -232,12 +253,14 @@ pub fn initial_age(
 pub const MAX_AGE_VALUE: Duration = Duration::from_secs(1 << 31);
 
 /// The `Age` header, capped at [`MAX_AGE_VALUE`]; a value too large for any integer is the
-/// cap too, and anything not a delta-seconds counts as absent.
+/// cap too, and anything not a delta-seconds counts as absent. `Age` is a singleton field, but
+/// a list (`7200, 0`, or two lines an intermediary joined) is read by its first member, as
+/// RFC 9110 §5.5 lets a recipient of an invalid singleton do.
 fn age_value(headers: &HeaderMap) -> Duration {
     let Some(v) = headers.get(header::AGE).and_then(|v| v.to_str().ok()) else {
         return Duration::ZERO;
     };
-    let v = v.trim();
+    let v = v.split(',').next().unwrap_or_default().trim();
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return Duration::ZERO;
     }

@@ -121,6 +121,29 @@ fn storability_follows_section_3() {
 }
 
 #[test]
+fn must_understand_stores_only_understood_statuses_and_then_overrides_no_store() {
+    let (none, empty, get) = (Directives::default(), HeaderMap::new(), Method::GET);
+    let mu = cc("must-understand, no-store, max-age=60");
+    let ok = |status| storable(&exchange(&get, &none, status, &empty, &mu));
+    for status in [200, 301, 404, 410] {
+        assert_eq!(
+            ok(status),
+            Ok(()),
+            "{status}: understood, so no-store yields"
+        );
+    }
+    for status in [299, 555, 418] {
+        assert_eq!(ok(status), Err(NotStored::MustUnderstand), "{status}");
+    }
+    let asked = storable(&exchange(&get, &cc("no-store"), 200, &empty, &mu));
+    assert_eq!(
+        asked,
+        Err(NotStored::NoStore),
+        "the request's no-store still holds"
+    );
+}
+
+#[test]
 fn authenticated_requests_are_stored_only_when_the_response_allows_sharing() {
     let none = Directives::default();
     let empty = HeaderMap::new();
@@ -243,6 +266,20 @@ fn initial_age_takes_the_larger_of_apparent_and_corrected_age() {
     assert_eq!(stored.age(at(T0 + 10)), Duration::from_secs(15));
     assert_eq!(ttl_secs(&stored, at(T0 + 10)), 45);
     assert_eq!(ttl_secs(&stored, at(T0 + 100)), -45);
+}
+
+#[test]
+fn a_list_valued_age_uses_its_first_member() {
+    for age in ["7200,0", "7200, 0", "7200 ,0"] {
+        let h = headers(&[("date", &date(T0)), ("age", age)]);
+        assert_eq!(
+            initial_age(&h, at(T0), at(T0)),
+            Duration::from_secs(7200),
+            "{age}"
+        );
+    }
+    let bad_first = headers(&[("date", &date(T0)), ("age", "x,7200")]);
+    assert_eq!(initial_age(&bad_first, at(T0), at(T0)), Duration::ZERO);
 }
 
 #[test]

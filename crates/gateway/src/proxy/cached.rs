@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, Uri};
 
 use super::{Ctx, UpstreamBody, boxed, empty, forward};
 use crate::Error;
@@ -94,17 +94,22 @@ impl cache::Origin for Forwarder {
 }
 
 /// RFC 9111 §4.4: an unsafe request the upstream did not refuse invalidates what every cached
-/// route stored for its target.
+/// route stored for its target, and for the same-origin targets its response names in
+/// `Location` and `Content-Location`.
 pub(super) fn invalidate_after(
     shared: &Shared,
     table: &RouteTable,
     host: &str,
     target: &str,
-    status: StatusCode,
+    resp: &Response<Body>,
 ) {
+    let status = resp.status();
     if status.is_client_error() || status.is_server_error() {
         return;
     }
-    let cached = table.routes.iter().filter(|r| r.cache.is_some());
-    (shared.cache).invalidate(cached.map(|r| r.name.as_str()), host, target);
+    let related = cache::related_targets(host, target, resp.headers());
+    for t in std::iter::once(target).chain(related.iter().map(String::as_str)) {
+        let cached = table.routes.iter().filter(|r| r.cache.is_some());
+        (shared.cache).invalidate(cached.map(|r| r.name.as_str()), host, t);
+    }
 }

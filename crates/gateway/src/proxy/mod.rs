@@ -23,6 +23,7 @@ use crate::ratelimit::Allowed;
 use crate::state::Shared;
 use crate::table::{Route, RouteTable};
 use crate::template::Params;
+use crate::upgrade;
 use crate::upstream::Target;
 
 mod cached;
@@ -90,7 +91,10 @@ async fn admit<'t>(
         Ok(p) => p,
         Err(e) => return (none(), error_response(ctx, &e)),
     };
-    let authority = request_authority(req.uri(), req.headers()).unwrap_or_default();
+    let authority = match crate::authority::validated(req.version(), req.uri(), req.headers()) {
+        Ok(a) => a,
+        Err(e) => return (none(), error_response(ctx, &e)),
+    };
     let view = RequestView {
         method: req.method(),
         host: host_of(&authority),
@@ -111,6 +115,8 @@ async fn admit<'t>(
     if let Some(cors) = route.cors.as_ref().filter(|_| Cors::is_preflight(&req)) {
         return (Some(route), cors.preflight(origin.as_ref()));
     }
+    let refused = refuse_unlisted_upgrade(ctx, req.headers(), route);
+    let ctx = refused.as_ref().unwrap_or(ctx);
     let matched = Matched {
         route,
         path: &path,
@@ -139,6 +145,16 @@ async fn admit<'t>(
         cors.decorate(origin.as_ref(), resp.headers_mut());
     }
     (Some(route), resp)
+}
+
+/// The context to go on with when the client asks to upgrade to a protocol the route does not
+/// allow: the request is then forwarded as a plain one (`strip_hop_by_hop` drops `Upgrade`).
+fn refuse_unlisted_upgrade(ctx: &Ctx, headers: &http::HeaderMap, route: &Route) -> Option<Ctx> {
+    let refused = ctx.upgrade && !upgrade::allowed(headers, &route.config.upgrade_protocols);
+    refused.then(|| Ctx {
+        upgrade: false,
+        ..ctx.clone()
+    })
 }
 
 /// The matching route. A CORS preflight is matched with the method it asks about, so it is
@@ -211,7 +227,7 @@ async fn guard_and_forward(
         _ => boxed(forward(shared, route, ctx, upstream_req).await?),
     };
     if let (true, Some(t)) = (unsafe_method, &target) {
-        cached::invalidate_after(shared, table, m.authority, t, resp.status());
+        cached::invalidate_after(shared, table, m.authority, t, &resp);
     }
     let resp = match &route.transform {
         Some(t) => crate::transform::apply_to_response(t, head_only, resp).await?,
