@@ -12,6 +12,7 @@
 
 mod admin;
 mod error;
+mod gather;
 mod info;
 mod publish;
 mod receive;

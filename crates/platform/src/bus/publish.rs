@@ -7,19 +7,16 @@
 //! A failed request fails every publish in it the same way: [`Error::Unavailable`] when the
 //! outcome is unknown (retry with the same ids; the server's dedupe drops what was stored).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use flotilla_bus::{Error, Outgoing, PublishOutcome};
-use http::Method;
-use serde::Deserialize;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
-use super::error::from_call;
+use super::gather;
 use super::info::Info;
 use super::wire::millis;
 use crate::ControlPlane;
-use crate::http::Call;
 
 /// How publishes are gathered into requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,10 +45,10 @@ impl Default for BatchOptions {
 }
 
 /// One caller's publish: its events, encoded, and where its outcomes go.
-struct Pending {
-    items: Vec<Vec<u8>>,
-    bytes: usize,
-    reply: oneshot::Sender<Result<Vec<PublishOutcome>, Error>>,
+pub(super) struct Pending {
+    pub(super) items: Vec<Vec<u8>>,
+    pub(super) bytes: usize,
+    pub(super) reply: oneshot::Sender<Result<Vec<PublishOutcome>, Error>>,
 }
 
 /// The queue into the batching task, started on the first publish (so building a bus needs
@@ -80,7 +77,7 @@ impl Batcher {
                 max_bytes,
                 ..self.options
             };
-            tokio::spawn(gather(self.cp.clone(), options, rx));
+            tokio::spawn(gather::run(self.cp.clone(), options, rx));
             tx
         })
     }
@@ -193,113 +190,6 @@ fn chunks(items: Vec<Vec<u8>>, max_bytes: usize, max_events: usize) -> Vec<Vec<V
         out.last_mut().expect("out has a chunk").push(item);
     }
     out
-}
-
-/// The batching task: takes a request slot, then every publish waiting (up to the limits),
-/// and sends them as one request on a task of its own.
-async fn gather(cp: ControlPlane, options: BatchOptions, mut rx: mpsc::Receiver<Pending>) {
-    let slots = Arc::new(Semaphore::new(options.in_flight.max(1)));
-    let mut carried: Option<Pending> = None;
-    loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let first = match carried.take() {
-            Some(p) => p,
-            None => match rx.recv().await {
-                Some(p) => p,
-                None => return,
-            },
-        };
-        let (mut bytes, mut events) = (first.bytes, first.items.len());
-        let mut batch = vec![first];
-        while let Ok(next) = rx.try_recv() {
-            let fits = bytes + next.bytes <= options.max_bytes
-                && events + next.items.len() <= options.max_events;
-            if !fits {
-                carried = Some(next);
-                break;
-            }
-            bytes += next.bytes;
-            events += next.items.len();
-            batch.push(next);
-        }
-        let cp = cp.clone();
-        tokio::spawn(async move {
-            send_batch(&cp, batch).await;
-            drop(slot);
-        });
-    }
-}
-
-/// Sends one request and hands each caller its share of the outcomes.
-async fn send_batch(cp: &ControlPlane, batch: Vec<Pending>) {
-    let items = batch.iter().flat_map(|p| p.items.iter());
-    let result = post(cp, items).await;
-    let mut outcomes = match result {
-        Ok(o) => o.into_iter(),
-        Err(e) => {
-            let message = e.to_string();
-            for p in batch {
-                let _ = p.reply.send(Err(same_error(&e, &message)));
-            }
-            return;
-        }
-    };
-    for p in batch {
-        let mine: Vec<_> = outcomes.by_ref().take(p.items.len()).collect();
-        let answer = if mine.len() == p.items.len() {
-            Ok(mine)
-        } else {
-            Err(Error::Backend(
-                "the control plane answered fewer outcomes than events".into(),
-            ))
-        };
-        let _ = p.reply.send(answer);
-    }
-}
-
-/// Each caller of a failed request gets the same kind of error (errors are not `Clone`).
-fn same_error(e: &Error, message: &str) -> Error {
-    match e {
-        Error::Unavailable(_) => Error::Unavailable(message.to_owned()),
-        Error::InvalidInput(m) => Error::InvalidInput(m.clone()),
-        Error::Conflict(m) => Error::Conflict(m.clone()),
-        Error::TooLarge { size, limit } => Error::TooLarge {
-            size: *size,
-            limit: *limit,
-        },
-        _ => Error::Backend(message.to_owned()),
-    }
-}
-
-async fn post<'a>(
-    cp: &ControlPlane,
-    items: impl Iterator<Item = &'a Vec<u8>>,
-) -> Result<Vec<PublishOutcome>, Error> {
-    #[derive(Deserialize)]
-    struct Outcomes {
-        outcomes: Vec<Item>,
-    }
-    #[derive(Deserialize)]
-    struct Item {
-        outcome: PublishOutcome,
-    }
-    let mut body = b"{\"events\":[".to_vec();
-    for (i, item) in items.enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(item);
-    }
-    body.extend_from_slice(b"]}");
-    let call = Call::new(Method::POST, "/api/v1/bus/events").body("application/json", body.into());
-    let answer = cp
-        .call(call)
-        .await
-        .map_err(|e| from_call(e, ("bus", "/api/v1/bus/events")))?;
-    let got: Outcomes = answer.decode().map_err(|e| Error::Backend(e.to_string()))?;
-    Ok(got.outcomes.into_iter().map(|i| i.outcome).collect())
 }
 
 #[cfg(test)]
