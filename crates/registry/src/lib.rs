@@ -16,6 +16,7 @@
 
 mod catalog;
 pub mod check;
+mod drain;
 mod error;
 mod http;
 mod metrics;
