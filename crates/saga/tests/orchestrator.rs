@@ -305,3 +305,24 @@ async fn after_the_pivot_the_saga_only_goes_forward() {
     assert!(matches!(end.status, SagaStatus::Stuck { ref step, .. } if step == "confirm"));
     assert_eq!(w.participants.names(), ["reserve", "charge", "confirm"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_no_longer_binds_after_the_pivot() {
+    let mut def = order_saga(1)
+        .pivot("charge")
+        .deadline(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    def.steps[2].policy.timeout = Duration::from_secs(60);
+    let w = World::new(def);
+    w.participants
+        .script("confirm", vec![Reply::After(Duration::from_secs(30))]);
+    let orch = w.orchestrator();
+    let id = orch.start("place-order", json!({})).await.unwrap();
+    let end = orch.wait(&id).await.unwrap();
+    assert_eq!(end.status, SagaStatus::Completed);
+    let took = (end.finished_at.unwrap() - end.started_at)
+        .to_std()
+        .unwrap();
+    assert!(took >= Duration::from_secs(30), "{took:?}");
+}

@@ -1,6 +1,7 @@
 //! The orchestrator: holds definitions, starts instances, drives each with its own task, and
 //! resumes unfinished ones after a restart.
 
+mod builder;
 mod driver;
 mod recover;
 mod stream;
@@ -10,23 +11,49 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use flotilla_core::Clock;
-use flotilla_discovery::Discovery;
 use flotilla_eventstore::{EventStore, ExpectedVersion};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+pub use builder::OrchestratorBuilder;
 pub use recover::Recovery;
 
-use crate::action::{Executor, HttpRunner, StepFunction};
+use crate::action::Executor;
 use crate::definition::SagaDefinition;
 use crate::event::SagaEvent;
 use crate::state::{SagaState, after};
-use crate::{Error, Result, TokioClock};
+use crate::{Error, Result};
 
 /// Runs sagas. Cheap to clone; dropping the last clone stops every driver task (the
 /// instances stay in the store and the next orchestrator's [`recover`](Self::recover) resumes
 /// them).
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use flotilla_eventstore::MemoryEventStore;
+/// # use flotilla_saga::{Action, Orchestrator, SagaDefinition, SagaStatus, StepBuilder, StepCall, StepError};
+/// # use serde_json::json;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> flotilla_saga::Result<()> {
+/// let saga = SagaDefinition::builder("place-order", 1)
+///     .step(StepBuilder::new("reserve", Action::function("reserve"))
+///         .compensate(Action::function("release")))
+///     .build()?;
+/// let orchestrator = Orchestrator::builder(Arc::new(MemoryEventStore::new()))
+///     .function("reserve", |call: StepCall| async move {
+///         // Apply at most once per call.idempotency_key.
+///         Ok::<_, StepError>(json!({ "reservation": call.idempotency_key }))
+///     })
+///     .function("release", |_call: StepCall| async { Ok::<_, StepError>(json!(null)) })
+///     .saga(saga)
+///     .build()?;
+/// orchestrator.recover().await?;
+/// let id = orchestrator.start("place-order", json!({ "order_id": "o-1" })).await?;
+/// assert_eq!(orchestrator.wait(&id).await?.status, SagaStatus::Completed);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Orchestrator {
     shared: Arc<Shared>,
@@ -54,70 +81,7 @@ impl Shared {
     }
 }
 
-/// Configures an [`Orchestrator`].
-#[derive(Debug)]
-pub struct OrchestratorBuilder {
-    store: Arc<dyn EventStore>,
-    clock: Option<Arc<dyn Clock>>,
-    executor: Executor,
-    sagas: Vec<SagaDefinition>,
-}
-
-impl OrchestratorBuilder {
-    /// The clock (default: [`TokioClock`]).
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-
-    /// Where HTTP steps find their services; without it, sagas with HTTP steps are refused.
-    pub fn discovery(mut self, discovery: Arc<dyn Discovery>) -> Self {
-        self.executor.http = Some(HttpRunner::new(discovery));
-        self
-    }
-
-    /// Registers an in-process action under `name` (`function = "name"` in definitions).
-    pub fn function(mut self, name: impl Into<String>, f: impl StepFunction) -> Self {
-        self.executor.functions.insert(name.into(), Arc::new(f));
-        self
-    }
-
-    /// Registers a saga definition.
-    pub fn saga(mut self, def: SagaDefinition) -> Self {
-        self.sagas.push(def);
-        self
-    }
-
-    /// The orchestrator; refuses definitions it could not run, naming the field.
-    pub fn build(self) -> Result<Orchestrator> {
-        let orch = Orchestrator {
-            shared: Arc::new(Shared {
-                store: self.store,
-                clock: self.clock.unwrap_or_else(|| Arc::new(TokioClock::new())),
-                executor: self.executor,
-                definitions: RwLock::default(),
-                running: Mutex::default(),
-            }),
-            tasks: Arc::default(),
-        };
-        for def in self.sagas {
-            orch.register(def)?;
-        }
-        Ok(orch)
-    }
-}
-
 impl Orchestrator {
-    /// Starts configuring an orchestrator on `store`.
-    pub fn builder(store: Arc<dyn EventStore>) -> OrchestratorBuilder {
-        OrchestratorBuilder {
-            store,
-            clock: None,
-            executor: Executor::default(),
-            sagas: Vec::new(),
-        }
-    }
-
     /// Adds a definition version. New instances use the highest version of a name; running
     /// ones keep theirs. Registering the same name and version again with other content is
     /// refused, since running instances rely on it.

@@ -1,0 +1,77 @@
+//! Configuring an orchestrator: its store, clock, discovery source, functions and sagas.
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use flotilla_core::Clock;
+use flotilla_discovery::Discovery;
+use flotilla_eventstore::EventStore;
+
+use super::{Orchestrator, Shared};
+use crate::action::{Executor, HttpRunner, StepFunction};
+use crate::definition::SagaDefinition;
+use crate::{Result, TokioClock};
+
+/// Configures an [`Orchestrator`].
+#[derive(Debug)]
+pub struct OrchestratorBuilder {
+    store: Arc<dyn EventStore>,
+    clock: Option<Arc<dyn Clock>>,
+    executor: Executor,
+    sagas: Vec<SagaDefinition>,
+}
+
+impl OrchestratorBuilder {
+    /// The clock (default: [`TokioClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Where HTTP steps find their services; without it, sagas with HTTP steps are refused.
+    pub fn discovery(mut self, discovery: Arc<dyn Discovery>) -> Self {
+        self.executor.http = Some(HttpRunner::new(discovery));
+        self
+    }
+
+    /// Registers an in-process action under `name` (`function = "name"` in definitions).
+    pub fn function(mut self, name: impl Into<String>, f: impl StepFunction) -> Self {
+        self.executor.functions.insert(name.into(), Arc::new(f));
+        self
+    }
+
+    /// Registers a saga definition.
+    pub fn saga(mut self, def: SagaDefinition) -> Self {
+        self.sagas.push(def);
+        self
+    }
+
+    /// The orchestrator; refuses definitions it could not run, naming the field.
+    pub fn build(self) -> Result<Orchestrator> {
+        let orch = Orchestrator {
+            shared: Arc::new(Shared {
+                store: self.store,
+                clock: self.clock.unwrap_or_else(|| Arc::new(TokioClock::new())),
+                executor: self.executor,
+                definitions: RwLock::default(),
+                running: Mutex::default(),
+            }),
+            tasks: Arc::default(),
+        };
+        for def in self.sagas {
+            orch.register(def)?;
+        }
+        Ok(orch)
+    }
+}
+
+impl Orchestrator {
+    /// Starts configuring an orchestrator on `store`.
+    pub fn builder(store: Arc<dyn EventStore>) -> OrchestratorBuilder {
+        OrchestratorBuilder {
+            store,
+            clock: None,
+            executor: Executor::default(),
+            sagas: Vec::new(),
+        }
+    }
+}
