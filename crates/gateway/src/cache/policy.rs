@@ -253,9 +253,10 @@ pub fn initial_age(
 pub const MAX_AGE_VALUE: Duration = Duration::from_secs(1 << 31);
 
 /// The `Age` header, capped at [`MAX_AGE_VALUE`]; a value too large for any integer is the
-/// cap too, and anything not a delta-seconds counts as absent. `Age` is a singleton field, but
-/// a list (`7200, 0`, or two lines an intermediary joined) is read by its first member, as
-/// RFC 9110 §5.5 lets a recipient of an invalid singleton do.
+/// cap too, and anything not a delta-seconds counts as absent. `Age` is one delta-seconds
+/// (RFC 9111 §5.1); an invalid list (`7200, 0`, or two lines an intermediary joined) is read
+/// by its first member rather than ignored, so a response an upstream cache reports as old
+/// is not served as fresh.
 fn age_value(headers: &HeaderMap) -> Duration {
     let Some(v) = headers.get(header::AGE).and_then(|v| v.to_str().ok()) else {
         return Duration::ZERO;
