@@ -136,10 +136,8 @@ impl Orchestrator {
         };
         let stream = stream::stream_of(&id)?;
         let new = event.to_new_event(&id);
-        self.shared
-            .store
-            .append(&stream, ExpectedVersion::NoStream, vec![new])
-            .await?;
+        let store = self.shared.store.as_ref();
+        stream::append_durably(store, &stream, ExpectedVersion::NoStream, new).await?;
         let state = SagaState::start(&id, &event).map_err(|r| Error::definition("steps", r))?;
         self.drive(state, def);
         Ok(id)

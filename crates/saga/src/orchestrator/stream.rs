@@ -1,8 +1,13 @@
 //! Reading and writing an instance's stream. Every append carries the expected version the
 //! state was folded to: the fencing token that lets exactly one replica record a transition.
 
+use std::time::Duration;
+
 use flotilla_core::StreamId;
-use flotilla_eventstore::{EventStore, ExpectedVersion, ReadStream, RecordedEvent};
+use flotilla_eventstore::{
+    AppendResult, EventStore, ExpectedVersion, NewEvent, ReadStream, RecordedEvent,
+};
+use flotilla_resilience::backoff::Backoff;
 
 use crate::event::SagaEvent;
 use crate::state::SagaState;
@@ -20,6 +25,11 @@ pub(crate) fn stream_of(id: &str) -> Result<StreamId> {
 pub(crate) fn id_of(stream: &StreamId) -> Option<&str> {
     stream.as_str().strip_prefix("saga-")
 }
+
+const STORE_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(50),
+    cap: Duration::from_secs(5),
+};
 
 /// What an append came to.
 #[derive(Debug)]
@@ -65,7 +75,7 @@ pub(crate) async fn catch_up(store: &dyn EventStore, mut state: SagaState) -> Re
 }
 
 /// Appends `event` if nothing else was appended since `state`; either way `state` ends up
-/// current. Retryable storage errors are retried with the same event id (idempotent).
+/// current.
 pub(crate) async fn append(
     store: &dyn EventStore,
     state: &mut SagaState,
@@ -74,34 +84,50 @@ pub(crate) async fn append(
     let stream = stream_of(&state.id)?;
     let new = event.to_new_event(&state.id);
     let expected = ExpectedVersion::Exact(state.stream_version);
+    match append_durably(store, &stream, expected, new).await {
+        Ok(r) => {
+            let next = state
+                .clone()
+                .apply(&event)
+                .map_err(|reason| Error::Corrupt {
+                    stream: stream.to_string(),
+                    version: r.last_version,
+                    reason,
+                })?;
+            *state = next;
+            state.stream_version = r.last_version;
+            Ok(Appended::Yes)
+        }
+        Err(flotilla_eventstore::Error::WrongExpectedVersion { .. }) => {
+            *state = catch_up(store, state.clone()).await?;
+            Ok(Appended::Lost)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Appends one event, retrying retryable storage errors with the same event id: the outcome
+/// of such an error is unknown, appends are idempotent by id, and giving up would stall the
+/// instance until the next `recover()`.
+pub(crate) async fn append_durably(
+    store: &dyn EventStore,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    new: NewEvent,
+) -> Result<AppendResult, flotilla_eventstore::Error> {
     let mut retry = 0u32;
     loop {
-        match store.append(&stream, expected, vec![new.clone()]).await {
-            Ok(r) => {
-                let next = state
-                    .clone()
-                    .apply(&event)
-                    .map_err(|reason| Error::Corrupt {
-                        stream: stream.to_string(),
-                        version: r.last_version,
-                        reason,
-                    })?;
-                *state = next;
-                state.stream_version = r.last_version;
-                return Ok(Appended::Yes);
+        match store.append(stream, expected, vec![new.clone()]).await {
+            Err(
+                e @ flotilla_eventstore::Error::Storage {
+                    retryable: true, ..
+                },
+            ) => {
+                retry = retry.saturating_add(1);
+                tracing::warn!(%stream, error = %e, retry, "append failed; retrying");
+                tokio::time::sleep(STORE_BACKOFF.delay(retry)).await;
             }
-            Err(flotilla_eventstore::Error::WrongExpectedVersion { .. }) => {
-                *state = catch_up(store, state.clone()).await?;
-                return Ok(Appended::Lost);
-            }
-            Err(flotilla_eventstore::Error::Storage {
-                retryable: true, ..
-            }) if retry < 8 => {
-                retry += 1;
-                let backoff = flotilla_resilience::backoff::Backoff::default();
-                tokio::time::sleep(backoff.delay(retry)).await;
-            }
-            Err(e) => return Err(e.into()),
+            other => return other,
         }
     }
 }
