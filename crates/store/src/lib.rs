@@ -1,11 +1,14 @@
 //! The event store's HTTP API (layer L3).
 //!
 //! This crate owns the `/api/v1/streams` surface of the control plane — append with an
-//! expected version (header or field), read a stream, read `$all`, subscribe over SSE, delete —
-//! with RFC 9457 problem+json errors (409 for version conflicts) and size limits, and the event
-//! store's Prometheus metrics ([`metrics::Instrumented`] wraps any store). It owns no storage:
-//! it serves whatever [`EventStore`] the binary (`flotilla-cli`) built from configuration, and
-//! it depends on no backend and no other component.
+//! expected version (header or field), read a stream, its version, `$all`, subscribe over SSE,
+//! follow the head over SSE, delete, truncate, snapshots and subscriber checkpoints: the whole
+//! `EventStore` contract, so a remote client (`flotilla-platform`) implements it over HTTP —
+//! with RFC 9457 problem+json errors (409 for version conflicts, each with a `code` and the
+//! error's data) and size limits, and the event store's Prometheus metrics
+//! ([`metrics::Instrumented`] wraps any store). It owns no storage: it serves whatever
+//! [`EventStore`] the binary (`flotilla-cli`) built from configuration, and it depends on no
+//! backend and no other component.
 //!
 //! Wiring: `StoreApi::new(options, store)` then `.router()` merged into the control plane's
 //! axum router; register metrics with [`metrics::Metrics::register`] and wrap the store with
