@@ -20,12 +20,15 @@ pub(crate) fn validated(version: Version, uri: &Uri, headers: &HeaderMap) -> Res
     };
     if let Some(h) = host {
         check(h.trim()).map_err(|why| bad(format!("invalid Host {h:?}: {why}")))?;
+    } else if version == Version::HTTP_11 {
+        // Even beside an absolute-form target, which names the authority itself.
+        return Err(bad("a Host header is required in HTTP/1.1".into()));
     }
     let Some(target) = uri.authority().map(|a| a.as_str()) else {
         return match (host, version) {
             (Some(h), _) => Ok(h.trim().to_ascii_lowercase()),
             (None, Version::HTTP_10 | Version::HTTP_09) => Ok(String::new()),
-            (None, _) => Err(bad("a Host header is required".into())),
+            (None, _) => Err(bad("a Host header or :authority is required".into())),
         };
     };
     check(target).map_err(|why| bad(format!("invalid Host (request target) {target:?}: {why}")))?;
@@ -135,6 +138,9 @@ mod tests {
             );
         }
         assert!(origin_form(&[]).is_err(), "HTTP/1.1 needs Host");
+        let absolute = Uri::from_static("http://a.test/x");
+        let no_host = validated(Version::HTTP_11, &absolute, &HeaderMap::new());
+        assert!(no_host.is_err(), "even beside an absolute-form target");
         assert!(origin_form(&["a", "a"]).is_err(), "one Host only");
     }
 

@@ -55,8 +55,12 @@ fn body_of(raw: &str) -> &str {
 async fn a_missing_repeated_or_invalid_host_gets_400_problem_json() {
     let (up, seen) = recording_upstream().await;
     let gw = gateway_to(&up, "", "").await;
-    let probes: [(&str, &str); 10] = [
+    let probes: [(&str, &str); 11] = [
         ("no Host in HTTP/1.1", "GET / HTTP/1.1\r\n"),
+        (
+            "no Host beside an absolute target",
+            "GET http://a/ HTTP/1.1\r\n",
+        ),
         ("two Host lines", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n"),
         ("a space", "GET / HTTP/1.1\r\nHost: a b\r\n"),
         ("a slash", "GET / HTTP/1.1\r\nHost: a/b\r\n"),
