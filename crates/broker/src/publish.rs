@@ -74,18 +74,21 @@ fn binary(headers: &HeaderMap, ct: &str, body: &[u8]) -> Result<CloudEvent, Erro
         let Some(attr) = name.as_str().strip_prefix("ce-") else {
             continue;
         };
-        map.insert(
-            attr.to_owned(),
-            Value::String(header_attribute(name, value)?),
-        );
+        let decoded = Value::String(header_attribute(name, value)?);
+        if map.insert(attr.to_owned(), decoded).is_some() {
+            // Which of two values the sender meant cannot be known; neither is guessed.
+            return Err(Error::BadRequest(format!("header {name} is given twice")));
+        }
     }
     // The whole header, parameters and all: `charset` and friends are part of the data's type.
-    let full_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    if let Some(full_type) = full_type.map(str::trim).filter(|t| !t.is_empty()) {
-        map.insert(
-            "datacontenttype".into(),
-            Value::String(full_type.to_owned()),
-        );
+    if let Some(value) = headers.get(CONTENT_TYPE) {
+        let full_type = value.to_str().map_err(|_| {
+            Error::BadRequest(format!("header {CONTENT_TYPE} is not visible ASCII"))
+        })?;
+        if !full_type.trim().is_empty() {
+            let full_type = Value::String(full_type.trim().to_owned());
+            map.insert("datacontenttype".into(), full_type);
+        }
     }
     if !body.is_empty() {
         let (member, data) = data(ct, body)?;

@@ -93,6 +93,20 @@ async fn an_attribute_that_is_not_utf8_once_decoded_is_refused_by_name() {
 }
 
 #[tokio::test]
+async fn an_attribute_given_twice_is_refused_rather_than_one_value_guessed() {
+    let app = app().await;
+    let (status, problem) = publish(
+        &app,
+        &[("ce-subject", "a"), ("ce-subject", "b")],
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("ce-subject"), "{problem}");
+}
+
+#[tokio::test]
 async fn content_type_parameters_are_kept_in_datacontenttype() {
     let event = published(
         &[("content-type", "application/json; charset=utf-8")],
