@@ -107,10 +107,9 @@ async fn appends_retried_with_the_same_ids_across_a_restart_are_stored_exactly_o
     for w in writers {
         sent.push(w.await.expect("a writer finished"));
     }
-    assert!(
-        retries.load(Ordering::Relaxed) > 0,
-        "the restart interrupted some appends"
-    );
+    let retried = retries.load(Ordering::Relaxed);
+    eprintln!("{retried} append attempts failed as unknown outcomes across the restart");
+    assert!(retried > 0, "the restart interrupted some appends");
     for (n, ids) in sent.iter().enumerate() {
         let stored = store
             .read_stream(&sid(&format!("w-{n}")), ReadStream::all())
