@@ -189,3 +189,6 @@ pub fn idempotency_key(saga_id: &str, step: &str, compensation: bool) -> String 
         format!("{saga_id}:{step}")
     }
 }
+
+#[cfg(test)]
+mod tests;

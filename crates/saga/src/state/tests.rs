@@ -1,0 +1,183 @@
+//! The pure state machine by hand: events in, effects out, no driver, no clock.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::json;
+
+use super::*;
+use crate::definition::{Action, SagaDefinition, StepBuilder, StepPolicy};
+use crate::event::{AbortReason, SagaEvent};
+
+fn t(secs: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::UNIX_EPOCH + TimeDelta::seconds(secs)
+}
+
+fn def(deadline: Option<u64>) -> SagaDefinition {
+    let policy = StepPolicy {
+        timeout: Duration::from_secs(1),
+        max_attempts: 2,
+        base_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(1),
+    };
+    let step = |n: &str| StepBuilder::new(n, Action::function(n)).policy(policy);
+    let mut b = SagaDefinition::builder("s", 1)
+        .step(step("a").compensate(Action::function("undo")))
+        .step(step("b"))
+        .step(step("c").compensate(Action::function("undo")));
+    if let Some(d) = deadline {
+        b = b.deadline(Duration::from_secs(d));
+    }
+    b.build().unwrap()
+}
+
+fn started(def: &SagaDefinition) -> SagaState {
+    let e = SagaEvent::Started {
+        definition: "s".into(),
+        version: 1,
+        steps: def.steps.iter().map(|s| s.name.clone()).collect(),
+        data: json!({}),
+        at: t(0),
+        deadline: def.deadline.map(|d| after(t(0), d)),
+    };
+    SagaState::start("s-1", &e).unwrap()
+}
+
+/// Applies whatever `decide` records at each time in `times` (one decision per time).
+fn run(mut state: SagaState, def: &SagaDefinition, times: &[i64]) -> SagaState {
+    for &now in times {
+        if let Effect::Record(e) = decide(&state, def, t(now)) {
+            state = state.apply(&e).unwrap();
+        }
+    }
+    state
+}
+
+fn succeed(state: SagaState, step: &str) -> SagaState {
+    let e = SagaEvent::StepSucceeded {
+        step: step.into(),
+        attempt: 1,
+        result: json!(1),
+    };
+    state.apply(&e).unwrap()
+}
+
+#[test]
+fn an_attempt_whose_timeout_passed_while_nobody_ran_it_is_recorded_as_timed_out() {
+    let d = def(None);
+    let state = run(started(&d), &d, &[0]);
+    assert!(matches!(
+        decide(&state, &d, t(0)),
+        Effect::RunStep {
+            step: 0,
+            attempt: 1,
+            ..
+        }
+    ));
+    let Effect::Record(SagaEvent::StepFailed {
+        timed_out,
+        retry_at,
+        ..
+    }) = decide(&state, &d, t(5))
+    else {
+        panic!("expected a timed-out failure");
+    };
+    assert!(timed_out);
+    assert!(retry_at.is_some_and(|r| r >= t(5) && r <= t(6)));
+}
+
+#[test]
+fn a_retry_wait_is_cut_short_by_the_deadline() {
+    let d = def(Some(3));
+    let state = run(started(&d), &d, &[0]);
+    let failed = step_outcome(
+        &state,
+        &d,
+        0,
+        1,
+        Err(crate::StepError::retryable("x")),
+        t(2),
+    );
+    let state = state.apply(&failed).unwrap();
+    match decide(&state, &d, t(2)) {
+        Effect::Wait { until } => assert!(until <= t(3)),
+        other => panic!("expected a wait, got {other:?}"),
+    }
+    let cancel = decide(&state, &d, t(3));
+    assert!(matches!(
+        cancel,
+        Effect::Record(SagaEvent::Cancelled {
+            reason: AbortReason::DeadlineExceeded,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_cancel_undoes_the_step_in_flight_first_and_skips_steps_without_compensation() {
+    let d = def(None);
+    // a and b succeed, c is in flight when the cancel lands.
+    let state = succeed(succeed(run(started(&d), &d, &[0]), "a"), "b");
+    let state = run(state, &d, &[0]);
+    assert!(matches!(state.steps[2].phase, Phase::Running { .. }));
+    let cancel = SagaEvent::Cancelled {
+        reason: AbortReason::Cancelled,
+        at: t(0),
+    };
+    let state = state.apply(&cancel).unwrap();
+    assert!(state.steps[2].possibly_done);
+    let first = decide(&state, &d, t(0));
+    assert!(
+        matches!(first, Effect::Record(SagaEvent::CompensationStarted { ref step, .. }) if step == "c"),
+        "{first:?}"
+    );
+    let done = SagaEvent::CompensationSucceeded {
+        step: "c".into(),
+        attempt: 1,
+    };
+    let state = run(state, &d, &[0]).apply(&done).unwrap();
+    // b has no compensation: a is next.
+    let next = decide(&state, &d, t(0));
+    assert!(
+        matches!(next, Effect::Record(SagaEvent::CompensationStarted { ref step, .. }) if step == "a"),
+        "{next:?}"
+    );
+}
+
+#[test]
+fn a_step_that_failed_without_timing_out_is_not_compensated() {
+    let d = def(None);
+    let state = run(started(&d), &d, &[0]);
+    let failed = step_outcome(
+        &state,
+        &d,
+        0,
+        1,
+        Err(crate::StepError::permanent("no")),
+        t(0),
+    );
+    let state = run(state.apply(&failed).unwrap(), &d, &[0]);
+    assert!(matches!(
+        state.status,
+        SagaStatus::Compensating {
+            reason: AbortReason::StepFailed
+        }
+    ));
+    assert!(matches!(
+        decide(&state, &d, t(0)),
+        Effect::Record(SagaEvent::Compensated { .. })
+    ));
+}
+
+#[test]
+fn events_for_unknown_steps_are_refused() {
+    let d = def(None);
+    let e = SagaEvent::StepSucceeded {
+        step: "zzz".into(),
+        attempt: 1,
+        result: json!(null),
+    };
+    assert!(started(&d).apply(&e).unwrap_err().contains("zzz"));
+}
