@@ -1,7 +1,7 @@
 //! Interoperability with the official Python CloudEvents SDK, both ways: the requests the SDK
 //! builds (structured, binary and batch content modes) are accepted with the same content, and
-//! the events the broker delivers parse with the SDK's `from_http` into the events that were
-//! sent. The SDK's side is `cloudevents_sdk.py`; `scripts/test-tools.sh install` installs the
+//! the events the broker delivers — pulled, and pushed to a webhook — parse with the SDK's
+//! `from_http` into the events that were sent. The SDK's side is `cloudevents_sdk.py`; `scripts/test-tools.sh install` installs the
 //! SDK, and the test skips visibly without it.
 #![allow(clippy::unwrap_used)]
 
@@ -14,13 +14,16 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
+use axum::routing::post;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use flotilla_broker::{Broker, Options};
-use flotilla_bus::MemoryBackend;
-use http::{Request, StatusCode};
+use flotilla_broker::{Broker, Options, PushOptions};
+use flotilla_bus::{Backend as _, MemoryBackend};
+use http::{HeaderMap, Request, StatusCode};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 const SUITE: &str = "broker interop with the Python CloudEvents SDK";
 
@@ -62,16 +65,65 @@ fn sdk(python: &Path, command: &str, input: &Value) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-async fn broker() -> Router {
-    let app = Broker::new(Options::default(), Arc::new(MemoryBackend::new()))
-        .unwrap()
-        .router();
+/// A broker with a pull group `py` and a push subscription to a webhook on 127.0.0.1:0 (both
+/// take every `t.*` event); answers its router, the requests the webhook received, and the
+/// token stopping its push.
+async fn broker() -> (Router, mpsc::UnboundedReceiver<Value>, CancellationToken) {
+    let (url, pushed) = webhook().await;
+    let options = Options {
+        push: vec![PushOptions {
+            group: "hook".into(),
+            pattern: "t.*".into(),
+            url: Some(url),
+            service: None,
+            path: "/events".into(),
+            filter: Default::default(),
+            concurrency: 1,
+            timeout_ms: 5_000,
+            policy: Default::default(),
+        }],
+        ..Options::default()
+    };
+    let memory = MemoryBackend::new();
+    let broker = Broker::new(options, Arc::new(memory.clone())).unwrap();
+    let stop = CancellationToken::new();
+    let (running, token) = (broker.clone(), stop.clone());
+    tokio::spawn(async move { running.run(token).await.unwrap() });
+    // The push group exists once its subscription started; events published before would
+    // not be routed to it.
+    while memory.groups().await.unwrap().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let app = broker.router();
     let declare = Request::put("/api/v1/bus/groups/py")
         .header("content-type", "application/json")
-        .body(Body::from(json!({"pattern": "t.>"}).to_string()))
+        .body(Body::from(json!({"pattern": "t.*"}).to_string()))
         .unwrap();
     assert_eq!(call(&app, declare).await.0, StatusCode::NO_CONTENT);
-    app
+    (app, pushed, stop)
+}
+
+/// A webhook that reports every request it receives as an HTTP message for the SDK.
+async fn webhook() -> (String, mpsc::UnboundedReceiver<Value>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = Router::new().route(
+        "/hook",
+        post(move |headers: HeaderMap, body: Bytes| {
+            let tx = tx.clone();
+            async move {
+                let headers: serde_json::Map<String, Value> = headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), Value::from(v.to_str().unwrap())))
+                    .collect();
+                let _ = tx.send(json!({"headers": headers, "body_b64": B64.encode(&body)}));
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/hook"), rx)
 }
 
 /// Sends one request the SDK built; answers the ids the broker stored.
@@ -95,9 +147,9 @@ async fn publish(app: &Router, built: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Every event the group holds, as HTTP messages in structured mode (what pull, SSE and push
-/// subscribers receive).
-async fn delivered(app: &Router) -> Vec<Value> {
+/// Every event the pull group holds, as the HTTP messages a subscriber would build from them:
+/// a delivery's `event` in structured mode.
+async fn pulled(app: &Router) -> Vec<Value> {
     let pull = Request::post("/api/v1/bus/groups/py/pull")
         .header("content-type", "application/json")
         .body(Body::from(json!({"max": 100, "wait_ms": 0}).to_string()))
@@ -131,29 +183,48 @@ fn by_id(events: &Value) -> Vec<(String, Value)> {
     list
 }
 
-#[tokio::test]
-async fn events_the_sdk_sends_come_back_to_the_sdk_unchanged() {
-    let Some(python) = python() else {
-        return;
-    };
-    let built = sdk(&python, "build", &Value::Null);
-    let app = broker().await;
-    let mut stored = Vec::new();
-    for request in built["requests"].as_array().unwrap() {
-        stored.extend(publish(&app, request).await);
+/// `n` requests the webhook received (the push loop runs on its own; the bound only keeps a
+/// broken push from hanging the test).
+async fn pushed(rx: &mut mpsc::UnboundedReceiver<Value>, n: usize) -> Vec<Value> {
+    let mut messages = Vec::new();
+    while messages.len() < n {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv());
+        messages.push(next.await.unwrap().unwrap());
     }
-    assert_eq!(stored.len(), built["expected"].as_array().unwrap().len());
-    let messages = Value::Array(delivered(&app).await);
-    let parsed = sdk(&python, "parse", &messages);
+    messages
+}
+
+/// Asserts that what the SDK parsed from `messages` is, event by event, what it sent.
+fn assert_sdk_reads_back(python: &Path, built: &Value, messages: Vec<Value>, how: &str) {
+    let parsed = sdk(python, "parse", &Value::Array(messages));
     let (expected, parsed) = (by_id(&built["expected"]), by_id(&parsed));
     assert_eq!(
         parsed.iter().map(|(id, _)| id).collect::<Vec<_>>(),
-        expected.iter().map(|(id, _)| id).collect::<Vec<_>>()
+        expected.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+        "{how}"
     );
     for ((id, sent), (_, got)) in expected.iter().zip(&parsed) {
         assert_eq!(
             got, sent,
-            "event {id}: what the SDK parsed differs from what it sent"
+            "{how} event {id}: the SDK parsed other than it sent"
         );
     }
+}
+
+#[tokio::test]
+async fn events_the_sdk_sends_come_back_to_the_sdk_unchanged_pulled_and_pushed() {
+    let Some(python) = python() else {
+        return;
+    };
+    let built = sdk(&python, "build", &Value::Null);
+    let (app, mut webhook, stop) = broker().await;
+    let mut stored = Vec::new();
+    for request in built["requests"].as_array().unwrap() {
+        stored.extend(publish(&app, request).await);
+    }
+    let n = built["expected"].as_array().unwrap().len();
+    assert_eq!(stored.len(), n);
+    assert_sdk_reads_back(&python, &built, pulled(&app).await, "pulled");
+    assert_sdk_reads_back(&python, &built, pushed(&mut webhook, n).await, "pushed");
+    stop.cancel();
 }
