@@ -29,6 +29,7 @@ pub(crate) fn router(broker: Broker) -> Router {
     Router::new()
         .route("/api/v1/bus", get(info))
         .route("/api/v1/bus/events", post(batch::publish))
+        .route("/api/v1/bus/settle", post(settle::batch))
         .route("/api/v1/bus/topics", get(topics))
         .route("/api/v1/bus/topics/{topic}/events", post(publish_events))
         .route("/api/v1/bus/groups", get(groups))

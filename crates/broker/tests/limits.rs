@@ -1,13 +1,11 @@
 //! Every duration and count a request carries is bounded: out of bounds is a 400 naming the
-//! field, never a silent clamp or an overflow. Also the endpoints the platform backend uses:
-//! the bus description, the multi-topic publish, fenced receipts and dead-letter reasons.
+//! field, never a silent clamp or an overflow.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::call;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -110,109 +108,4 @@ async fn delays_beyond_a_year_are_refused_on_publish_and_nack() {
         "delay_ms",
     )
     .await;
-}
-
-#[tokio::test]
-async fn the_description_names_the_backend_its_capabilities_and_limits() {
-    let (s, _, body) = call(
-        &app(),
-        Request::get("/api/v1/bus").body(Body::empty()).unwrap(),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(body["backend"], "memory");
-    assert_eq!(body["capabilities"]["fenced_receipts"], true);
-    assert_eq!(body["limits"]["max_lease_ms"], 86_400_000);
-}
-
-#[tokio::test]
-async fn one_request_publishes_to_many_topics_with_outcomes_in_order() {
-    let app = app();
-    declare(&app).await;
-    let batch = json!({"events": [
-        {"topic": "t.a", "event": event("1")},
-        {"topic": "t.b", "event": event("2")},
-        {"topic": "t.a", "event": event("1")},
-    ]});
-    let (s, _, body) = call(&app, req("POST", "/api/v1/bus/events", batch)).await;
-    assert_eq!(s, StatusCode::OK, "{body}");
-    let outcomes: Vec<&str> = body["outcomes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["outcome"].as_str().unwrap())
-        .collect();
-    assert_eq!(outcomes, ["stored", "stored", "duplicate"]);
-    let pull = json!({"max": 10, "wait_ms": 0});
-    let (_, _, body) = call(&app, req("POST", "/api/v1/bus/groups/g/pull", pull)).await;
-    assert_eq!(body["deliveries"].as_array().unwrap().len(), 2);
-}
-
-#[tokio::test]
-async fn a_batch_with_a_bad_topic_is_refused_whole() {
-    let app = app();
-    let batch = json!({"events": [
-        {"topic": "t.a", "event": event("1")},
-        {"topic": "no spaces", "event": event("2")},
-    ]});
-    let (s, _, body) = call(&app, req("POST", "/api/v1/bus/events", batch)).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
-    let (_, _, body) = call(
-        &app,
-        Request::get("/api/v1/bus/topics")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(body["topics"], json!([]));
-}
-
-async fn one_delivery(app: &Router, lease_ms: u64) -> Value {
-    declare(app).await;
-    let batch = json!({"events": [{"topic": "t.a", "event": event("1")}]});
-    call(app, req("POST", "/api/v1/bus/events", batch)).await;
-    let pull = json!({"max": 1, "wait_ms": 0, "lease_ms": lease_ms});
-    let (_, _, body) = call(app, req("POST", "/api/v1/bus/groups/g/pull", pull)).await;
-    body["deliveries"][0].clone()
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_settle_after_the_lease_ended_answers_the_lease_lost_problem_type() {
-    let app = app();
-    let d = one_delivery(&app, 1_000).await;
-    tokio::time::advance(Duration::from_secs(2)).await;
-    let again = json!({"max": 1, "wait_ms": 0});
-    let (_, _, body) = call(&app, req("POST", "/api/v1/bus/groups/g/pull", again)).await;
-    assert_eq!(
-        body["deliveries"][0]["attempt"], 2,
-        "redelivered after the lease"
-    );
-    let ack = json!({"receipt": d["receipt"]});
-    let (s, ct, body) = call(&app, req("POST", "/api/v1/bus/groups/g/ack", ack)).await;
-    assert_eq!(
-        (s, ct.as_str()),
-        (StatusCode::CONFLICT, "application/problem+json")
-    );
-    assert_eq!(body["type"], "urn:flotilla:problem:lease-lost");
-}
-
-#[tokio::test]
-async fn reject_keeps_the_failure_reason_it_is_given() {
-    let app = app();
-    let d = one_delivery(&app, 30_000).await;
-    let reject = json!({"receipt": d["receipt"], "reason": "boom", "failure": "max_deliveries"});
-    let (s, _, _) = call(&app, req("POST", "/api/v1/bus/groups/g/reject", reject)).await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
-    let (_, _, body) = call(
-        &app,
-        Request::get("/api/v1/bus/dlq?group=g")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    let dl = &body["dead_letters"][0];
-    assert_eq!(
-        (dl["reason"].as_str(), dl["last_error"].as_str()),
-        (Some("max_deliveries"), Some("boom"))
-    );
 }
