@@ -1,6 +1,7 @@
 //! The platform bus against the same workload in process, same run: publish throughput
 //! (concurrent single-event publishes, which the platform backend gathers into requests, and
-//! batches) and publish-to-handler latency through the delivery engine at 1,000 events/s.
+//! batches), consume throughput through the delivery engine (pulls, and acks gathered into
+//! requests), and publish-to-handler latency through the engine at 1,000 events/s.
 //! Run with `bench/platform-bus/run.sh`; figures in docs/BENCHMARKS.md.
 //!
 //! In process: a `SqliteBus` on its own database. Remote: a `PlatformBus` talking HTTP/1.1 on
@@ -94,6 +95,36 @@ async fn throughput(
     (publishers * per) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Publishes `total` events to a fresh group, then answers how many per second the engine
+/// hands to a handler (and acks) with `concurrency` handlers.
+async fn consume(backend: Arc<dyn Backend>, group: &str, total: usize, concurrency: usize) -> f64 {
+    declare(backend.as_ref(), group).await;
+    for chunk in 0..total / 500 {
+        let b = (chunk * 500..(chunk + 1) * 500)
+            .map(|n| event(group, n))
+            .collect();
+        backend.publish(b).await.unwrap();
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let start = Instant::now();
+    let sub = Bus::new(backend)
+        .subscribe("bench.*")
+        .group(group)
+        .concurrency(concurrency)
+        .handler(move |_| {
+            let _ = tx.send(());
+            async { Ok(()) }
+        })
+        .await
+        .unwrap();
+    for _ in 0..total {
+        rx.recv().await.unwrap();
+    }
+    let rate = total as f64 / start.elapsed().as_secs_f64();
+    sub.stop().await;
+    rate
+}
+
 fn micros_now() -> u64 {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     u64::try_from(since.as_micros()).unwrap()
@@ -157,6 +188,21 @@ async fn main() {
                 r / l
             );
         }
+    }
+    println!("consume throughput through the engine, 64 handlers (events/s, each acked)");
+    for round in 0..2 {
+        let l = consume(Arc::clone(&local), &format!("drain-l{round}"), 10_000, 64).await;
+        let r = consume(
+            Arc::clone(&platform),
+            &format!("drain-p{round}"),
+            10_000,
+            64,
+        )
+        .await;
+        println!(
+            "  in-process {l:>8.0}  platform {r:>8.0}  ratio {:.2}",
+            r / l
+        );
     }
     println!("publish-to-handler latency at 1,000 events/s through the engine (p50 / p99)");
     for (name, b) in [("in-process", &local), ("platform", &platform)] {

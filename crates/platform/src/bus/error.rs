@@ -37,6 +37,21 @@ pub(super) fn from_call(e: CallError, lookup: Lookup<'_>) -> Error {
     }
 }
 
+/// The same failure for each caller of a failed gathered request (errors are not `Clone`).
+pub(super) fn copy(e: &Error, message: &str) -> Error {
+    match e {
+        Error::Unavailable(_) => Error::Unavailable(message.to_owned()),
+        Error::InvalidInput(m) => Error::InvalidInput(m.clone()),
+        Error::Conflict(m) => Error::Conflict(m.clone()),
+        Error::LeaseLost => Error::LeaseLost,
+        Error::TooLarge { size, limit } => Error::TooLarge {
+            size: *size,
+            limit: *limit,
+        },
+        _ => Error::Backend(message.to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

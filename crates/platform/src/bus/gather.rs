@@ -1,24 +1,38 @@
-//! The batching task behind [`publish`](super::publish): takes a request slot, then every
-//! publish waiting (up to the limits), sends them as one `POST /api/v1/bus/events` on a task
-//! of its own, and hands each caller its share of the outcomes.
+//! Group commit over HTTP: the task that gathers what callers queue (publishes, settles)
+//! into requests. It takes a request slot (at most `in_flight` requests out), then the first
+//! waiting entry and every other one already queued, up to a request's byte and count
+//! limits, and sends them on a task of its own. While all slots are busy, entries wait in
+//! the bounded queue and go out together when one frees, so under load requests grow rather
+//! than multiply, and memory stays bounded by the queue and the requests out.
 
+use std::future::Future;
 use std::sync::Arc;
 
-use flotilla_bus::{Error, PublishOutcome};
-use http::Method;
-use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc};
 
-use super::error::from_call;
-use super::publish::{BatchOptions, Pending};
-use crate::ControlPlane;
-use crate::http::Call;
+/// What an entry costs a request.
+pub(super) trait Weighed {
+    /// Encoded bytes and items (events or settles).
+    fn weight(&self) -> (usize, usize);
+}
 
-/// The batching task: takes a request slot, then every publish waiting (up to the limits),
-/// and sends them as one request on a task of its own.
-pub(super) async fn run(cp: ControlPlane, options: BatchOptions, mut rx: mpsc::Receiver<Pending>) {
-    let slots = Arc::new(Semaphore::new(options.in_flight.max(1)));
-    let mut carried: Option<Pending> = None;
+/// The bounds of one gathering task.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Bounds {
+    pub(super) max_bytes: usize,
+    pub(super) max_items: usize,
+    pub(super) in_flight: usize,
+}
+
+/// Runs until every sender of `rx` is gone; `send` carries one gathered request.
+pub(super) async fn run<P, F, Fut>(bounds: Bounds, mut rx: mpsc::Receiver<P>, send: F)
+where
+    P: Weighed + Send + 'static,
+    F: Fn(Vec<P>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(bounds.in_flight.max(1)));
+    let mut carried: Option<P> = None;
     loop {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             return;
@@ -30,93 +44,21 @@ pub(super) async fn run(cp: ControlPlane, options: BatchOptions, mut rx: mpsc::R
                 None => return,
             },
         };
-        let (mut bytes, mut events) = (first.bytes, first.items.len());
+        let (mut bytes, mut items) = first.weight();
         let mut batch = vec![first];
         while let Ok(next) = rx.try_recv() {
-            let fits = bytes + next.bytes <= options.max_bytes
-                && events + next.items.len() <= options.max_events;
-            if !fits {
+            let (b, n) = next.weight();
+            if bytes + b > bounds.max_bytes || items + n > bounds.max_items {
                 carried = Some(next);
                 break;
             }
-            bytes += next.bytes;
-            events += next.items.len();
+            (bytes, items) = (bytes + b, items + n);
             batch.push(next);
         }
-        let cp = cp.clone();
+        let request = send(batch);
         tokio::spawn(async move {
-            send_batch(&cp, batch).await;
+            request.await;
             drop(slot);
         });
     }
-}
-
-/// Sends one request and hands each caller its share of the outcomes.
-async fn send_batch(cp: &ControlPlane, batch: Vec<Pending>) {
-    let items = batch.iter().flat_map(|p| p.items.iter());
-    let result = post(cp, items).await;
-    let mut outcomes = match result {
-        Ok(o) => o.into_iter(),
-        Err(e) => {
-            let message = e.to_string();
-            for p in batch {
-                let _ = p.reply.send(Err(same_error(&e, &message)));
-            }
-            return;
-        }
-    };
-    for p in batch {
-        let mine: Vec<_> = outcomes.by_ref().take(p.items.len()).collect();
-        let answer = if mine.len() == p.items.len() {
-            Ok(mine)
-        } else {
-            Err(Error::Backend(
-                "the control plane answered fewer outcomes than events".into(),
-            ))
-        };
-        let _ = p.reply.send(answer);
-    }
-}
-
-/// Each caller of a failed request gets the same kind of error (errors are not `Clone`).
-fn same_error(e: &Error, message: &str) -> Error {
-    match e {
-        Error::Unavailable(_) => Error::Unavailable(message.to_owned()),
-        Error::InvalidInput(m) => Error::InvalidInput(m.clone()),
-        Error::Conflict(m) => Error::Conflict(m.clone()),
-        Error::TooLarge { size, limit } => Error::TooLarge {
-            size: *size,
-            limit: *limit,
-        },
-        _ => Error::Backend(message.to_owned()),
-    }
-}
-
-async fn post<'a>(
-    cp: &ControlPlane,
-    items: impl Iterator<Item = &'a Vec<u8>>,
-) -> Result<Vec<PublishOutcome>, Error> {
-    #[derive(Deserialize)]
-    struct Outcomes {
-        outcomes: Vec<Item>,
-    }
-    #[derive(Deserialize)]
-    struct Item {
-        outcome: PublishOutcome,
-    }
-    let mut body = b"{\"events\":[".to_vec();
-    for (i, item) in items.enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(item);
-    }
-    body.extend_from_slice(b"]}");
-    let call = Call::new(Method::POST, "/api/v1/bus/events").body("application/json", body.into());
-    let answer = cp
-        .call(call)
-        .await
-        .map_err(|e| from_call(e, ("bus", "/api/v1/bus/events")))?;
-    let got: Outcomes = answer.decode().map_err(|e| Error::Backend(e.to_string()))?;
-    Ok(got.outcomes.into_iter().map(|i| i.outcome).collect())
 }

@@ -6,8 +6,8 @@
 //! The server does the delivering: leases, ordering keys, delays, dedupe and fenced receipts
 //! are the control plane's bus's own, so this backend adds no semantics of its own and
 //! declares exactly the capabilities the server's backend declares. What it adds is
-//! transport: publishes gathered into one request ([`publish`]), pulls that wait on the
-//! server ([`receive`]), settles by receipt ([`settle`]), and the admin calls ([`admin`]).
+//! transport: publishes and settles gathered into requests ([`gather`], [`publish`],
+//! [`settle`]), pulls that wait on the server ([`receive`]), and the admin calls ([`admin`]).
 //! See docs/sdk.md, "The platform bus".
 
 mod admin;
@@ -57,6 +57,7 @@ struct Inner {
     cp: ControlPlane,
     info: info::Cached,
     batcher: publish::Batcher,
+    settler: settle::Settler,
 }
 
 impl PlatformBus {
@@ -65,12 +66,13 @@ impl PlatformBus {
         Self::with_batching(cp, BatchOptions::default())
     }
 
-    /// A bus over `cp` with its own publish batching.
+    /// A bus over `cp` with its own batching of publishes and settles.
     pub fn with_batching(cp: ControlPlane, batching: BatchOptions) -> Self {
         Self {
             inner: Arc::new(Inner {
                 info: info::Cached::default(),
                 batcher: publish::Batcher::new(cp.clone(), batching),
+                settler: settle::Settler::new(cp.clone(), batching),
                 cp,
             }),
         }
@@ -131,15 +133,15 @@ impl Backend for PlatformBus {
     }
 
     async fn ack(&self, receipt: &Receipt) -> Result<(), Error> {
-        settle::ack(&self.inner.cp, receipt).await
+        self.inner.settler.ack(receipt).await
     }
 
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<(), Error> {
-        settle::nack(&self.inner.cp, receipt, delay).await
+        self.inner.settler.nack(receipt, delay).await
     }
 
     async fn dead_letter(&self, receipt: &Receipt, failure: Failure) -> Result<(), Error> {
-        settle::dead_letter(&self.inner.cp, receipt, failure).await
+        self.inner.settler.dead_letter(receipt, failure).await
     }
 
     async fn dlq_list(&self, query: &DlqQuery) -> Result<Vec<DeadLetter>, Error> {

@@ -8,20 +8,21 @@
 //! outcome is unknown (retry with the same ids; the server's dedupe drops what was stored).
 
 use std::sync::OnceLock;
-use std::time::SystemTime;
 
 use flotilla_bus::{Error, Outgoing, PublishOutcome};
 use tokio::sync::{mpsc, oneshot};
 
-use super::gather;
+use super::gather::{self, Bounds, Weighed};
 use super::info::Info;
-use super::wire::millis;
 use crate::ControlPlane;
 
-/// How publishes are gathered into requests.
+mod encode;
+mod send;
+
+/// How publishes and settles are gathered into requests (each kind has its own task).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchOptions {
-    /// Most events in one request (default 1,000).
+    /// Most events (or settles) in one request (default 1,000, the most the server takes).
     pub max_events: usize,
     /// Most bytes of events in one request (default 4 MiB; the server's body limit, if
     /// lower, wins).
@@ -51,6 +52,12 @@ pub(super) struct Pending {
     pub(super) reply: oneshot::Sender<Result<Vec<PublishOutcome>, Error>>,
 }
 
+impl Weighed for Pending {
+    fn weight(&self) -> (usize, usize) {
+        (self.bytes, self.items.len())
+    }
+}
+
 /// The queue into the batching task, started on the first publish (so building a bus needs
 /// no runtime) and ended when the last clone of the bus is dropped.
 #[derive(Debug)]
@@ -73,11 +80,15 @@ impl Batcher {
     fn queue(&self, max_bytes: usize) -> &mpsc::Sender<Pending> {
         self.queue.get_or_init(|| {
             let (tx, rx) = mpsc::channel(self.options.queue.max(1));
-            let options = BatchOptions {
+            let bounds = Bounds {
                 max_bytes,
-                ..self.options
+                max_items: self.options.max_events,
+                in_flight: self.options.in_flight,
             };
-            tokio::spawn(gather::run(self.cp.clone(), options, rx));
+            let cp = self.cp.clone();
+            tokio::spawn(gather::run(bounds, rx, move |batch| {
+                send::send_batch(cp.clone(), batch)
+            }));
             tx
         })
     }
@@ -90,7 +101,7 @@ impl Batcher {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let items = encode(info, &batch)?;
+        let items = encode::encode(info, &batch)?;
         // Room for the request's own brackets and commas under the server's body limit.
         let server = info
             .limits
@@ -123,56 +134,6 @@ impl Batcher {
             .map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }
-}
-
-/// Encodes each event as one item of the request, refusing what the server would refuse.
-fn encode(info: &Info, batch: &[Outgoing]) -> Result<Vec<Vec<u8>>, Error> {
-    let now = SystemTime::now();
-    batch
-        .iter()
-        .map(|out| {
-            let delay_ms = match out.not_before {
-                None => 0,
-                Some(_) if !info.capabilities.delayed_publish => {
-                    return Err(Error::Unsupported {
-                        backend: "platform",
-                        feature: "delayed publish (the control plane's bus lacks it)",
-                    });
-                }
-                // Sent as a delay so the two machines' clocks need not agree.
-                Some(at) => at.duration_since(now).map_or(0, millis),
-            };
-            if delay_ms > info.limits.max_delay_ms {
-                return Err(Error::InvalidInput(format!(
-                    "delivery delay of {delay_ms} ms exceeds the control plane's limit of {} ms",
-                    info.limits.max_delay_ms
-                )));
-            }
-            let event =
-                serde_json::to_vec(&out.event).map_err(|e| Error::Backend(e.to_string()))?;
-            let limit = info.limits.max_event_bytes;
-            if event.len() > limit {
-                return Err(Error::TooLarge {
-                    size: event.len(),
-                    limit,
-                });
-            }
-            Ok(item(out, delay_ms, &event))
-        })
-        .collect()
-}
-
-/// `{"topic":..,"delay_ms":..,"event":..}` around the already encoded event (so its size
-/// was checked on the bytes sent, and it is not encoded twice).
-fn item(out: &Outgoing, delay_ms: u64, event: &[u8]) -> Vec<u8> {
-    let topic = serde_json::to_string(out.topic.as_str()).expect("a string encodes as JSON");
-    let mut item = Vec::with_capacity(event.len() + topic.len() + 48);
-    item.extend_from_slice(b"{\"topic\":");
-    item.extend_from_slice(topic.as_bytes());
-    item.extend_from_slice(format!(",\"delay_ms\":{delay_ms},\"event\":").as_bytes());
-    item.extend_from_slice(event);
-    item.push(b'}');
-    item
 }
 
 /// Splits one caller's items into requests of at most `max_bytes` / `max_events` (an item
