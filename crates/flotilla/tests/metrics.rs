@@ -89,3 +89,39 @@ async fn prometheus_gets_openmetrics_as_it_asks() {
     }
     svc.stop().await.unwrap();
 }
+
+/// The bus's families (counters by topic and group, the handler-time histogram) once an
+/// event went through a subscription, as a service's `/metrics` would serve them.
+#[tokio::test]
+async fn the_bus_families_pass_promtool_once_they_have_series() {
+    use flotilla::events::{Bus, MemoryBackend};
+    use flotilla::metrics::{Format, Metrics};
+
+    let metrics = Metrics::new();
+    let bus = Bus::new(std::sync::Arc::new(MemoryBackend::new())).with_metrics(metrics.bus());
+    let (tx, mut handled) = tokio::sync::mpsc::unbounded_channel();
+    let _subscription = bus
+        .subscribe("orders.*")
+        .group("billing")
+        .handler(move |_| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(());
+                Ok(())
+            }
+        })
+        .await
+        .unwrap();
+    bus.publish_json("/shop", "orders.placed", &serde_json::json!({"n": 1}))
+        .await
+        .unwrap();
+    handled.recv().await.unwrap();
+    let text = metrics.encode_as(Format::Text);
+    assert!(
+        text.contains("# TYPE flotilla_bus_delivered_total counter"),
+        "{text}"
+    );
+    if let Some(verdict) = prometheus::promtool_check(&text, "SDK /metrics (promtool)") {
+        verdict.unwrap();
+    }
+}
