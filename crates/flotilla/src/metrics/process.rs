@@ -19,7 +19,7 @@ impl Collector for ProcessCollector {
         let cpu = ConstCounter::new(stat.cpu_seconds);
         let e = encoder.encode_descriptor(
             "process_cpu_seconds",
-            "Total user and system CPU time spent in seconds",
+            "Total user and system CPU time spent in seconds.",
             None,
             cpu.metric_type(),
         )?;
@@ -27,7 +27,7 @@ impl Collector for ProcessCollector {
         let rss = ConstGauge::new(stat.rss_bytes);
         let e = encoder.encode_descriptor(
             "process_resident_memory_bytes",
-            "Resident memory size in bytes",
+            "Resident memory size in bytes.",
             None,
             rss.metric_type(),
         )?;
@@ -35,7 +35,7 @@ impl Collector for ProcessCollector {
         let vsz = ConstGauge::new(stat.virtual_bytes);
         let e = encoder.encode_descriptor(
             "process_virtual_memory_bytes",
-            "Virtual memory size in bytes",
+            "Virtual memory size in bytes.",
             None,
             vsz.metric_type(),
         )?;
@@ -44,7 +44,7 @@ impl Collector for ProcessCollector {
             let g = ConstGauge::new(fds);
             let e = encoder.encode_descriptor(
                 "process_open_fds",
-                "Number of open file descriptors",
+                "Number of open file descriptors.",
                 None,
                 g.metric_type(),
             )?;
