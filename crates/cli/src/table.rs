@@ -7,10 +7,13 @@ use serde_json::{Map, Value};
 
 use crate::out;
 
-/// Columns shown first, in this order, when a row has them: what the row is about.
-const LEADING: &[&str] = &["name", "service", "stream", "group", "topic", "id"];
-/// Columns shown last: the widest.
-const TRAILING: &[&str] = &["data"];
+/// Columns shown first, in this order, when a row has them: what the row is about, then
+/// where an instance is and how it is.
+const LEADING: &[&str] = &[
+    "name", "service", "stream", "group", "topic", "id", "status", "address", "port", "version",
+];
+/// Columns shown last, in this order: bookkeeping, then the widest.
+const TRAILING: &[&str] = &["create_index", "modify_index", "output", "data"];
 /// Objects are left out of tables, except these (shown as compact JSON).
 const SHOWN_OBJECTS: &[&str] = &["data"];
 /// Widest a cell is printed; longer ones are cut with an ellipsis.
@@ -79,10 +82,13 @@ fn columns(first: &Map<String, Value>) -> Vec<String> {
         .filter(|(k, v)| shown(k, v))
         .map(|(k, _)| k.as_str())
         .collect();
-    let rank = |k: &str| match (LEADING.iter().position(|l| *l == k), TRAILING.contains(&k)) {
-        (Some(i), _) => (0, i),
-        (None, false) => (1, 0),
-        (None, true) => (2, 0),
+    let rank = |k: &str| {
+        let at = |list: &[&str]| list.iter().position(|l| *l == k);
+        match (at(LEADING), at(TRAILING)) {
+            (Some(i), _) => (0, i),
+            (None, None) => (1, 0),
+            (None, Some(i)) => (2, i),
+        }
     };
     keys.sort_by_key(|k| rank(k));
     keys.into_iter().map(str::to_owned).collect()
