@@ -103,8 +103,9 @@ impl Database {
             })?;
         }
         let existed = path.exists();
-        if existed {
-            integrity::refuse_empty(path)?;
+        match existed {
+            true => integrity::refuse_empty(path)?,
+            false => integrity::refuse_orphan_wal(path)?,
         }
         let conn = Connection::open(path)?;
         let corrupt = |e: rusqlite::Error| match integrity::is_corruption(&e) {

@@ -43,6 +43,20 @@ pub(crate) fn refuse_empty(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Refuses to create a new store where only the WAL of an old one is left: its transactions
+/// belong to a database file that is gone, and a new file would silently discard them.
+pub(crate) fn refuse_orphan_wal(path: &Path) -> Result<(), Error> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    if wal_len > 0 {
+        let detail =
+            format!("the file is missing but its write-ahead log ({wal_len} bytes) is there");
+        return Err(damaged(path, &detail));
+    }
+    Ok(())
+}
+
 /// Reads every page of the database through `conn` and fails naming what is wrong.
 pub(crate) fn quick_check(conn: &Connection, path: &Path) -> Result<(), Error> {
     let problems = run_quick_check(conn).map_err(|e| match is_corruption(&e) {

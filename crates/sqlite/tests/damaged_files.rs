@@ -116,3 +116,30 @@ async fn after_a_checkpoint_the_database_file_alone_holds_every_write() {
         .unwrap();
     assert_eq!(n, 300);
 }
+
+#[tokio::test]
+async fn a_write_ahead_log_without_its_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = filled(dir.path(), 10).await;
+    // A WAL with a transaction in it, as a crash leaves it.
+    let db = Database::open(Options::new(&path)).unwrap();
+    db.writer()
+        .write(|c| Ok::<_, Error>(c.execute("INSERT INTO t VALUES (1000, x'00')", [])?))
+        .await
+        .unwrap();
+    // The log alone, in a directory of its own (the database file is gone).
+    let other = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        dir.path().join("flotilla.db-wal"),
+        other.path().join("flotilla.db-wal"),
+    )
+    .unwrap();
+    drop(db);
+    let path = other.path().join("flotilla.db");
+    let msg = refused(&path);
+    assert!(msg.contains("write-ahead log"), "{msg}");
+    assert!(
+        !path.exists(),
+        "no new database was created over the old log"
+    );
+}

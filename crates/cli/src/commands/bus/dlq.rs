@@ -24,7 +24,14 @@ pub(super) fn replay_one(id: &str, args: &ApiArgs) -> Result<(), Failure> {
         api.post(&replay_path(id), json!({}), "application/json")
             .await?;
         match args.json {
-            true => out::json(&json!({ "replayed": [id] })),
+            // The shape `--all` reports, so scripts read one kind of answer.
+            true => out::json(
+                &Report {
+                    replayed: 1,
+                    ..Report::default()
+                }
+                .to_json(),
+            ),
             false => out::line(format_args!(
                 "replayed dead letter {id}: it is delivered to its group again"
             )),
