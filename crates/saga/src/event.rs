@@ -66,8 +66,11 @@ pub enum SagaEvent {
         attempt: u32,
         /// What went wrong.
         error: String,
-        /// It ran out of time: it may have been done, so it will be compensated.
+        /// It ran out of time.
         timed_out: bool,
+        /// Its outcome is unknown (it timed out, or failed in a way another attempt might
+        /// not): it may have taken effect, so it is compensated if the saga turns back.
+        possibly_done: bool,
         /// When the next attempt starts.
         retry_at: Option<DateTime<Utc>>,
     },

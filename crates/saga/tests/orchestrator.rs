@@ -326,3 +326,20 @@ async fn the_deadline_no_longer_binds_after_the_pivot() {
         .unwrap();
     assert!(took >= Duration::from_secs(30), "{took:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_step_whose_last_attempt_failed_retryably_is_compensated_as_possibly_done() {
+    let w = World::new(order_saga(1).build().unwrap());
+    // The payment may have gone through and only the answer been lost.
+    w.participants
+        .script("charge", vec![transient("connection reset")]);
+    let orch = w.orchestrator();
+    let id = orch.start("place-order", json!({})).await.unwrap();
+    let end = orch.wait(&id).await.unwrap();
+    assert_eq!(end.status, SagaStatus::Compensated);
+    assert!(end.steps[1].possibly_done);
+    assert_eq!(
+        w.participants.names(),
+        ["reserve", "charge", "refund", "release"]
+    );
+}

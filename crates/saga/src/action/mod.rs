@@ -85,14 +85,17 @@ pub struct StepError {
     /// What went wrong (recorded in the stream).
     pub message: String,
     /// Whether another attempt may succeed. Forward steps are retried only when it is set;
-    /// compensations are always retried while attempts remain.
+    /// compensations are always retried while attempts remain. A retryable failure also
+    /// leaves the outcome unknown (the work may be done and only the answer lost), so such a
+    /// step is compensated if the saga turns back; a permanent one says nothing was done.
     pub retryable: bool,
     /// The attempt ran out of time, so it may have taken effect.
     pub timed_out: bool,
 }
 
 impl StepError {
-    /// A failure another attempt may fix (a 503, a lost connection).
+    /// A failure another attempt may fix (a 503, a lost connection); the work may or may not
+    /// have been done.
     pub fn retryable(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
@@ -101,7 +104,8 @@ impl StepError {
         }
     }
 
-    /// A failure no retry will fix (the card is declined, a 4xx).
+    /// A refusal no retry will change, after which nothing was done (the card is declined,
+    /// a 4xx).
     pub fn permanent(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),

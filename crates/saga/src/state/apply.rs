@@ -76,12 +76,12 @@ impl SagaState {
             SagaEvent::StepFailed {
                 step,
                 error,
-                timed_out,
+                possibly_done,
                 retry_at,
                 ..
             } => {
                 let s = self.step_mut(step)?;
-                s.possibly_done |= *timed_out;
+                s.possibly_done |= *possibly_done;
                 s.error = Some(error.clone());
                 s.phase = retry_at.map_or(Phase::Failed, |retry_at| Phase::Waiting { retry_at });
             }

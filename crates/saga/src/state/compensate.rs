@@ -1,5 +1,6 @@
 //! Deciding while compensating: undo, newest first, every step that succeeded or may have
-//! taken effect (timed out or interrupted) and has a compensation. An earlier step's
+//! taken effect (an attempt timed out, failed retryably or was interrupted) and has a
+//! compensation. An earlier step's
 //! compensation starts only once every later one has succeeded; one that runs out of
 //! attempts leaves the saga stuck, never compensated.
 

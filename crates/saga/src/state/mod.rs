@@ -88,7 +88,8 @@ pub struct StepState {
     pub result: Option<Value>,
     /// Its last error.
     pub error: Option<String>,
-    /// An attempt timed out or was interrupted: it may have taken effect, so it is undone too.
+    /// An attempt timed out, failed retryably or was interrupted: it may have taken effect,
+    /// so it is undone too.
     pub possibly_done: bool,
     /// The compensation.
     pub compensation: Phase,

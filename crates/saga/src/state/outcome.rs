@@ -40,6 +40,7 @@ pub fn step_outcome(
                 attempt,
                 error: e.message,
                 timed_out: e.timed_out,
+                possibly_done: e.timed_out || e.retryable,
             }
         }
     }
