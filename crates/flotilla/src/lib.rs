@@ -41,6 +41,8 @@ mod lifecycle_signals;
 pub mod metrics;
 mod middleware;
 mod parts;
+#[cfg(feature = "platform")]
+pub mod platform;
 pub mod problem;
 #[cfg(feature = "eventsourcing")]
 mod projections;

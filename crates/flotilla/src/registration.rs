@@ -76,7 +76,12 @@ impl MicroserviceBuilder {
             let mut options = ClientOptions::new(registration.url.clone());
             options.token = registration.token.clone();
             let client = RegistryClient::new(options).map_err(|e| e.to_string())?;
-            let reg = Registration::new(registration.instance(&ctx), registration.check.clone());
+            let mut reg =
+                Registration::new(registration.instance(&ctx), registration.check.clone());
+            // Start hooks run once the event handlers and projections run and the listener is
+            // bound, right before the service reports ready: callers may use it at once
+            // rather than wait for the registry's first probe.
+            reg.starts_passing = true;
             let running = Agent::start(client, reg);
             *starting.lock().unwrap_or_else(|p| p.into_inner()) = Some(running);
             Ok(())

@@ -211,7 +211,6 @@ impl<'a> Call<'a> {
 /// A 2xx answer, read whole.
 #[derive(Debug)]
 pub(crate) struct Answer {
-    pub(crate) status: StatusCode,
     pub(crate) body: Bytes,
 }
 
@@ -256,13 +255,13 @@ impl ControlPlane {
                 options.url
             )));
         }
-        let token = match &options.token {
-            Some(t) => Some(
-                HeaderValue::from_str(&format!("Bearer {t}"))
-                    .map_err(|_| CallError::Options("platform.token is not a valid header".into()))?,
-            ),
-            None => None,
-        };
+        let token =
+            match &options.token {
+                Some(t) => Some(HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| {
+                    CallError::Options("platform.token is not a valid header".into())
+                })?),
+                None => None,
+            };
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(options.timeout));
@@ -288,6 +287,11 @@ impl ControlPlane {
     /// The default deadline of a call.
     pub fn timeout(&self) -> Duration {
         self.inner.timeout
+    }
+
+    /// Asks the control plane's `/health`: answers once it serves.
+    pub async fn ping(&self) -> Result<(), CallError> {
+        self.call(Call::get("/health")).await.map(drop)
     }
 
     fn request(&self, call: Call<'_>) -> Result<http::Request<Full<Bytes>>, CallError> {
@@ -345,14 +349,15 @@ impl ControlPlane {
                 .to_bytes();
             Ok::<_, CallError>((status, headers, body))
         };
-        let (status, headers, body) = tokio::time::timeout(deadline, exchange)
-            .await
-            .map_err(|_| CallError::Timeout {
-                url: self.inner.base.clone(),
-                after: deadline,
-            })??;
+        let (status, headers, body) =
+            tokio::time::timeout(deadline, exchange)
+                .await
+                .map_err(|_| CallError::Timeout {
+                    url: self.inner.base.clone(),
+                    after: deadline,
+                })??;
         if status.is_success() {
-            return Ok(Answer { status, body });
+            return Ok(Answer { body });
         }
         Err(self.failure(status, &headers, &body))
     }
