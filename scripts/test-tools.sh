@@ -3,7 +3,8 @@
 # rather than against our own reading of a spec:
 #   - promtool (Debian's `prometheus` package): `promtool check metrics` on every /metrics;
 #   - the official Python CloudEvents SDK (PyPI `cloudevents`), in a venv under
-#     $HOME/.cache/flotilla/, for the broker's interoperability test.
+#     $HOME/.cache/flotilla/, for the broker's interoperability test;
+#   - the real Consul clients (PyPI `py-consul`, npm `consul`), through scripts/consul-clients.sh.
 # Tests that need a tool skip visibly when it is absent (and fail when
 # FLOTILLA_REQUIRE_BACKENDS=all, as in CI).
 #
@@ -51,6 +52,11 @@ install_sdk() {
 report() {
   if have_promtool; then echo "  promtool: $(command -v promtool)"; else echo "  promtool: missing"; fi
   if have_sdk; then echo "  cloudevents SDK: $venv"; else echo "  cloudevents SDK: missing"; fi
+  if bash "$(dirname "$0")/consul-clients.sh" check >/dev/null 2>&1; then
+    echo "  Consul clients: $(bash "$(dirname "$0")/consul-clients.sh" dir)"
+  else
+    echo "  Consul clients: missing"
+  fi
 }
 
 case $mode in
@@ -59,6 +65,8 @@ case $mode in
     failed=0
     install_promtool || { echo "promtool could not be installed" >&2; failed=1; }
     install_sdk || { echo "the Python cloudevents SDK could not be installed" >&2; failed=1; }
+    bash "$(dirname "$0")/consul-clients.sh" install ||
+      { echo "the Consul clients could not be installed" >&2; failed=1; }
     report
     exit $failed
     ;;
