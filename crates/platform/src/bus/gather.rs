@@ -94,8 +94,7 @@ mod tests {
             async {}
         })
         .await;
-        let sizes = sent.lock().expect("not poisoned").clone();
-        sizes
+        sent.lock().expect("not poisoned").clone()
     }
 
     #[tokio::test]
