@@ -11,7 +11,7 @@ use tokio::sync::{Notify, watch};
 use super::Shared;
 use super::stream::{self, Appended};
 use crate::action::StepCall;
-use crate::definition::SagaDefinition;
+use crate::definition::{Action, SagaDefinition};
 use crate::state::{self, Effect, SagaState};
 
 pub(super) struct Driver {
@@ -39,11 +39,7 @@ impl Driver {
             self.tx.send_replace(self.state.clone());
         }
         self.tx.send_replace(self.state.clone());
-        self.shared
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        self.shared.running().remove(&id);
     }
 
     async fn carry_out(&mut self, effect: Effect) -> crate::Result<()> {
@@ -81,13 +77,10 @@ impl Driver {
         until: DateTime<Utc>,
         compensation: bool,
     ) -> crate::Result<()> {
-        let def = &self.def.steps[step];
-        let action = match (&def.compensation, compensation) {
-            (Some(c), true) => c,
-            _ => &def.action,
-        };
+        let def = self.def.clone();
+        let action = self.action(&def, step, compensation)?;
         let call = StepCall::new(&self.state, step, attempt, compensation);
-        let run = self.shared.executor.run(&self.def, action, call);
+        let run = self.shared.executor.run(&def, action, call);
         let outcome = tokio::select! {
             r = tokio::time::timeout(self.until(until), run) => r,
             () = self.wake.notified() => return self.refresh().await,
@@ -97,16 +90,34 @@ impl Driver {
         };
         let now = self.shared.now();
         let event = if compensation {
-            state::compensation_outcome(&self.state, &self.def, step, attempt, outcome, now)
+            state::compensation_outcome(&self.state, &def, step, attempt, outcome, now)
         } else {
-            state::step_outcome(&self.state, &self.def, step, attempt, outcome, now)
+            state::step_outcome(&self.state, &def, step, attempt, outcome, now)
         };
-        if let Appended::Lost =
-            stream::append(self.shared.store.as_ref(), &mut self.state, event).await?
-        {
+        let store = self.shared.store.as_ref();
+        if let Appended::Lost = stream::append(store, &mut self.state, event).await? {
             tracing::debug!(saga = %self.state.id, step, "another writer recorded first");
         }
         Ok(())
+    }
+
+    fn action<'d>(
+        &self,
+        def: &'d SagaDefinition,
+        step: usize,
+        compensation: bool,
+    ) -> crate::Result<&'d Action> {
+        let step = &def.steps[step];
+        if !compensation {
+            return Ok(&step.action);
+        }
+        // decide() only asks to compensate steps that have a compensation.
+        step.compensation
+            .as_ref()
+            .ok_or_else(|| crate::Error::InvalidState {
+                id: self.state.id.clone(),
+                reason: format!("step {} has no compensation", step.name),
+            })
     }
 
     async fn refresh(&mut self) -> crate::Result<()> {

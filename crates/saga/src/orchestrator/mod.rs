@@ -7,7 +7,7 @@ mod recover;
 mod stream;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use chrono::{DateTime, Utc};
 use flotilla_core::Clock;
@@ -78,6 +78,12 @@ struct Running {
 impl Shared {
     fn now(&self) -> DateTime<Utc> {
         self.clock.now().into()
+    }
+
+    /// The local drivers; a poisoned lock still holds a consistent map (every update is one
+    /// insert or remove).
+    fn running(&self) -> MutexGuard<'_, HashMap<String, Running>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -152,11 +158,7 @@ impl Orchestrator {
     /// drives it; otherwise answers its current state.
     pub async fn wait(&self, id: &str) -> Result<SagaState> {
         let rx = {
-            let running = self
-                .shared
-                .running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let running = self.shared.running();
             running.get(id).map(|r| r.state.clone())
         };
         if let Some(mut rx) = rx {
@@ -197,11 +199,7 @@ impl Orchestrator {
     }
 
     fn wake(&self, id: &str) {
-        let running = self
-            .shared
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let running = self.shared.running();
         if let Some(r) = running.get(id) {
             r.wake.notify_one();
         }
@@ -209,11 +207,7 @@ impl Orchestrator {
 
     /// Spawns a driver for `state` unless one already runs here.
     fn drive(&self, state: SagaState, def: Arc<SagaDefinition>) {
-        let mut running = self
-            .shared
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut running = self.shared.running();
         if running.contains_key(&state.id) {
             return;
         }
