@@ -77,6 +77,12 @@ fn a_backup_of_a_running_platform_under_writes_is_whole() {
         "an existing file is never overwritten"
     );
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+    let (status, body) = http(api, "POST", "/api/v1/admin/backup", r#"{"path":"rel.db"}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("rel.db") && body.contains("absolute"),
+        "{body}"
+    );
 }
 
 /// A database big enough that copying it takes a while.

@@ -25,6 +25,12 @@ pub(crate) fn backup(source: &Path, dest: &Path) -> Result<(), Error> {
     let Some(name) = dest.file_name().and_then(|n| n.to_str()) else {
         return Err(refused("it does not name a file"));
     };
+    if !dest
+        .parent()
+        .is_none_or(|d| d.as_os_str().is_empty() || d.is_dir())
+    {
+        return Err(refused("its directory does not exist"));
+    }
     let partial = dest.with_file_name(format!(".{name}.partial"));
     // A leftover from a backup that was killed: never a valid copy, safe to replace.
     remove_if_present(&partial)?;

@@ -74,4 +74,9 @@ async fn a_backup_never_overwrites_an_existing_file() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(std::fs::read(&dest).unwrap(), b"precious");
+    let nowhere = dir.path().join("no-such-dir").join("copy.db");
+    match db.backup(&nowhere).await {
+        Err(Error::Backup { reason, .. }) => assert!(reason.contains("directory"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }
