@@ -16,6 +16,7 @@ fn layer(name: &str) -> Option<u8> {
         | "flotilla-nats"
         | "flotilla-amqp"
         | "flotilla-redis"
+        | "flotilla-platform"
         | "flotilla-registry-client" => 2,
         "flotilla-registry" | "flotilla-gateway" | "flotilla-broker" | "flotilla-store"
         | "flotilla-client" | "flotilla" | "flotilla-saga" | "flotilla-dashboard" => 3,
