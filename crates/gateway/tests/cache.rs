@@ -112,6 +112,7 @@ async fn route(
         }
         "/zero" => resp(200, &[cc("max-age=0")], body),
         "/aged" => resp(200, &[cc("max-age=300"), ("age", "100".into())], body),
+        "/age-list" => resp(200, &[cc("max-age=3600"), ("age", "0, 0".into())], body),
         "/star" => resp(200, &[cc("max-age=60"), ("vary", "*".into())], body),
         "/private" => resp(200, &[cc("private, max-age=60")], body),
         "/nostore" => resp(200, &[cc("no-store")], body),
@@ -722,4 +723,18 @@ async fn the_cache_keys_on_the_port_as_well_as_the_host() {
     assert_eq!(other.body, "/fresh #2", "another port is another origin");
     let again = get(&s.gw, "/fresh", &[("host", "api.example:8001")]).await;
     assert_eq!(again.body, "/fresh #1");
+}
+
+#[tokio::test]
+async fn an_age_that_is_not_one_delta_seconds_is_stored_but_not_served_as_fresh() {
+    let s = setup().await;
+    let first = get(&s.gw, "/age-list", &[]).await;
+    assert_eq!(status_of(&first), "flotilla; fwd=miss; stored");
+    assert_eq!(
+        first.headers["age"], "2147483648",
+        "the oldest age, RFC 9111 §1.2.2"
+    );
+    let again = get(&s.gw, "/age-list", &[]).await;
+    assert_eq!(again.body, "/age-list #2", "{}", status_of(&again));
+    assert_eq!(s.origin.count("GET /age-list"), 2);
 }

@@ -252,18 +252,23 @@ pub fn initial_age(
 /// The largest `Age` this cache believes (RFC 9111 §1.2.2: 2^31 seconds).
 pub const MAX_AGE_VALUE: Duration = Duration::from_secs(1 << 31);
 
-/// The `Age` header, capped at [`MAX_AGE_VALUE`]; a value too large for any integer is the
-/// cap too, and anything not a delta-seconds counts as absent. `Age` is one delta-seconds
-/// (RFC 9111 §5.1); an invalid list (`7200, 0`, or two lines an intermediary joined) is read
-/// by its first member rather than ignored, so a response an upstream cache reports as old
-/// is not served as fresh.
+/// The `Age` header, capped at [`MAX_AGE_VALUE`] (a value too large for any integer is the
+/// cap too). `Age` is exactly one delta-seconds (RFC 9111 §5.1); anything else — a list
+/// (`7200, 0`), two lines, a sign, a fraction, a parameter, letters — says only that some
+/// cache on the way reported an age we cannot read, so it counts as the largest age: the
+/// response is stored but revalidated before use rather than served as fresh on a guess.
 fn age_value(headers: &HeaderMap) -> Duration {
-    let Some(v) = headers.get(header::AGE).and_then(|v| v.to_str().ok()) else {
-        return Duration::ZERO;
+    let mut lines = headers.get_all(header::AGE).iter();
+    let (Some(v), None) = (lines.next(), lines.next()) else {
+        return if headers.contains_key(header::AGE) {
+            MAX_AGE_VALUE
+        } else {
+            Duration::ZERO
+        };
     };
-    let v = v.split(',').next().unwrap_or_default().trim();
+    let v = v.to_str().map(str::trim).unwrap_or_default();
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return Duration::ZERO;
+        return MAX_AGE_VALUE;
     }
     v.parse::<u64>()
         .map_or(MAX_AGE_VALUE, Duration::from_secs)
