@@ -142,15 +142,23 @@ pub(crate) async fn observe(
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
+    let probe = is_probe(&route);
     record(&state.metrics, method, route, status, elapsed.as_secs_f64());
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
     span.in_scope(|| {
-        tracing::info!(
-            status,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            "request handled"
-        );
+        // Probes come every few seconds from every checker: at info they would drown the
+        // lines that matter.
+        if probe {
+            tracing::debug!(status, latency_ms, "request handled");
+        } else {
+            tracing::info!(status, latency_ms, "request handled");
+        }
     });
     response
+}
+
+fn is_probe(route: &str) -> bool {
+    matches!(route, "/health" | "/ready" | "/metrics")
 }
 
 fn set_header(headers: &mut http::HeaderMap, name: &'static str, value: &str) {

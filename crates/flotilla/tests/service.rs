@@ -73,6 +73,32 @@ async fn a_request_without_an_id_gets_one_in_the_response_and_every_log_line() {
 }
 
 #[tokio::test]
+async fn probe_requests_are_logged_at_debug_and_others_at_info() {
+    let logs = CapturedLogs::global();
+    let svc = start().await;
+    for path in ["/health", "/ready", "/users/7"] {
+        let id = format!("probe-test{}", path.replace('/', "-"));
+        svc.call(Method::GET, path, &[("x-request-id", id.as_str())], "")
+            .await;
+    }
+    svc.stop().await.unwrap();
+    let level_of = |path: &str| {
+        let id = format!("probe-test{}", path.replace('/', "-"));
+        let contents = logs.contents();
+        let line = contents
+            .lines()
+            .find(|l| l.contains("request handled") && l.contains(&format!("\"{id}\"")))
+            .unwrap_or_else(|| panic!("no line for {path}"))
+            .to_owned();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        v["level"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(level_of("/health"), "DEBUG");
+    assert_eq!(level_of("/ready"), "DEBUG");
+    assert_eq!(level_of("/users/7"), "INFO");
+}
+
+#[tokio::test]
 async fn a_valid_incoming_request_id_is_kept_and_an_unsafe_one_replaced() {
     let svc = start().await;
     let res = svc
