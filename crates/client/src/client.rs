@@ -45,6 +45,7 @@ struct Inner {
     resilience: Resilience,
     upstreams: Mutex<HashMap<ServiceName, Upstream>>,
     max_response_bytes: usize,
+    discovery_wait: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +62,7 @@ pub struct ClientBuilder {
     pool_idle_timeout: Duration,
     pool_max_idle_per_host: usize,
     max_response_bytes: usize,
+    discovery_wait: Duration,
 }
 
 impl ClientBuilder {
@@ -103,6 +105,15 @@ impl ClientBuilder {
         self
     }
 
+    /// How long a call waits for discovery's first answer about a service it has not heard of
+    /// yet (default 2 s). A registry-fed cache starts empty when the process starts; without
+    /// this wait the first call would fail with "no healthy instance" while the instances are
+    /// there. A known empty set fails at once, whatever this is.
+    pub fn discovery_wait(mut self, wait: Duration) -> Self {
+        self.discovery_wait = wait;
+        self
+    }
+
     /// The client.
     pub fn build(self) -> ServiceClient {
         let http = Client::builder(TokioExecutor::new())
@@ -117,6 +128,7 @@ impl ClientBuilder {
                 resilience: Resilience::new(self.metrics),
                 upstreams: Mutex::default(),
                 max_response_bytes: self.max_response_bytes,
+                discovery_wait: self.discovery_wait,
             }),
         }
     }
@@ -137,6 +149,7 @@ impl ServiceClient {
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 32,
             max_response_bytes: 16 * 1024 * 1024,
+            discovery_wait: Duration::from_secs(2),
         }
     }
 
@@ -179,6 +192,7 @@ impl ServiceClient {
             instances: inner.discovery.watch(service),
             hash_header: policy.hash_header.clone(),
             max_response_bytes: inner.max_response_bytes,
+            discovery_wait: inner.discovery_wait,
         };
         let stack = inner.resilience.stack(service.as_str(), &policy, endpoint);
         Upstream {

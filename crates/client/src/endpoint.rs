@@ -5,10 +5,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use flotilla_discovery::ServiceSet;
-use flotilla_resilience::balance::Balancer;
+use flotilla_resilience::balance::{Balancer, Pick};
 use flotilla_resilience::{BoxError, Error, deadline};
 use http::{HeaderName, Request, Response, Uri};
 use http_body_util::{BodyExt, Full, Limited};
@@ -28,6 +29,8 @@ pub(crate) struct Endpoint {
     pub(crate) hash_header: Option<HeaderName>,
     /// Longest response body read into memory; a longer one fails the call.
     pub(crate) max_response_bytes: usize,
+    /// How long a call waits for discovery's first answer about the service.
+    pub(crate) discovery_wait: Duration,
 }
 
 /// A response body longer than the client's limit: the upstream answered, but with more than
@@ -49,8 +52,27 @@ impl tower::Service<Request<Full<Bytes>>> for Endpoint {
     }
 
     fn call(&mut self, mut req: Request<Full<Bytes>>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let pick = this.pick(&req).await?;
+            *req.uri_mut() = instance_uri(&pick.instance().base_url(), req.uri())?;
+            deadline::propagate(&mut req)?;
+            this.send(pick, req).await
+        })
+    }
+}
+
+impl Endpoint {
+    /// An instance for `req`. While discovery has not answered for the service yet (a process
+    /// that just started), waits up to `discovery_wait` for its first answer: failing with
+    /// "no healthy instance" then would be wrong whenever the instances are there.
+    async fn pick(&self, req: &Request<Full<Bytes>>) -> Result<Pick, BoxError> {
+        let mut instances = self.instances.clone();
+        if !flotilla_discovery::wait_known(&mut instances, self.discovery_wait).await {
+            tracing::warn!(service = %self.service, wait = ?self.discovery_wait, "discovery has not answered for the service yet");
+        }
         {
-            let set = self.instances.borrow();
+            let set = instances.borrow();
             self.balancer.update(set.revision, set.routable());
         }
         let key = self
@@ -58,18 +80,22 @@ impl tower::Service<Request<Full<Bytes>>> for Endpoint {
             .as_ref()
             .and_then(|h| req.headers().get(h))
             .map(|v| v.as_bytes());
-        let Some(pick) = self.balancer.pick(key) else {
-            let e = Error::NoHealthyInstance {
+        self.balancer.pick(key).ok_or_else(|| {
+            Error::NoHealthyInstance {
                 service: self.service.clone(),
-            };
-            return Box::pin(std::future::ready(Err(e.into())));
-        };
-        let http = self.http.clone();
+            }
+            .into()
+        })
+    }
+
+    async fn send(
+        &self,
+        pick: Pick,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Response<Bytes>, BoxError> {
         let limit = self.max_response_bytes;
-        Box::pin(async move {
-            *req.uri_mut() = instance_uri(&pick.instance().base_url(), req.uri())?;
-            deadline::propagate(&mut req)?;
-            let resp = match http.request(req).await {
+        {
+            let resp = match self.http.request(req).await {
                 Ok(r) => r,
                 Err(e) => {
                     pick.finish(false);
@@ -98,7 +124,7 @@ impl tower::Service<Request<Full<Bytes>>> for Endpoint {
                     .into())
                 }
             }
-        })
+        }
     }
 }
 

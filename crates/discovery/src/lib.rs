@@ -16,6 +16,7 @@ mod static_discovery;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use flotilla_core::{ServiceInstance, ServiceName};
 use serde::{Deserialize, Serialize};
@@ -71,7 +72,10 @@ pub struct Endpoint {
 /// Every known instance of one service at one revision.
 ///
 /// `revision` grows with every change to this service (and only this service), so a watcher
-/// can tell whether it has seen a set before.
+/// can tell whether it has seen a set before. Revision 0 means the source has not answered
+/// for the service yet (unknown), which is not the same as an answer with no instances: a
+/// caller may wait for the first answer (see [`wait_known`]) but should fail at once on a
+/// known empty set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceSet {
     /// Per-service revision; 0 means "never seen".
@@ -81,6 +85,12 @@ pub struct ServiceSet {
 }
 
 impl ServiceSet {
+    /// Whether the source has answered for this service at least once (its set may still be
+    /// empty).
+    pub fn is_known(&self) -> bool {
+        self.revision > 0
+    }
+
     /// The instances a default caller may route to (passing or warning).
     pub fn routable(&self) -> impl Iterator<Item = &ServiceInstance> {
         self.endpoints
@@ -120,6 +130,20 @@ impl ServiceSet {
     }
 }
 
+/// Waits until `rx` holds a set the source has answered for, at most `patience`; returns
+/// whether it does. A watch whose source is gone returns at once with the set it holds.
+///
+/// For the first call after a process starts: a cache fed from a remote registry starts
+/// unknown and fills in the background, and failing that call with "no instance" would be
+/// wrong when the instances are there.
+pub async fn wait_known(rx: &mut watch::Receiver<ServiceSet>, patience: Duration) -> bool {
+    if rx.borrow().is_known() {
+        return true;
+    }
+    let _ = tokio::time::timeout(patience, rx.wait_for(ServiceSet::is_known)).await;
+    rx.borrow().is_known()
+}
+
 /// Why discovery failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -139,7 +163,9 @@ pub enum Error {
 pub trait Discovery: Send + Sync + fmt::Debug + 'static {
     /// A receiver that always holds the latest known set of `service`'s instances and wakes when
     /// it changes. A service not yet known yields an empty set at revision 0, which fills in when
-    /// the source learns of it.
+    /// the source learns of it. A source that answers remotely must move the revision off 0 on
+    /// its first answer even when that answer is empty, so callers can tell "not asked yet"
+    /// from "no instances" ([`ServiceSet::is_known`]).
     fn watch(&self, service: &ServiceName) -> watch::Receiver<ServiceSet>;
 
     /// The current set, from the local cache.
@@ -196,6 +222,24 @@ mod tests {
                 .pick_weighted(0)
                 .is_none()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_a_known_set_ends_at_the_first_answer_or_at_the_bound() {
+        let (tx, mut rx) = watch::channel(ServiceSet::default());
+        assert!(
+            !wait_known(&mut rx, Duration::from_secs(2)).await,
+            "no answer"
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tx.send_modify(|s| s.revision = 1);
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        });
+        let started = tokio::time::Instant::now();
+        assert!(wait_known(&mut rx, Duration::from_secs(2)).await);
+        assert_eq!(started.elapsed(), Duration::from_millis(300));
+        assert!(rx.borrow().is_known() && rx.borrow().routable().next().is_none());
     }
 
     #[test]
