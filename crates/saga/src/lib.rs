@@ -3,8 +3,8 @@
 //!
 //! A saga is a versioned list of steps ([`SagaDefinition`], written in Rust with
 //! [`SagaDefinition::builder`] or loaded from TOML/JSON); each step is an action (an HTTP call
-//! to a service found through discovery, an in-process function, or — defined but not run
-//! yet — a bus command) with an optional compensation, a timeout and a retry policy. Each
+//! to a service found through discovery, a command on the bus answered by a reply event, or
+//! an in-process function) with an optional compensation, a timeout and a retry policy. Each
 //! instance is an event stream `saga-<name>-<uuid>` ([`SagaEvent`]); a pure state machine
 //! ([`state::decide`] over [`SagaState`]) says what to do next and the [`Orchestrator`]'s
 //! driver does it and appends the outcome with the expected version, so two replicas never
@@ -12,7 +12,8 @@
 //! restart.
 //!
 //! It owns no storage, transport or discovery source: it keeps state through the
-//! `flotilla-eventstore` contract and finds services through `flotilla-discovery`. The control
+//! `flotilla-eventstore` contract, finds services through `flotilla-discovery` and sends
+//! commands through `flotilla-bus`. The control
 //! plane and the SDK depend on it; it depends on no backend and no other component.
 //! The guide is docs/sagas.md.
 

@@ -1,8 +1,11 @@
 //! Running actions: what a participant receives ([`StepCall`]), what it may answer
 //! ([`StepError`]), in-process functions ([`StepFunction`]) and the HTTP runner.
 
+mod bus;
 mod http;
 
+pub(crate) use self::bus::BusRunner;
+pub use self::bus::{EXT_IDEMPOTENCY_KEY, EXT_OUTCOME};
 pub use self::http::IDEMPOTENCY_KEY;
 
 use std::collections::{BTreeMap, HashMap};
@@ -147,6 +150,7 @@ where
 pub(crate) struct Executor {
     pub(crate) functions: HashMap<String, Arc<dyn StepFunction>>,
     pub(crate) http: Option<HttpRunner>,
+    pub(crate) bus: Option<BusRunner>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -154,6 +158,7 @@ impl std::fmt::Debug for Executor {
         f.debug_struct("Executor")
             .field("functions", &self.functions.keys().collect::<Vec<_>>())
             .field("http", &self.http.is_some())
+            .field("bus", &self.bus.is_some())
             .finish()
     }
 }
@@ -171,8 +176,8 @@ impl Executor {
                     let reason = "HTTP steps need the orchestrator to be given a discovery source";
                     return Err(Error::definition(format!("{field}.http"), reason));
                 }
-                Action::Bus(_) => {
-                    let reason = "bus-command steps cannot be run yet; use http or function";
+                Action::Bus(_) if self.bus.is_none() => {
+                    let reason = "bus-command steps need the orchestrator to be given a bus";
                     return Err(Error::definition(format!("{field}.bus"), reason));
                 }
                 _ => {}
@@ -197,7 +202,10 @@ impl Executor {
                 Some(runner) => runner.run(def, h, call).await,
                 None => Err(StepError::permanent("no discovery source for HTTP steps")),
             },
-            Action::Bus(_) => Err(StepError::permanent("bus-command steps cannot be run yet")),
+            Action::Bus(b) => match &self.bus {
+                Some(runner) => runner.run(def, b, call).await,
+                None => Err(StepError::permanent("no bus for bus-command steps")),
+            },
         }
     }
 }

@@ -51,8 +51,8 @@ pub struct StepDefinition {
 pub enum Action {
     /// An HTTP call to a service found through discovery.
     Http(HttpAction),
-    /// A command published on the bus, answered by a reply event correlated by saga id.
-    /// Defined here; the orchestrator refuses to register sagas using it until it can run it.
+    /// A command published on the bus, answered by a reply event correlated by saga id and
+    /// idempotency key (see [`crate::action`]'s bus module for the message contract).
     Bus(BusCommand),
     /// An in-process function registered on the orchestrator under this name.
     Function(String),

@@ -7,7 +7,7 @@ use flotilla_discovery::Discovery;
 use flotilla_eventstore::EventStore;
 
 use super::{Orchestrator, Shared};
-use crate::action::{Executor, HttpRunner, StepFunction};
+use crate::action::{BusRunner, Executor, HttpRunner, StepFunction};
 use crate::definition::SagaDefinition;
 use crate::{Result, TokioClock};
 
@@ -30,6 +30,13 @@ impl OrchestratorBuilder {
     /// Where HTTP steps find their services; without it, sagas with HTTP steps are refused.
     pub fn discovery(mut self, discovery: Arc<dyn Discovery>) -> Self {
         self.executor.http = Some(HttpRunner::new(discovery));
+        self
+    }
+
+    /// The bus that carries bus-command steps and their replies; without it, sagas with
+    /// bus steps are refused.
+    pub fn bus(mut self, bus: flotilla_bus::Bus) -> Self {
+        self.executor.bus = Some(BusRunner::new(bus));
         self
     }
 
