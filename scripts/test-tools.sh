@@ -5,6 +5,8 @@
 #   - the official Python CloudEvents SDK (PyPI `cloudevents`), in a venv under
 #     $HOME/.cache/flotilla/, for the broker's interoperability test;
 #   - the real Consul clients (PyPI `py-consul`, npm `consul`), through scripts/consul-clients.sh.
+# The gateway cache's test also needs the http-tests cache suite (npm `http-cache-tests`),
+# installed by scripts/cache-tests.sh.
 # Tests that need a tool skip visibly when it is absent (and fail when
 # FLOTILLA_REQUIRE_BACKENDS=all, as in CI).
 #
@@ -49,6 +51,11 @@ install_sdk() {
   have_sdk
 }
 
+# The suite's origin server and CLI, pinned in scripts/cache-tests.sh.
+install_cache_tests() {
+  bash "$(dirname "$0")/cache-tests.sh" install
+}
+
 report() {
   if have_promtool; then echo "  promtool: $(command -v promtool)"; else echo "  promtool: missing"; fi
   if have_sdk; then echo "  cloudevents SDK: $venv"; else echo "  cloudevents SDK: missing"; fi
@@ -56,6 +63,11 @@ report() {
     echo "  Consul clients: $(bash "$(dirname "$0")/consul-clients.sh" dir)"
   else
     echo "  Consul clients: missing"
+  fi
+  if bash "$(dirname "$0")/cache-tests.sh" check; then
+    echo "  http-tests cache suite: $(bash "$(dirname "$0")/cache-tests.sh" dir)"
+  else
+    echo "  http-tests cache suite: missing"
   fi
 }
 
@@ -67,6 +79,7 @@ case $mode in
     install_sdk || { echo "the Python cloudevents SDK could not be installed" >&2; failed=1; }
     bash "$(dirname "$0")/consul-clients.sh" install ||
       { echo "the Consul clients could not be installed" >&2; failed=1; }
+    install_cache_tests || { echo "the http-tests cache suite could not be installed" >&2; failed=1; }
     report
     exit $failed
     ;;
