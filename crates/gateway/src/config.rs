@@ -161,9 +161,15 @@ pub struct UpstreamConfig {
     /// `peak_ewma` (default: power of two choices by latency x load) or `consistent_hash`
     /// (keyed by the client address).
     pub balance: flotilla_resilience::balance::Strategy,
-    /// Consecutive failures (connect error, timeout, reset, 5xx answer) that open the
-    /// breaker for an instance; 0 disables it. Default 5.
+    /// Consecutive failures that open the breaker for an instance; 0 disables it. Default 5.
+    /// A failure is the gateway's own: a connect error, a reset or a timeout. An answer is
+    /// not, whatever its status, unless `breaker_statuses` lists it.
     pub breaker_failures: Option<u32>,
+    /// Upstream answers (5xx statuses) that also count as failures for the breaker and the
+    /// outlier detector; default none. Off by default because a service answering 503 for
+    /// one route whose dependency is down is healthy for its other routes: counting those
+    /// answers would cut every route off from it.
+    pub breaker_statuses: Vec<u16>,
     /// How long an open breaker refuses traffic before letting a probe through; default 10 s.
     #[serde(with = "humantime_serde", default)]
     pub breaker_open_for: Option<Duration>,

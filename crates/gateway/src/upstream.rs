@@ -8,6 +8,13 @@
 //! The breaker here is a small consecutive-failure breaker per instance: the resilience
 //! crate's breaker is a tower layer around a whole service, while the gateway needs to skip one
 //! instance and answer 503 only when every instance is refused.
+//!
+//! What counts as a failure (for the breaker and the balancer's outlier ejection alike) is
+//! the gateway's own failure to get an answer: connect errors, resets, timeouts — as Envoy's
+//! gateway-failure detection. An answer counts only when its status is in the upstream's
+//! `breaker_statuses`: an instance answering 503 on one route because a dependency is down
+//! is still the only one serving every other route, and refusing it all traffic would turn
+//! one dependency's outage into an outage of everything behind the upstream.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,6 +55,15 @@ enum Source {
     },
 }
 
+/// How one attempt went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The instance answered with this status.
+    Answered(http::StatusCode),
+    /// No answer: connect error, reset or timeout.
+    Failed,
+}
+
 /// An instance chosen for one attempt; report how it went with [`Upstream::record`].
 #[derive(Debug)]
 pub struct Chosen {
@@ -82,6 +98,8 @@ pub struct Upstream {
     balancer: Balancer,
     threshold: u32,
     open_for: Duration,
+    /// Answers that count as failures (`breaker_statuses`).
+    failure_statuses: Box<[http::StatusCode]>,
     breakers: Mutex<HashMap<String, Breaker>>,
     /// A client of its own when the upstream has a `tls` table (private CA, SNI override).
     client: Option<UpstreamClient>,
@@ -126,6 +144,7 @@ impl Upstream {
             balancer: Balancer::new(&cfg.name, config, None),
             threshold: cfg.breaker_failures.unwrap_or(5),
             open_for: cfg.breaker_open_for.unwrap_or(Duration::from_secs(10)),
+            failure_statuses: failure_statuses(&cfg.breaker_statuses, key)?,
             breakers: Mutex::new(HashMap::new()),
             client,
         })
@@ -218,7 +237,11 @@ impl Upstream {
 
     /// Records the outcome of an attempt: feeds the balancer's latency and outlier statistics
     /// and the instance's breaker.
-    pub fn record(&self, chosen: Chosen, success: bool) {
+    pub fn record(&self, chosen: Chosen, outcome: Outcome) {
+        let success = match outcome {
+            Outcome::Answered(status) => !self.failure_statuses.contains(&status),
+            Outcome::Failed => false,
+        };
         self.record_breaker(&chosen.target.id, success);
         if let Some(p) = chosen.pick {
             p.finish(success);
@@ -282,6 +305,24 @@ fn discovery_source(
         query,
         cache: Mutex::new((u64::MAX, Arc::from([]))),
     })
+}
+
+fn failure_statuses(statuses: &[u16], key: &str) -> Result<Box<[http::StatusCode]>, Error> {
+    statuses
+        .iter()
+        .enumerate()
+        .map(|(i, &code)| {
+            http::StatusCode::from_u16(code)
+                .ok()
+                .filter(http::StatusCode::is_server_error)
+                .ok_or_else(|| {
+                    Error::config(
+                        format!("{key}.breaker_statuses[{i}]"),
+                        format!("{code} is not a 5xx status"),
+                    )
+                })
+        })
+        .collect()
 }
 
 fn endpoint_target(e: &flotilla_discovery::Endpoint) -> Option<Target> {
@@ -375,7 +416,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn breaker_opens_after_threshold_and_half_opens_after_the_wait() {
         let u = fixed(&["http://127.0.0.1:1"], 2);
-        let fail = |u: &Upstream| u.record(u.pick(None, &[]).unwrap(), false);
+        let fail = |u: &Upstream| u.record(u.pick(None, &[]).unwrap(), Outcome::Failed);
         fail(&u);
         assert!(pick_id(&u).is_ok());
         fail(&u);
@@ -383,8 +424,56 @@ mod tests {
         tokio::time::advance(Duration::from_secs(11)).await;
         let probe = u.pick(None, &[]).expect("one probe is let through");
         assert!(pick_id(&u).is_err(), "only one probe while half-open");
-        u.record(probe, true);
+        u.record(probe, Outcome::Answered(http::StatusCode::OK));
         assert!(pick_id(&u).is_ok());
+    }
+
+    #[test]
+    fn answers_open_the_breaker_only_when_their_status_is_listed() {
+        let answer = |u: &Upstream, code: u16| {
+            let status = http::StatusCode::from_u16(code).unwrap();
+            u.record(u.pick(None, &[]).unwrap(), Outcome::Answered(status));
+        };
+        let u = fixed(&["http://127.0.0.1:1"], 2);
+        for _ in 0..10 {
+            answer(&u, 503);
+        }
+        assert!(
+            pick_id(&u).is_ok(),
+            "an answer is not the gateway's failure"
+        );
+        let mut cfg = UpstreamConfig {
+            name: "u".into(),
+            urls: vec!["http://127.0.0.1:1".into()],
+            breaker_failures: Some(2),
+            ..Default::default()
+        };
+        cfg.breaker_statuses = vec![502, 503];
+        let (d, server) = (StaticDiscovery::new(), ServerOptions::default());
+        let u = Upstream::build(&cfg, "upstreams[0]", &d, &server).unwrap();
+        answer(&u, 500);
+        answer(&u, 500);
+        assert!(pick_id(&u).is_ok(), "500 is not listed");
+        answer(&u, 503);
+        answer(&u, 502);
+        assert!(matches!(pick_id(&u), Err(Error::Unavailable(_))), "listed");
+    }
+
+    #[test]
+    fn a_breaker_status_that_is_not_5xx_names_its_key() {
+        let cfg = UpstreamConfig {
+            name: "u".into(),
+            urls: vec!["http://127.0.0.1:1".into()],
+            breaker_statuses: vec![503, 404],
+            ..Default::default()
+        };
+        let server = ServerOptions::default();
+        let e =
+            Upstream::build(&cfg, "upstreams[2]", &StaticDiscovery::new(), &server).unwrap_err();
+        assert!(
+            e.to_string().contains("upstreams[2].breaker_statuses[1]"),
+            "{e}"
+        );
     }
 
     #[test]

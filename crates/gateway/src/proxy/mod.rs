@@ -24,7 +24,7 @@ use crate::state::Shared;
 use crate::table::{Route, RouteTable};
 use crate::template::Params;
 use crate::upgrade;
-use crate::upstream::Target;
+use crate::upstream::{Outcome, Target};
 
 mod cached;
 
@@ -368,7 +368,9 @@ async fn forward(
         route.metrics.upstream(upstream_time);
         let err = match result {
             Ok(Ok(resp)) => {
-                route.upstream.record(chosen, resp.status().as_u16() < 500);
+                route
+                    .upstream
+                    .record(chosen, Outcome::Answered(resp.status()));
                 let client_side = client_upgrade.and_then(|c| c.0.lock().ok()?.take());
                 if let (StatusCode::SWITCHING_PROTOCOLS, Some(c)) = (resp.status(), client_side) {
                     return Ok(splice_upgrade(c, resp));
@@ -380,7 +382,7 @@ async fn forward(
         };
         tracing::warn!(route = %route.name, upstream = %chosen.target.id, error = %err, "upstream attempt failed");
         tried.push(chosen.target.id.clone());
-        route.upstream.record(chosen, false);
+        route.upstream.record(chosen, Outcome::Failed);
         let can_retry =
             retryable && tried.len() <= route.retries as usize && matches!(err, Error::Upstream(_));
         if !can_retry {

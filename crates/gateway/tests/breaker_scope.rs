@@ -1,0 +1,59 @@
+//! One failing dependency of a service must not cut off the service's other routes: the
+//! breaker counts the gateway's own failures, not the service's answers.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get as route_get;
+use common::*;
+
+/// The only instance of `orders`: `/orders/{id}/owner` needs the `users` service, which is
+/// down, so it answers 503; `/orders/{id}` needs nothing else and answers 200.
+async fn orders() -> String {
+    upstream(
+        Router::new()
+            .route(
+                "/orders/{id}/owner",
+                route_get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "users is unavailable") }),
+            )
+            .route("/orders/{id}", route_get(|| async { "an order" })),
+    )
+    .await
+}
+
+fn config(url: &str, extra: &str) -> String {
+    format!(
+        "[[upstreams]]\nname = \"orders\"\nurls = [\"{url}\"]\nbreaker_failures = 3\n\
+         breaker_open_for = \"1h\"\n{extra}\n\
+         [[routes]]\nprefix = \"/orders\"\nupstream = \"orders\"\n"
+    )
+}
+
+#[tokio::test]
+async fn a_route_whose_dependency_is_down_leaves_the_other_routes_to_the_same_instance_working() {
+    let gw = gateway(&config(&orders().await, "")).await;
+    for _ in 0..10 {
+        let r = get(&gw, "/orders/1/owner", &[]).await;
+        assert_eq!(r.status, 503);
+        assert_eq!(
+            String::from_utf8_lossy(&r.body),
+            "users is unavailable",
+            "the service's own answer, passed through, not the gateway's breaker"
+        );
+    }
+    let r = get(&gw, "/orders/1", &[]).await;
+    assert_eq!((r.status, r.body.as_ref()), (200, b"an order".as_ref()));
+}
+
+#[tokio::test]
+async fn listed_statuses_do_open_the_breaker() {
+    let gw = gateway(&config(&orders().await, "breaker_statuses = [503]")).await;
+    for _ in 0..3 {
+        assert_eq!(get(&gw, "/orders/1/owner", &[]).await.status, 503);
+    }
+    let r = get(&gw, "/orders/1", &[]).await;
+    assert_eq!(r.status, 503, "opted in: the instance is refused");
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+}
