@@ -1,14 +1,17 @@
-//! Out-of-order commits never make a subscriber skip an event.
+//! Out-of-order commits never make a reader skip an event.
 //!
-//! Transaction A draws its position first and stays open; B appends after it. With a plain
-//! sequence B would commit first, a reader would pass B's position and never see A's. Here
-//! B cannot become visible before A, the subscriber receives A then B, and a rolled-back
-//! append leaves a gap that does not stall anyone.
+//! Transaction A appends first and stays open; B appends to another stream after it and
+//! commits at once (appends to different streams do not wait for each other). B's position is
+//! above A's, and `$all` returns nothing past A until A finishes, so the subscriber receives A
+//! then B; a rolled-back A leaves a gap nobody waits on. The many-writers test below mixes
+//! long and short transactions with a reader running throughout.
 #![cfg(feature = "eventstore")]
 #![allow(clippy::unwrap_used)]
 
+#[path = "eventstore_out_of_order/many_writers.rs"]
+mod many_writers;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use flotilla_core::StreamId;
 use flotilla_eventstore::{EventStore, ExpectedVersion, Filter, NewEvent, ReadAll, subscribe_all};
@@ -21,6 +24,7 @@ async fn open() -> Option<(Arc<PgEventStore>, String)> {
     let url = backend(Backend::Postgres, "postgres out-of-order commits")?;
     let options = Options {
         schema: unique_name("es_ooo"),
+        pool_size: 24,
         ..Options::new(url)
     };
     let store = PgEventStore::open(&options).await.unwrap();
@@ -33,33 +37,6 @@ async fn drop_schema(store: &PgEventStore, schema: &str) {
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await
         .unwrap();
-}
-
-/// Waits until a session is blocked on this store's append lock (the second appender). If
-/// the store let B through without waiting, this fails instead of hanging.
-async fn until_an_append_waits(store: &PgEventStore) {
-    let client = store.pool().get().await.unwrap();
-    let key = store.append_lock_key();
-    let waiting = async {
-        loop {
-            let row = client
-                .query_one(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
-                     AND classid = (($1::bigint >> 32) & 4294967295)::oid \
-                     AND objid = ($1::bigint & 4294967295)::oid",
-                    &[&key],
-                )
-                .await
-                .unwrap();
-            if row.get::<_, i64>(0) > 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), waiting)
-        .await
-        .expect("the second append never waited for the first: commits could reorder");
 }
 
 fn sid(s: &str) -> StreamId {
@@ -82,26 +59,31 @@ async fn a_late_commit_is_delivered_before_later_positions() {
         .await
         .unwrap();
 
-    let b_store = store.clone();
-    let b = tokio::spawn(async move {
-        let e = vec![NewEvent::new("B", json!("second"))];
-        b_store
-            .append(&sid("b-1"), ExpectedVersion::Any, e)
-            .await
-            .unwrap()
-    });
-    until_an_append_waits(&store).await;
+    let b = store
+        .append(
+            &sid("b-1"),
+            ExpectedVersion::Any,
+            vec![NewEvent::new("B", json!("second"))],
+        )
+        .await
+        .expect("B commits while A is open: different streams do not wait for each other");
+    assert!(
+        b.last_position > a.last_position,
+        "B's position is above A's"
+    );
     let visible = store.read_all(ReadAll::after(0, 10)).await.unwrap();
     assert!(
         visible.is_empty(),
-        "nothing is readable while A is uncommitted: {visible:?}"
+        "B is committed but must not be readable while A, below it, may still commit: \
+         {visible:?}"
     );
-    assert!(!b.is_finished(), "B cannot commit ahead of A");
+    assert!(
+        *store.head().borrow() < a.last_position,
+        "the head stays below A"
+    );
 
     tx.commit().await.unwrap();
-    store.announce(a.last_position);
-    let b = b.await.unwrap();
-    assert!(b.last_position > a.last_position);
+    store.announce();
     let got_a = sub.next().await.unwrap().unwrap();
     let got_b = sub.next().await.unwrap().unwrap();
     assert_eq!(
@@ -132,20 +114,18 @@ async fn a_rolled_back_append_leaves_a_gap_nobody_waits_on() {
         .append_in(&tx, &sid("d-1"), ExpectedVersion::Any, &doomed)
         .await
         .unwrap();
-    let b_store = store.clone();
-    let b = tokio::spawn(async move {
-        let e = vec![NewEvent::new("B", json!(null))];
-        b_store
-            .append(&sid("b-1"), ExpectedVersion::Any, e)
-            .await
-            .unwrap()
-    });
-    until_an_append_waits(&store).await;
+    let b = store
+        .append(
+            &sid("b-1"),
+            ExpectedVersion::Any,
+            vec![NewEvent::new("B", json!(null))],
+        )
+        .await
+        .unwrap();
     tx.rollback().await.unwrap();
-    let b = b.await.unwrap();
     assert!(
         b.last_position > d.last_position,
-        "the rolled-back position is not reused"
+        "the rolled-back position is below B's and is never reused"
     );
     let next = sub.next().await.unwrap().unwrap();
     assert_eq!(

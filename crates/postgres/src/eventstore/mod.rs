@@ -1,26 +1,39 @@
 //! The event store on PostgreSQL (feature `eventstore`).
 //!
-//! # Why positions are assigned under a lock
+//! # How readers never skip a late commit, without a global write lock
 //!
-//! A sequence hands out numbers at `nextval`, not at commit: transaction A may draw position 7,
-//! transaction B position 8, and B commit first. A reader continuing from "position > last"
-//! would see 8, move on, and never see 7. This store prevents that at the source: an append
-//! takes a transaction-scoped advisory lock (one key per schema) before it reads the stream's
-//! version and draws positions, and holds it until its commit. PostgreSQL makes a commit
-//! visible before it releases the transaction's locks, so the next appender draws higher
-//! positions only after the lower ones are visible (or rolled back, which leaves a gap readers
-//! simply pass). Positions therefore become visible in order and `read_all` needs no
-//! gap-tracking, for every reader, in any process, with plain SQL.
+//! Transactions commit in any order, so "the highest visible position" is no promise that
+//! lower positions are final: with a plain sequence, A draws 7, B draws 8, B commits first, and
+//! a reader continuing after 8 never sees 7. This store derives positions from transaction
+//! ids instead: an append in transaction `x` writes `x << TX_BITS | n`, `n` counting the
+//! transaction's events from 1. Readers ask their snapshot for `xmin`, the oldest transaction
+//! still in flight (`pg_snapshot_xmin(pg_current_snapshot())`), and return only positions
+//! below `xmin << TX_BITS`:
 //!
-//! We chose this over a gap-aware reader (tracking `pg_current_snapshot()` and waiting out
-//! in-flight transactions before passing a gap) because it keeps every reader — subscriptions,
-//! `psql`, the CLI, third-party projectors — correct without protocol, and because the cost
-//! lands where it is cheapest to pay: appends in one schema are serialized, and batching
-//! (several events per append) recovers throughput. docs/eventstore.md gives the figures.
+//! - every transaction below `xmin` has finished, so each of its events is visible to the same
+//!   snapshot (committed) or will never exist (rolled back);
+//! - every transaction that can still commit has an id of at least `xmin`, so each position it
+//!   holds or will draw is at or above the bound.
 //!
-//! The lock also serializes expected-version checks, so no append can slip between a version
-//! check and its insert.
+//! Nothing below the bound can appear later, so a reader that continues after the last
+//! position it saw never skips one, and `head` is the highest position below the bound. Appends
+//! to different streams never wait for each other: each append locks only its own stream (an
+//! advisory lock on a hash of the name, held to commit), which keeps the expected-version check
+//! and the insert together.
+//!
+//! Why not a sequence plus an `xid8` column filtered by `xid < xmin`: a transaction can take
+//! its id long before it draws a position (`append_in` after other writes, or just a slow
+//! statement), so an old, committed transaction may hold a higher position than a younger one
+//! still in flight, and the reader would pass the younger one's position. Making the id the
+//! high part of the position is what makes "below `xmin`" and "below a position" the same set.
+//!
+//! The cost: `read_all` and `head` lag behind the oldest writing transaction of the whole
+//! PostgreSQL cluster (any database), so a long transaction holds every reader back until it
+//! ends. `read_all` waits up to [`READ_WAIT`] for short ones (so a read that follows an append
+//! sees it); past that it returns what is safe and the subscription waits on `head`. Positions
+//! are large (`xid << 20`) and sparse, and one transaction can append at most 1,048,575 events.
 
+mod reads;
 mod schema;
 mod sql;
 
@@ -38,8 +51,9 @@ use flotilla_eventstore::{
     AppendResult, Direction, Error, EventStore, ExpectedVersion, Filter, NewEvent, Position,
     ReadAll, ReadStream, RecordedEvent, Snapshot, StreamInfo, Version,
 };
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
+pub use reads::READ_WAIT;
 use sql::{Sql, clamp, pg};
 
 /// The name `flotilla-cli` wires the store under.
@@ -50,8 +64,10 @@ pub type PostgresEventStore = PgEventStore;
 pub struct PgEventStore {
     pool: Pool,
     sql: Arc<Sql>,
-    lock_key: i64,
+    stream_seed: i64,
     head: Arc<watch::Sender<Position>>,
+    /// Wakes the head poller at once (after a commit) instead of at its next tick.
+    wake: Arc<Notify>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Error {
@@ -83,8 +99,9 @@ impl PgEventStore {
         let store = Self {
             pool,
             sql,
-            lock_key: schema::lock_key(&options.schema),
+            stream_seed: schema::stream_lock_seed(&options.schema),
             head: Arc::new(watch::Sender::new(last as u64)),
+            wake: Arc::new(Notify::new()),
         };
         let every = Duration::from_millis(options.poll_interval_ms);
         tokio::spawn(poll_head(store.clone_weak(), every));
@@ -99,9 +116,10 @@ impl PgEventStore {
 
     /// Appends inside the caller's transaction, so events commit atomically with the caller's
     /// own changes (a state table, an outbox). The events are durable and visible only when the
-    /// caller commits; until then every other append in this schema waits, so keep the
-    /// transaction short. Call [`announce`](Self::announce) after committing to wake local
-    /// subscribers at once (otherwise they notice within the poll interval).
+    /// caller commits; until then other appends to the same stream wait, and readers of `$all`
+    /// stop below this transaction's positions, so keep the transaction short. Call
+    /// [`announce`](Self::announce) after committing to wake local subscribers at once
+    /// (otherwise they notice within the poll interval).
     pub async fn append_in(
         &self,
         tx: &Transaction<'_>,
@@ -111,20 +129,23 @@ impl PgEventStore {
     ) -> Result<AppendResult, Error> {
         validate_batch(events)?;
         let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
-        let (lock, by_ids, state) = tokio::try_join!(
-            tx.prepare_cached(&self.sql.lock),
+        let (lock, slot, by_ids, state) = tokio::try_join!(
+            tx.prepare_cached(&self.sql.stream_lock),
+            tx.prepare_cached(&self.sql.tx_slot),
             tx.prepare_cached(&self.sql.by_ids),
             tx.prepare_cached(&self.sql.stream_state),
         )
         .map_err(pg)?;
-        // Pipelined: one round trip. The session runs them in order, so both reads happen
-        // under the lock.
+        // Pipelined: one round trip. The session runs them in order, so the reads happen
+        // under the stream's lock.
         let name = stream.as_str();
-        let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&self.lock_key];
+        let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+            [&name, &self.stream_seed];
         let id_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
         let state_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&name];
-        let (_, found, state) = tokio::try_join!(
+        let (_, slot, found, state) = tokio::try_join!(
             tx.execute(&lock, &lock_params),
+            tx.query_one(&slot, &[]),
             tx.query(&by_ids, &id_params),
             tx.query_opt(&state, &state_params),
         )
@@ -143,18 +164,23 @@ impl PgEventStore {
         });
         match plan_append(stream, expected, state, events, &stored)? {
             Plan::AlreadyStored(r) => Ok(r),
-            Plan::Write { first_version } => self.insert(tx, stream, first_version, events).await,
+            Plan::Write { first_version } => {
+                let first = first_position(slot.get(0), slot.get(1), events.len())?;
+                self.insert(tx, stream, (first, first_version), events)
+                    .await
+            }
         }
     }
 
-    /// The advisory-lock key appends in this schema serialize on (for operators reading
-    /// `pg_locks`, and for tests).
-    pub fn append_lock_key(&self) -> i64 {
-        self.lock_key
+    /// Tells this process's subscribers that an append committed: the head is re-read at
+    /// once rather than at the next poll. (A committed position is not announced directly:
+    /// it is safe to pass only once every older transaction has finished.)
+    pub fn announce(&self) {
+        self.wake.notify_one();
     }
 
-    /// Tells local subscribers that everything up to `position` is visible.
-    pub fn announce(&self, position: Position) {
+    /// Raises the head to `position`, which the caller knows to be final.
+    fn raise_head(&self, position: Position) {
         self.head.send_if_modified(|h| {
             let grew = position > *h;
             *h = (*h).max(position);
@@ -167,6 +193,7 @@ impl PgEventStore {
             pool: self.pool.clone(),
             sql: self.sql.clone(),
             head: Arc::downgrade(&self.head),
+            wake: self.wake.clone(),
         }
     }
 
@@ -190,10 +217,9 @@ impl PgEventStore {
         &self,
         tx: &Transaction<'_>,
         stream: &StreamId,
-        first: Version,
+        (first_position, first): (i64, Version),
         events: &[NewEvent],
     ) -> Result<AppendResult, Error> {
-        let n = events.len() as i64;
         let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         let data: Vec<&serde_json::Value> = events.iter().map(|e| &e.data).collect();
@@ -209,8 +235,16 @@ impl PgEventStore {
             tx.prepare_cached(&self.sql.upsert_stream),
         )
         .map_err(pg)?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] =
-            [&ids, &s, &cat, &types, &data, &metadata, &n, &first_i];
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+            &ids,
+            &s,
+            &cat,
+            &types,
+            &data,
+            &metadata,
+            &first_position,
+            &first_i,
+        ];
         let last_i = last_version as i64;
         let upsert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&s, &last_i];
         let (rows, _) = tokio::try_join!(
@@ -246,12 +280,30 @@ struct WeakStore {
     pool: Pool,
     sql: Arc<Sql>,
     head: std::sync::Weak<watch::Sender<Position>>,
+    wake: Arc<Notify>,
 }
 
+/// The first position of an append of `n` events in the transaction whose positions start
+/// above `base`, `used` of them taken by earlier appends in the same transaction.
+fn first_position(base: i64, used: i64, n: usize) -> Result<i64, Error> {
+    let total = used.saturating_add(i64::try_from(n).unwrap_or(i64::MAX));
+    if total > schema::MAX_PER_TX {
+        return Err(Error::InvalidInput(format!(
+            "one transaction can append at most {} events; this append would make it {total}",
+            schema::MAX_PER_TX
+        )));
+    }
+    Ok(base + used + 1)
+}
+
+/// Re-reads the head every `every`, and at once when woken by a commit in this process.
 async fn poll_head(store: WeakStore, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = store.wake.notified() => {}
+        }
         let Some(head) = store.head.upgrade() else {
             return;
         };

@@ -1,14 +1,24 @@
-//! The event store's tables, in the configured schema.
+//! The event store's tables, in the configured schema, and the step that upgrades a schema
+//! created by an earlier release.
 
-/// DDL, with `{s}` standing for the schema name (validated as a plain identifier).
+/// Low bits of a position that number the events within one transaction; the high bits are
+/// the transaction's id (`position = xid << TX_BITS | ordinal`). See the module docs.
+pub(super) const TX_BITS: u32 = 20;
+/// `1 << TX_BITS`, as SQL and Rust both need it.
+pub(super) const TX_SPAN: i64 = 1 << TX_BITS;
+/// Most events one transaction can append (ordinal 0 is never used).
+pub(super) const MAX_PER_TX: i64 = TX_SPAN - 1;
+
+/// DDL, with `{s}` standing for the schema name (validated as a plain identifier) and
+/// `{lock}` for [`legacy_lock_key`].
 const DDL: &str = "
+SELECT pg_advisory_xact_lock({lock});
 CREATE SCHEMA IF NOT EXISTS {s};
 CREATE TABLE IF NOT EXISTS {s}.es_streams (
     stream  text PRIMARY KEY,
     version bigint NOT NULL,
     deleted boolean NOT NULL DEFAULT false
 );
-CREATE SEQUENCE IF NOT EXISTS {s}.es_position;
 CREATE TABLE IF NOT EXISTS {s}.es_events (
     position    bigint PRIMARY KEY,
     id          uuid NOT NULL UNIQUE,
@@ -32,19 +42,50 @@ CREATE TABLE IF NOT EXISTS {s}.es_checkpoints (
     subscriber text PRIMARY KEY,
     position   bigint NOT NULL
 );
+DO $retire$
+DECLARE last bigint;
+BEGIN
+    IF to_regclass('{s}.es_position') IS NOT NULL THEN
+        SELECT greatest(last_value, 1) INTO last FROM {s}.es_position;
+        PERFORM setval('{s}.es_position', last, true);
+        EXECUTE format('ALTER SEQUENCE {s}.es_position MAXVALUE %s', last);
+        EXECUTE 'COMMENT ON SEQUENCE {s}.es_position IS '
+            || quote_literal('retired: positions come from transaction ids; nextval fails');
+    END IF;
+END
+$retire$;
 ";
 
-/// The DDL for `schema`.
+/// The DDL for `schema`. It runs as one implicit transaction.
+///
+/// Upgrading a schema made by a release that drew positions from the sequence `es_position`
+/// under a schema-wide advisory lock: the DDL first takes that same lock, so it waits for
+/// appends of the old release in flight (their small positions commit below every position
+/// this release draws), then caps the sequence at its current value. An old process still
+/// running afterwards fails its next append at `nextval` instead of writing a position a
+/// reader may already have passed. Old rows need no change: their positions are far below
+/// `xid << TX_BITS` of any transaction that can still run.
 pub(super) fn ddl(schema: &str) -> String {
     DDL.replace("{s}", schema)
+        .replace("{lock}", &legacy_lock_key(schema).to_string())
 }
 
-/// The advisory-lock key that orders appends in `schema`: a stable hash of its name, so
-/// stores in different schemas do not serialize on each other.
-pub(super) fn lock_key(schema: &str) -> i64 {
+/// The advisory-lock key every append of the previous release took in `schema` (a stable
+/// FNV-1a hash of its name); kept so the upgrade can fence those appends out.
+pub(super) fn legacy_lock_key(schema: &str) -> i64 {
+    hash(schema)
+}
+
+/// The seed of the per-stream append locks of `schema`: stores in different schemas never
+/// wait on each other, even for a stream of the same name.
+pub(super) fn stream_lock_seed(schema: &str) -> i64 {
+    hash(&format!("streams.{schema}"))
+}
+
+fn hash(name: &str) -> i64 {
     // FNV-1a: stable across processes and releases (std's hasher is not).
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in b"flotilla.eventstore.".iter().chain(schema.as_bytes()) {
+    for b in b"flotilla.eventstore.".iter().chain(name.as_bytes()) {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }

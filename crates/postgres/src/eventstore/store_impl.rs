@@ -3,15 +3,17 @@
 use super::*;
 
 impl PgEventStore {
-    async fn query_events(
+    async fn append_once(
         &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<Vec<RecordedEvent>, Error> {
-        let client = self.pool.get().await.map_err(unavailable)?;
-        let stmt = client.prepare_cached(sql).await.map_err(pg)?;
-        let rows = client.query(&stmt, params).await.map_err(pg)?;
-        rows.iter().map(sql::event).collect()
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, Error> {
+        let mut client = self.pool.get().await.map_err(unavailable)?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let result = self.append_in(&tx, stream, expected, events).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(result)
     }
 }
 
@@ -24,11 +26,16 @@ impl EventStore for PgEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, Error> {
         validate_batch(&events)?;
-        let mut client = self.pool.get().await.map_err(unavailable)?;
-        let tx = client.transaction().await.map_err(pg)?;
-        let result = self.append_in(&tx, stream, expected, &events).await?;
-        tx.commit().await.map_err(pg)?;
-        self.announce(result.last_position);
+        // Once more on a retryable failure: the only one an append meets in normal operation
+        // is a concurrent append to another stream storing one of the same event ids first,
+        // and the second attempt answers it as the contract says.
+        let result = match self.append_once(stream, expected, &events).await {
+            Err(Error::Storage {
+                retryable: true, ..
+            }) => self.append_once(stream, expected, &events).await?,
+            other => other?,
+        };
+        self.announce();
         Ok(result)
     }
 
@@ -63,21 +70,7 @@ impl EventStore for PgEventStore {
 
     async fn read_all(&self, read: ReadAll) -> Result<Vec<RecordedEvent>, Error> {
         validate_limit(read.limit)?;
-        let (after, limit) = (clamp(read.after), clamp(read.limit as u64));
-        match &read.filter {
-            Filter::All => {
-                self.query_events(&self.sql.read_all, &[&after, &limit])
-                    .await
-            }
-            Filter::Category(c) => {
-                let sql = &self.sql.read_category;
-                self.query_events(sql, &[&after, &limit, &c.as_str()]).await
-            }
-            Filter::EventType(t) => {
-                let sql = &self.sql.read_type;
-                self.query_events(sql, &[&after, &limit, &t.as_str()]).await
-            }
-        }
+        self.read_bounded(&read).await
     }
 
     async fn delete_stream(
@@ -87,10 +80,14 @@ impl EventStore for PgEventStore {
     ) -> Result<(), Error> {
         let mut client = self.pool.get().await.map_err(unavailable)?;
         let tx = client.transaction().await.map_err(pg)?;
-        // Under the append lock, so no append can land between the check and the delete.
-        tx.execute(&self.sql.lock, &[&self.lock_key])
-            .await
-            .map_err(pg)?;
+        // Under the stream's append lock, so no append can land between the check and the
+        // delete.
+        tx.execute(
+            &self.sql.stream_lock,
+            &[&stream.as_str(), &self.stream_seed],
+        )
+        .await
+        .map_err(pg)?;
         let state = self.stream_state(&tx, stream).await?;
         if state.deleted {
             return Ok(());
