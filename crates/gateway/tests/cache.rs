@@ -738,3 +738,56 @@ async fn an_age_that_is_not_one_delta_seconds_is_stored_but_not_served_as_fresh(
     assert_eq!(again.body, "/age-list #2", "{}", status_of(&again));
     assert_eq!(s.origin.count("GET /age-list"), 2);
 }
+
+#[tokio::test]
+async fn a_range_is_served_from_a_stored_complete_response_and_otherwise_goes_through() {
+    let s = setup().await;
+    let ranged = [("range", "bytes=0-1")];
+    let through = get(&s.gw, "/parts", &ranged).await;
+    assert_eq!(
+        status_of(&through),
+        "flotilla; fwd=bypass",
+        "nothing stored yet"
+    );
+    assert_eq!(through.body, "/parts #1");
+    get(&s.gw, "/parts", &[]).await;
+    assert_eq!(
+        s.origin.count("GET /parts"),
+        2,
+        "the ranged answer was not stored"
+    );
+
+    let part = get(&s.gw, "/parts", &ranged).await;
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, "/p");
+    assert_eq!(part.headers["content-range"], "bytes 0-1/9");
+    assert!(
+        status_of(&part).starts_with("flotilla; hit"),
+        "{}",
+        status_of(&part)
+    );
+    let suffix = get(&s.gw, "/parts", &[("range", "bytes=-2")]).await;
+    assert_eq!((suffix.status, &suffix.body[..]), (206, &b"#2"[..]));
+    let beyond = get(&s.gw, "/parts", &[("range", "bytes=50-")]).await;
+    assert_eq!(beyond.status, 416);
+    assert_eq!(beyond.headers["content-range"], "bytes */9");
+    let several = get(&s.gw, "/parts", &[("range", "bytes=0-1,4-5")]).await;
+    assert_eq!(
+        (several.status, &several.body[..]),
+        (200, &b"/parts #2"[..])
+    );
+    assert_eq!(
+        s.origin.count("GET /parts"),
+        2,
+        "all answered from the store"
+    );
+
+    s.clock.advance(Duration::from_secs(61));
+    let stale = get(&s.gw, "/parts", &ranged).await;
+    assert_eq!(
+        status_of(&stale),
+        "flotilla; fwd=bypass",
+        "a stale entry is not served"
+    );
+    assert_eq!(s.origin.count("GET /parts"), 3);
+}

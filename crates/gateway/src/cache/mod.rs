@@ -13,6 +13,7 @@ mod flow;
 pub mod key;
 mod location;
 pub mod policy;
+mod range;
 mod status;
 pub mod store;
 
@@ -196,12 +197,14 @@ pub(crate) struct Lookup {
     head: Parts,
     directives: Directives,
     conditions: ClientConditions,
+    /// A GET's `Range`: served from a stored `200`, or the request goes through untouched.
+    range: Option<http::HeaderValue>,
     authenticated: bool,
 }
 
 impl Lookup {
     /// Whether the cache handles the upstream request `head`: GET or HEAD, without a body,
-    /// a range, or a precondition other than the two the cache evaluates itself.
+    /// `If-Range`, or a precondition other than the two the cache evaluates itself.
     pub(crate) fn applies(headers: &HeaderMap, method: &Method) -> bool {
         CacheMethod::of(method).is_some() && !bypassed(headers)
     }
@@ -216,6 +219,10 @@ impl Lookup {
     ) -> Self {
         let method = CacheMethod::of(&head.method).unwrap_or(CacheMethod::Get);
         let conditions = ClientConditions::take(&mut head.headers);
+        // RFC 9110 §14.2: GET is the only method range requests are defined for.
+        let range = (method == CacheMethod::Get)
+            .then(|| head.headers.get(header::RANGE).cloned())
+            .flatten();
         Self {
             key: PrimaryKey {
                 route: route.into(),
@@ -230,6 +237,7 @@ impl Lookup {
                 || head.headers.contains_key(header::COOKIE),
             head,
             conditions,
+            range,
         }
     }
 
@@ -241,7 +249,6 @@ impl Lookup {
 /// Requests the cache passes through untouched.
 fn bypassed(h: &HeaderMap) -> bool {
     [
-        header::RANGE,
         header::IF_RANGE,
         header::IF_MATCH,
         header::IF_UNMODIFIED_SINCE,
