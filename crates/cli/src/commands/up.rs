@@ -34,7 +34,8 @@ async fn serve(config: PlatformConfig, role: Role) -> Result<(), Failure> {
             "/api/v1/platform",
             get(move || async move { axum::Json(summary) }),
         )
-        .merge(platform.registry.router());
+        .merge(platform.registry.router())
+        .merge(flotilla_dashboard::router());
     let mut guarded = Router::new();
     if let Some(broker) = &platform.broker {
         guarded = guarded.merge(broker.router());

@@ -66,7 +66,8 @@ pub(crate) async fn build(
             })),
         },
         "storage": { "data_dir": config.storage.data_dir },
-        "not_yet_available": ["sagas", "dashboard"],
+        "dashboard": flotilla_dashboard::PATH,
+        "not_yet_available": ["sagas"],
     });
     Ok(Platform {
         registry,
