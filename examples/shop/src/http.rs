@@ -49,10 +49,22 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
 }
 
 /// A store failure as the client sees it: its class decides the status, and 5xx details stay
-/// in the log.
+/// in the log. Losing every optimistic-concurrency retry to other writers of the same stream
+/// is contention, not a conflict with the caller's request: 503, so the caller (a saga step)
+/// retries under the same key instead of taking it as a refusal.
 pub(crate) fn store_problem(e: flotilla::eventsourcing::Error) -> Problem {
-    Problem::from_error(&e)
+    match e {
+        flotilla::eventsourcing::Error::WrongExpectedVersion { .. } => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+                .detail("too many concurrent updates of the same record; retry")
+        }
+        e => Problem::from_error(&e),
+    }
 }
+
+/// How many times a command is decided again after losing a race: products are written by
+/// every concurrent checkout that holds some of them.
+pub(crate) const CONFLICT_RETRIES: usize = 20;
 
 /// Publishes `topic` with `data` under the event id `id`, so publishing the same fact again
 /// (a retried request) is dropped by the bus's publisher dedupe instead of delivered twice.

@@ -74,6 +74,14 @@ async fn two_hundred_orders_with_a_fifth_of_payments_failing_end_consistent() {
         );
     }
     check_payments(&shop, &status_of).await;
+    // Every cancellation was a declined payment, which the orders service heard about.
+    for (id, _) in status_of.iter().filter(|(_, s)| *s == "cancelled") {
+        let url = format!("{gw}/api/orders/{id}");
+        support::eventually(|| async {
+            call(Method::GET, &url, None, None).await.2["payment"] == "failed"
+        })
+        .await;
+    }
 }
 
 /// Places the orders from 8 concurrent clients, each one to three lines.

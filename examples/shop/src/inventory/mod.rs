@@ -24,7 +24,7 @@ pub use product::Product;
 pub use reservation::{Line, Reservation};
 
 use crate::ShopConfig;
-use crate::http::{invalid, store_problem};
+use crate::http::{CONFLICT_RETRIES, invalid, store_problem};
 
 pub(crate) struct Inventory {
     products: Repository<Product>,
@@ -42,7 +42,9 @@ pub fn service(
     let store = platform.event_store();
     let catalog = Catalog::default();
     let state = Arc::new(Inventory {
-        products: Repository::new(store.clone()).snapshot_every(100),
+        products: Repository::new(store.clone())
+            .snapshot_every(100)
+            .retries(CONFLICT_RETRIES),
         reservations: Repository::new(store.clone()),
         catalog: catalog.clone(),
         max_age: shop.product_max_age,

@@ -50,6 +50,7 @@ pub enum Command {
 /// What a reservation's stream records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
+#[allow(clippy::enum_variant_names)] // the variants are the stored event type names
 pub enum Event {
     /// Stock held.
     ReservationHeld {

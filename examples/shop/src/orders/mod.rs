@@ -25,7 +25,7 @@ pub use checkout::PLACE_ORDER;
 pub use list::OrderList;
 pub use order::{Item, Order, Status};
 
-use crate::http::{invalid, store_problem};
+use crate::http::{CONFLICT_RETRIES, invalid, store_problem};
 
 struct Orders {
     repo: Repository<Order>,
@@ -40,7 +40,7 @@ pub async fn service(
     platform: &Platform,
 ) -> Result<MicroserviceBuilder, flotilla::Error> {
     let store = platform.event_store();
-    let repo = Repository::<Order>::new(store.clone());
+    let repo = Repository::<Order>::new(store.clone()).retries(CONFLICT_RETRIES);
     let list = OrderList::default();
     let sagas = checkout::orchestrator(platform, repo.clone()).await?;
     let state = Arc::new(Orders {

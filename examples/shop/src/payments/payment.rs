@@ -60,6 +60,7 @@ pub enum Command {
 /// What a payment's stream records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
+#[allow(clippy::enum_variant_names)] // the variants are the stored event type names
 pub enum Event {
     /// Taken.
     PaymentCaptured {

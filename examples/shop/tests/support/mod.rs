@@ -112,11 +112,21 @@ impl Shop {
                 "FLOTILLA_SHOP__PAYMENT_FAILURE_RATE",
                 failure_rate.to_string(),
             )
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(self.log(name))
+            .stderr(self.log(name))
             .spawn()
             .expect("the shop binary starts");
         self.services.push((name.to_owned(), child));
+    }
+
+    /// A service's log file, appended to across restarts; printed when a test fails.
+    fn log(&self, name: &str) -> std::fs::File {
+        let path = self._data.path().join(format!("{name}.log"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+        file.expect("the log file opens")
     }
 
     /// The direct address of a service (bypassing the gateway).
@@ -158,6 +168,17 @@ impl Shop {
 
 impl Drop for Shop {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (name, _) in &self.ports {
+                let path = self._data.path().join(format!("{name}.log"));
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                eprintln!(
+                    "--- {name} log (last lines, newest first) ---\n{}",
+                    tail.join("\n")
+                );
+            }
+        }
         let children = self.services.iter_mut().map(|(_, c)| c);
         for child in children.chain([&mut self.platform]) {
             let _ = child.kill();
