@@ -25,7 +25,9 @@ const PAGE: usize = 1000;
 impl Orchestrator {
     /// Resumes every unfinished instance in the store. Instances already driven here are
     /// left as they are. It scans the `saga` category of `$all`, so it reads every saga event
-    /// once; call it at start-up, not on a hot path.
+    /// once; call it at start-up, not on a hot path. It sees what the store's `$all` shows up
+    /// to its head: on a store shared with other processes, an instance started elsewhere a
+    /// moment ago may not be visible yet, so a standby replica calls it periodically.
     pub async fn recover(&self) -> Result<Recovery> {
         let mut report = Recovery::default();
         for id in self.unfinished().await? {
