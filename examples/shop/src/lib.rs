@@ -81,9 +81,11 @@ impl Service {
 pub async fn run(service: Service, file: Option<&std::path::Path>) -> Result<(), flotilla::Error> {
     let platform = flotilla::platform::Platform::load(file).await?;
     let shop = ShopConfig::load(file)?;
+    let config = http::service_config(service, file)?;
+    flotilla::telemetry::init(config.log_format, &config.log_level);
     let builder = flotilla::Microservice::builder(service.name())?
         .version(env!("CARGO_PKG_VERSION"))
-        .config(http::service_config(service, file)?)
+        .config(config)
         .platform(&platform);
     let builder = match service {
         Service::Users => users::service(builder, &platform),

@@ -110,7 +110,8 @@ async fn the_walkthrough_places_one_order_and_compensates_another() {
     .await;
 
     // Payments decline everything now: the next order turns back.
-    shop.restart("payments", 1.0).await;
+    shop.restart("payments", &[("PAYMENT_FAILURE_RATE", "1")])
+        .await;
     let id = place_order(&gw, &user_id, json!([{ "sku": "mug", "quantity": 3 }])).await;
     let order = settled(&gw, &id).await;
     assert_eq!(order["status"], "cancelled", "{order}");
@@ -145,4 +146,36 @@ async fn the_walkthrough_places_one_order_and_compensates_another() {
         o["payment"] == "failed"
     })
     .await;
+
+    // A customer cancels while the (slow) charge is in flight: the saga turns back at once,
+    // the refund voids the charge key before the charge lands (so the late charge is refused),
+    // the stock is released and the order cancelled.
+    shop.restart("payments", &[("PAYMENT_LATENCY", "2s")]).await;
+    let id = place_order(&gw, &user_id, json!([{ "sku": "tee", "quantity": 2 }])).await;
+    let saga_url = format!("{gw}/api/orders/{id}/saga");
+    support::eventually(|| async {
+        let (_, _, saga) = call(Method::GET, &saga_url, None, None).await;
+        saga["steps"][2]["phase"]["phase"] == "running"
+    })
+    .await;
+    let cancel = format!("{gw}/api/orders/{id}/cancel");
+    let (status, _, body) = call(Method::POST, &cancel, None, Some(DEMO_TOKEN)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let order = settled(&gw, &id).await;
+    assert_eq!(order["status"], "cancelled", "{order}");
+    let tee = format!("{}/products/tee", shop.service("inventory"));
+    let (_, _, tee) = call(Method::GET, &tee, None, None).await;
+    assert_eq!(
+        (tee["available"].clone(), tee["reserved"].clone()),
+        (json!(4), json!(1)),
+        "{tee}"
+    );
+    let saga_id = order["saga"].as_str().expect("the order names its saga");
+    let key = format!("{}/payments/{saga_id}:charge", shop.service("payments"));
+    support::eventually(|| async {
+        call(Method::GET, &key, None, None).await.2["status"] == "voided"
+    })
+    .await;
+    let (_, _, saga) = call(Method::GET, &saga_url, None, None).await;
+    assert_eq!(saga["status"], json!("compensated"), "{saga}");
 }

@@ -12,7 +12,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use flotilla::events::{HandlerError, Typed};
 use flotilla::eventsourcing::{Metadata, Repository};
 use flotilla::platform::Platform;
@@ -52,6 +52,7 @@ pub async fn service(
         .route("/orders", get(list_orders).post(place))
         .route("/orders/{id}", get(read))
         .route("/orders/{id}/saga", get(saga))
+        .route("/orders/{id}/cancel", post(cancel))
         .with_state(state);
     Ok(builder
         .description("orders of the example shop")
@@ -152,6 +153,39 @@ async fn saga(State(s): State<Arc<Orders>>, Path(id): Path<String>) -> Result<Re
         .await
         .map_err(|e| Problem::from_error(&e))?;
     Ok(axum::Json(state).into_response())
+}
+
+/// `POST /orders/{id}/cancel`: the customer changes their mind. While the checkout runs, the
+/// saga is cancelled and turns back (a charge in flight is refunded, or voided if it has not
+/// landed yet; the stock is released; the order cancelled last): 202. A confirmed order is
+/// not cancelled here: 409.
+async fn cancel(State(s): State<Arc<Orders>>, Path(id): Path<String>) -> Result<Response, Problem> {
+    let loaded = s.repo.load(&id).await.map_err(store_problem)?;
+    let order = loaded.state;
+    match (order.status, &order.saga) {
+        (Status::Absent, _) => Err(Problem::not_found(format!("no order {id:?}"))),
+        (Status::Confirmed, _) => Err(Problem::new(StatusCode::CONFLICT)
+            .detail("the order is confirmed: ask for a return instead")),
+        (Status::Cancelled, _) => Ok(axum::Json(view(&id, &order)).into_response()),
+        (Status::Pending, Some(saga)) => match s.sagas.cancel(saga).await {
+            Ok(_) => Ok((StatusCode::ACCEPTED, axum::Json(view(&id, &order))).into_response()),
+            // It ended meanwhile: the order says how.
+            Err(flotilla_saga::Error::InvalidState { .. }) => {
+                let now = s.repo.load(&id).await.map_err(store_problem)?.state;
+                let status = match now.status {
+                    Status::Confirmed => StatusCode::CONFLICT,
+                    _ => StatusCode::OK,
+                };
+                Ok((status, axum::Json(view(&id, &now))).into_response())
+            }
+            Err(e) => Err(Problem::from_error(&e)),
+        },
+        (Status::Pending, None) => {
+            let reason = "cancelled by the customer".to_owned();
+            let order = handle(&s, &id, &order::Command::Cancel { reason }).await?;
+            Ok(axum::Json(view(&id, &order)).into_response())
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

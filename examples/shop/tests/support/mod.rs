@@ -97,20 +97,25 @@ impl Shop {
         for name in SERVICES {
             let port = free_port();
             shop.ports.push((name.to_owned(), port));
-            shop.spawn(name, port, failure_rate);
+            shop.spawn(
+                name,
+                port,
+                &[("PAYMENT_FAILURE_RATE", &failure_rate.to_string())],
+            );
         }
         shop
     }
 
-    fn spawn(&mut self, name: &str, port: u16, failure_rate: f64) {
+    /// Starts service `name` on `port` with `[shop]` settings (`FLOTILLA_SHOP__<KEY>`).
+    fn spawn(&mut self, name: &str, port: u16, shop: &[(&str, &str)]) {
         let child = clean(Command::new(env!("CARGO_BIN_EXE_shop")))
             .arg(name)
             .env("FLOTILLA_PLATFORM__URL", &self.url)
             .env("FLOTILLA_SERVICE__LISTEN", format!("127.0.0.1:{port}"))
             .env("FLOTILLA_SERVICE__DRAIN_DELAY", "0s")
-            .env(
-                "FLOTILLA_SHOP__PAYMENT_FAILURE_RATE",
-                failure_rate.to_string(),
+            .envs(
+                shop.iter()
+                    .map(|(k, v)| (format!("FLOTILLA_SHOP__{k}"), *v)),
             )
             .stdout(self.log(name))
             .stderr(self.log(name))
@@ -135,8 +140,8 @@ impl Shop {
         format!("http://127.0.0.1:{port}")
     }
 
-    /// Stops `name` with SIGTERM and starts it again on the same port with `failure_rate`.
-    pub(crate) async fn restart(&mut self, name: &str, failure_rate: f64) {
+    /// Stops `name` with SIGTERM and starts it again on the same port with `[shop]` settings.
+    pub(crate) async fn restart(&mut self, name: &str, shop: &[(&str, &str)]) {
         let i = self.services.iter().position(|(n, _)| n == name).unwrap();
         let (_, mut child) = self.services.remove(i);
         let status = Command::new("kill")
@@ -145,7 +150,7 @@ impl Shop {
         assert!(status.is_ok_and(|s| s.success()));
         assert!(child.wait().unwrap().success(), "{name} stops cleanly");
         let port = self.ports.iter().find(|(n, _)| n == name).unwrap().1;
-        self.spawn(name, port, failure_rate);
+        self.spawn(name, port, shop);
         wait_ready(&self.service(name)).await;
     }
 
