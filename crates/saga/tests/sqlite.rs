@@ -66,9 +66,12 @@ async fn two_orchestrators_on_one_store_never_both_record_a_transition() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir.path().join("sagas.db")).await;
     let participants = Participants::new();
-    for f in ["reserve", "charge", "confirm"] {
+    for f in ["reserve", "charge"] {
         participants.always(f, Reply::After(Duration::from_millis(5)));
     }
+    // Every saga stays open until both orchestrators drive it.
+    let gate = tokio::sync::watch::Sender::new(false);
+    participants.always("confirm", Reply::Gate(gate.subscribe()));
     let (a, b) = (
         orchestrator(store.clone(), &participants),
         orchestrator(store.clone(), &participants),
@@ -78,6 +81,7 @@ async fn two_orchestrators_on_one_store_never_both_record_a_transition() {
         ids.push(a.start("place-order", json!({ "n": i })).await.unwrap());
     }
     assert_eq!(b.recover().await.unwrap().resumed.len(), ids.len());
+    gate.send_replace(true);
     for id in &ids {
         let end = tokio::time::timeout(Duration::from_secs(20), a.wait(id))
             .await

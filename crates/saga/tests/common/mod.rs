@@ -25,6 +25,8 @@ pub enum Reply {
     Hang,
     /// Answers after a while.
     After(Duration),
+    /// Answers once the gate holds `true`.
+    Gate(watch::Receiver<bool>),
 }
 
 /// One recorded call.
@@ -113,6 +115,10 @@ impl Participants {
             Reply::Hang => std::future::pending().await,
             Reply::After(d) => {
                 tokio::time::sleep(d).await;
+                Ok(json!({ "by": function }))
+            }
+            Reply::Gate(mut open) => {
+                let _ = open.wait_for(|o| *o).await;
                 Ok(json!({ "by": function }))
             }
         }
