@@ -4,7 +4,10 @@
 #   - promtool (Debian's `prometheus` package): `promtool check metrics` on every /metrics;
 #   - the official Python CloudEvents SDK (PyPI `cloudevents`), in a venv under
 #     $HOME/.cache/flotilla/, for the broker's interoperability test;
-#   - the real Consul clients (PyPI `py-consul`, npm `consul`), through scripts/consul-clients.sh.
+#   - the real Consul clients (PyPI `py-consul`, npm `consul`), through scripts/consul-clients.sh;
+#   - a real headless browser for the dashboard's browser test: Debian's `chromium` and
+#     `chromium-driver`, driven by Python Selenium (PyPI `selenium`) in a venv under
+#     $HOME/.cache/flotilla/.
 # The gateway cache's test also needs the http-tests cache suite (npm `http-cache-tests`),
 # installed by scripts/cache-tests.sh.
 # Tests that need a tool skip visibly when it is absent (and fail when
@@ -18,8 +21,12 @@ mode=${1:-check}
 venv=${FLOTILLA_CLOUDEVENTS_VENV:-$HOME/.cache/flotilla/cloudevents-sdk}
 # Pinned so a new SDK release cannot change what CI tests against without a commit.
 cloudevents_version=2.2.0
+selenium_venv=${FLOTILLA_SELENIUM_VENV:-$HOME/.cache/flotilla/selenium}
+selenium_version=4.27.1
 
 have_promtool() { command -v promtool >/dev/null; }
+have_chromium() { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }
+have_selenium() { [ -x "$selenium_venv/bin/python" ] && "$selenium_venv/bin/python" -c 'import selenium' 2>/dev/null; }
 have_sdk() { [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import cloudevents' 2>/dev/null; }
 
 apt_install() { # package...
@@ -51,6 +58,24 @@ install_sdk() {
   have_sdk
 }
 
+# The browser and its driver come from Debian, so they match each other and work offline; only
+# the Python driver library comes from PyPI, pinned like the SDK above.
+install_chromium() {
+  if ! have_chromium; then
+    apt_install chromium chromium-driver
+  fi
+  have_selenium && "$selenium_venv/bin/python" -m pip show selenium 2>/dev/null |
+    grep -qx "Version: $selenium_version" && return 0
+  if ! python3 -m venv --help >/dev/null 2>&1; then
+    apt_install python3-venv
+  fi
+  mkdir -p "$(dirname "$selenium_venv")"
+  python3 -m venv "$selenium_venv"
+  "$selenium_venv/bin/python" -m pip install -q --disable-pip-version-check \
+    "selenium==$selenium_version"
+  have_chromium && have_selenium
+}
+
 # The suite's origin server and CLI, pinned in scripts/cache-tests.sh.
 install_cache_tests() {
   bash "$(dirname "$0")/cache-tests.sh" install
@@ -59,6 +84,8 @@ install_cache_tests() {
 report() {
   if have_promtool; then echo "  promtool: $(command -v promtool)"; else echo "  promtool: missing"; fi
   if have_sdk; then echo "  cloudevents SDK: $venv"; else echo "  cloudevents SDK: missing"; fi
+  if have_chromium; then echo "  chromium: $(command -v chromium)"; else echo "  chromium: missing"; fi
+  if have_selenium; then echo "  selenium: $selenium_venv"; else echo "  selenium: missing"; fi
   if bash "$(dirname "$0")/consul-clients.sh" check >/dev/null 2>&1; then
     echo "  Consul clients: $(bash "$(dirname "$0")/consul-clients.sh" dir)"
   else
@@ -77,6 +104,7 @@ case $mode in
     failed=0
     install_promtool || { echo "promtool could not be installed" >&2; failed=1; }
     install_sdk || { echo "the Python cloudevents SDK could not be installed" >&2; failed=1; }
+    install_chromium || { echo "chromium or selenium could not be installed" >&2; failed=1; }
     bash "$(dirname "$0")/consul-clients.sh" install ||
       { echo "the Consul clients could not be installed" >&2; failed=1; }
     install_cache_tests || { echo "the http-tests cache suite could not be installed" >&2; failed=1; }

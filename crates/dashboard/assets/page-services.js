@@ -68,7 +68,7 @@ export function mount(main) {
     async tick() {
       const names = (await get('/api/v1/registry/services')).map((s) => s.name)
         .filter((n) => !only || n === only);
-      const services = await Promise.all(names.map((n) => get(`/api/v1/registry/services/${seg(n)}`)));
+      const services = await Promise.all(names.map((n) => get(`/api/v1/registry/services/${seg(n)}?status=any`)));
       body.show({ only, services }, render);
     },
   };

@@ -1,0 +1,143 @@
+//! The web dashboard in a real browser: a headless Chromium, driven by Python Selenium through
+//! Debian's chromedriver (both installed by `scripts/test-tools.sh install`), against the real
+//! `flotilla up` with services, gateway traffic, events and a dead letter. The checks
+//! themselves are in `tests/dashboard/browser.py`; screenshots of every page are saved in
+//! `$CARGO_TARGET_TMPDIR/dashboard-screenshots/` (docs/dashboard.md).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::{Value, json};
+use support::{Up, http, http_as, start};
+
+const SUITE: &str = "dashboard browser test";
+
+/// Chromium, its driver and the Selenium interpreter, or `None` (a recorded skip).
+fn browser_tools() -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let venv = std::env::var_os("FLOTILLA_SELENIUM_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".cache/flotilla/selenium"));
+    let chromium = flotilla_testkit::tool("chromium", SUITE)?;
+    let driver = flotilla_testkit::tool("chromedriver", SUITE)?;
+    let python = flotilla_testkit::tool_at("selenium", &venv.join("bin/python"), SUITE)?;
+    Some((chromium, driver, python))
+}
+
+/// An upstream for the gateway's `/users` route: answers every request with 200.
+fn upstream() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    port
+}
+
+/// `name-1`, passing, on a TTL check the browser script keeps alive with heartbeats.
+fn register(up: &Up, name: &str, port: u16) {
+    let body = json!({
+        "id": format!("{name}-1"), "name": name, "address": "127.0.0.1", "port": port,
+        "version": "1.2.0", "tags": ["v1"], "metadata": {"zone": "a"},
+        "check": {"type": "ttl", "ttl": "3s"}, "status": "passing",
+    });
+    let (status, text) = http(
+        up.api,
+        "POST",
+        "/api/v1/registry/instances",
+        &body.to_string(),
+    );
+    assert!(status == 200 || status == 201, "{status} {text}");
+}
+
+/// Publishes `poison-1` and `poison-2` to group `g`, pulls them and rejects both, so the DLQ
+/// holds two entries.
+fn dead_letters(up: &Up) {
+    let declare = json!({"pattern": "poison.>"}).to_string();
+    assert_eq!(http(up.api, "PUT", "/api/v1/bus/groups/g", &declare).0, 204);
+    for id in ["poison-1", "poison-2"] {
+        let event = json!({"specversion": "1.0", "id": id, "source": "/test", "type": "poison.a",
+            "data": {"id": id}});
+        let path = "/api/v1/bus/topics/poison.a/events";
+        let (status, text) = http_as(
+            up.api,
+            "POST",
+            path,
+            "application/cloudevents+json",
+            &event.to_string(),
+        );
+        assert_eq!(status, 200, "{text}");
+    }
+    let pull = json!({"max": 2, "wait_ms": 0}).to_string();
+    let (_, body) = http(up.api, "POST", "/api/v1/bus/groups/g/pull", &pull);
+    let pulled: Value = serde_json::from_str(&body).unwrap();
+    let deliveries = pulled["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 2, "{body}");
+    for d in deliveries {
+        let reject = json!({"receipt": d["receipt"], "reason": "poison"}).to_string();
+        assert_eq!(
+            http(up.api, "POST", "/api/v1/bus/groups/g/reject", &reject).0,
+            204
+        );
+    }
+}
+
+#[test]
+fn every_page_works_in_a_real_browser_and_follows_the_platform_live() {
+    let Some((chromium, driver, python)) = browser_tools() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.toml");
+    std::fs::write(
+        &routes,
+        "[[upstreams]]\nname = \"users\"\nservice = \"users\"\n\n\
+         [[routes]]\nname = \"users\"\nprefix = \"/users\"\nupstream = \"users\"\n",
+    )
+    .unwrap();
+    let up = start(&dir.path().join("data"), &routes);
+    register(&up, "users", upstream());
+    register(&up, "orders", upstream());
+    dead_letters(&up);
+
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/browser.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args(["--api", &format!("http://127.0.0.1:{}", up.api)])
+        .args(["--gateway", &format!("http://127.0.0.1:{}", up.gateway)])
+        .arg("--chromium")
+        .arg(chromium)
+        .arg("--driver")
+        .arg(driver)
+        .arg("--shots")
+        .arg(&shots)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser checks failed:\n{stdout}\n{stderr}"
+    );
+    eprintln!("{stdout}");
+    for page in ["overview", "services", "gateway", "bus", "events", "sagas"] {
+        assert!(
+            shots.join(format!("{page}.png")).is_file(),
+            "no screenshot of {page}"
+        );
+    }
+    support::stop(up);
+}

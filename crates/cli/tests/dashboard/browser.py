@@ -1,0 +1,228 @@
+"""Drives the dashboard in a real headless Chromium (Selenium + Debian's chromedriver).
+
+Run by crates/cli/tests/dashboard.rs against a running `flotilla up` that has two services
+(`users`, `orders`, TTL checks, passing), a route `/users` on the gateway, a consumer group `g`
+and one dead letter. While it runs, a background thread keeps traffic flowing (heartbeats,
+gateway requests, bus publishes, event-store appends) so the overview's charts have data.
+
+Checks: every page loads with no console error and no failed request; the overview lists the
+services; `users` turns critical on the services page without a reload once its heartbeats
+stop; a dead letter can be inspected and replayed and the DLQ count drops. Saves a screenshot
+of every page into --shots. Exits non-zero, naming the failed check, otherwise.
+"""
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import urllib.request
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+PAGES = ["overview", "services", "gateway", "bus", "events", "sagas"]
+
+
+def call(method, url, body=None, content_type="application/json"):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"content-type": content_type})
+    with urllib.request.urlopen(req, timeout=10) as res:
+        raw = res.read()
+        return json.loads(raw) if raw else None
+
+
+class Traffic(threading.Thread):
+    """Heartbeats for the services still alive, and a little traffic for every chart."""
+
+    def __init__(self, args):
+        super().__init__(daemon=True)
+        self.args = args
+        self.alive = {"users", "orders"}
+        self.stop = threading.Event()
+
+    def run(self):
+        n = 0
+        while not self.stop.is_set():
+            try:
+                self.tick(n)
+            except OSError as e:
+                print(f"traffic: {e}", file=sys.stderr)
+            n += 1
+            self.stop.wait(0.5)
+
+    def tick(self, n):
+        api = self.args.api
+        for name in sorted(self.alive):
+            call("PUT", f"{api}/api/v1/registry/services/{name}/instances/{name}-1/heartbeat")
+        for _ in range(3):
+            try:
+                urllib.request.urlopen(f"{self.args.gateway}/users/{n}", timeout=5).read()
+            except OSError:
+                pass  # the charts show errors too
+        event = {"specversion": "1.0", "id": f"traffic-{n}", "source": "/browser-test",
+                 "type": "test.tick", "data": {"n": n}}
+        call("POST", f"{api}/api/v1/bus/topics/ticks/events", event, "application/cloudevents+json")
+        call("POST", f"{api}/api/v1/streams/tick-{n % 4}", {"events": [{"type": "Ticked", "data": {"n": n}}]})
+
+
+def chromium(args):
+    options = webdriver.ChromeOptions()
+    options.binary_location = args.chromium
+    for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1280,900", "--no-first-run", "--disable-background-networking",
+                 "--disable-extensions", "--disable-component-update"]:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    return webdriver.Chrome(service=Service(executable_path=args.driver), options=options)
+
+
+class Check:
+    def __init__(self, driver, shots):
+        self.driver = driver
+        self.shots = shots
+        self.problems = []
+        self.urls = {}  # request id -> URL, to name a failed request
+        self.answered = set()  # request ids that received a response head below 400
+
+    def collect(self, where):
+        """Console errors and failed requests since the last call."""
+        for entry in self.driver.get_log("browser"):
+            if entry["level"] == "SEVERE":
+                self.problems.append(f"{where}: console error: {entry['message']}")
+        for entry in self.driver.get_log("performance"):
+            msg = json.loads(entry["message"])["message"]
+            params = msg.get("params", {})
+            if msg["method"] == "Network.requestWillBeSent":
+                self.urls[params["requestId"]] = f"{params['request']['method']} {params['request']['url']}"
+            elif msg["method"] == "Network.loadingFailed":
+                # Chromium reports a fetch answered 204 as "loading failed: ERR_ABORTED" after
+                # its response arrived (there is no body to load); the page got its answer.
+                if params["requestId"] in self.answered and params.get("errorText") == "net::ERR_ABORTED":
+                    continue
+                url = self.urls.get(params["requestId"], "?")
+                self.problems.append(f"{where}: {url} failed: {params.get('errorText')} {params.get('blockedReason', '')}")
+            elif msg["method"] == "Network.responseReceived":
+                r = params["response"]
+                if r["status"] >= 400:
+                    self.problems.append(f"{where}: {r['status']} for {r['url']}")
+                else:
+                    self.answered.add(params["requestId"])
+
+    def wait(self, what, condition, timeout=20):
+        try:
+            return WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(lambda d: condition(d))
+        except Exception as e:
+            raise AssertionError(f"never happened within {timeout} s: {what}") from e
+
+    def main_text(self):
+        return self.driver.find_element(By.ID, "main").text
+
+    def open(self, page):
+        self.driver.find_element(By.CSS_SELECTOR, f'nav a[data-page="{page}"]').click()
+        self.wait(f"the {page} page shows", lambda d: self.driver.find_element(By.CSS_SELECTOR, f'nav a[data-page="{page}"]').get_attribute("aria-current") == "page")
+        self.wait(f"the {page} page has been updated", lambda d: "Updated" in d.find_element(By.ID, "status").text and self.main_text().strip())
+
+    def shot(self, name):
+        self.driver.save_screenshot(os.path.join(self.shots, f"{name}.png"))
+
+
+def dlq_rows(driver):
+    return driver.find_elements(By.CSS_SELECTOR, "tr[data-dead-letter]")
+
+
+def instance_status(driver, instance):
+    cells = driver.find_elements(By.CSS_SELECTOR, f'tr[data-instance="{instance}"] td.status')
+    return cells[0].text if cells else None
+
+
+def run(args, check, traffic):
+    d = check.driver
+    d.get(f"{args.api}/ui/")
+    # Set once: a reload would drop it, which is how "without a reload" is checked.
+    d.execute_script("window.__sameDocument = true;")
+    check.wait("the overview lists both services", lambda _: "users" in check.main_text() and "orders" in check.main_text())
+    check.collect("overview")
+
+    check.open("services")
+    check.wait("users shows passing", lambda _: instance_status(d, "users-1") == "passing")
+    check.shot("services")
+    check.collect("services")
+
+    check.open("gateway")
+    check.wait("the gateway page shows the users route with traffic", lambda _: "users" in check.main_text() and "/s" in check.main_text())
+    check.shot("gateway")
+    check.collect("gateway")
+
+    check.open("events")
+    d.find_element(By.CSS_SELECTOR, 'nav[aria-label="Streams"] a').click()
+    check.wait("a stream's events show as JSON", lambda _: d.find_elements(By.CSS_SELECTOR, "article.event pre.json"))
+    check.shot("events")
+    check.collect("events")
+
+    check.open("sagas")
+    check.wait("the sagas page says they are not wired", lambda _: "not wired" in check.main_text())
+    check.shot("sagas")
+    check.collect("sagas")
+
+    check.open("bus")
+    before = len(check.wait("the DLQ lists a dead letter", lambda _: dlq_rows(d)))
+    row = dlq_rows(d)[0]
+    letter = row.get_attribute("data-dead-letter")
+    row.find_element(By.XPATH, ".//button[text()='Inspect']").click()
+    check.wait("the inspected dead letter shows its event", lambda _: '"id": "poison-1"' in d.find_element(By.CSS_SELECTOR, "tr.detail pre.json").text)
+    check.shot("bus")
+    d.find_element(By.CSS_SELECTOR, f'tr[data-dead-letter="{letter}"]').find_element(By.XPATH, ".//button[text()='Replay']").click()
+    check.wait("the confirmation dialog opens", lambda _: d.find_element(By.ID, "confirm").get_attribute("open") is not None)
+    d.find_element(By.ID, "confirm-ok").click()
+    check.wait("the DLQ count drops", lambda _: len(dlq_rows(d)) == before - 1)
+    left = call("GET", f"{args.api}/api/v1/bus/dlq")["dead_letters"]
+    assert len(left) == before - 1, f"the API still lists {len(left)} dead letters"
+    check.collect("bus")
+
+    check.open("services")
+    traffic.alive.discard("users")
+    check.wait("users turns critical without a reload", lambda _: instance_status(d, "users-1") == "critical", timeout=30)
+    assert instance_status(d, "orders-1") == "passing", "orders should still be passing"
+    assert d.execute_script("return window.__sameDocument === true"), "the page was reloaded"
+    check.collect("services (critical)")
+
+    check.open("overview")
+    time.sleep(args.history)  # let the charts gather a few more points for the screenshot
+    check.shot("overview")
+    check.collect("overview (end)")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    for name in ["api", "gateway", "chromium", "driver", "shots"]:
+        p.add_argument(f"--{name}", required=True)
+    p.add_argument("--history", type=float, default=4)
+    args = p.parse_args()
+    os.makedirs(args.shots, exist_ok=True)
+    traffic = Traffic(args)
+    traffic.start()
+    driver = chromium(args)
+    check = Check(driver, args.shots)
+    try:
+        run(args, check, traffic)
+    except AssertionError as e:
+        check.shot("failure")
+        print(f"FAILED: {e}", file=sys.stderr)
+        print(f"page text:\n{check.main_text()}", file=sys.stderr)
+        return 1
+    finally:
+        traffic.stop.set()
+        driver.quit()
+    if check.problems:
+        print("FAILED: the pages logged problems:\n" + "\n".join(check.problems), file=sys.stderr)
+        return 1
+    print(f"dashboard browser checks passed; screenshots in {args.shots}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
