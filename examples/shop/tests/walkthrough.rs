@@ -57,6 +57,29 @@ async fn the_walkthrough_places_one_order_and_compensates_another() {
         (StatusCode::OK, json!("ada@example.com"))
     );
 
+    // Updating and deleting another account.
+    let bea = json!({ "name": "Bea", "email": "bea@example.com" });
+    let (_, _, bea) = call(
+        Method::POST,
+        &format!("{gw}/api/users"),
+        Some(bea),
+        Some(DEMO_TOKEN),
+    )
+    .await;
+    let bea_url = format!("{gw}/api/users/{}", bea["id"].as_str().expect("an id"));
+    let rename = json!({ "name": "Beatrice" });
+    let (status, _, renamed) = call(Method::PUT, &bea_url, Some(rename), Some(DEMO_TOKEN)).await;
+    assert_eq!(
+        (status, renamed["name"].clone()),
+        (StatusCode::OK, json!("Beatrice"))
+    );
+    let (status, _, _) = call(Method::DELETE, &bea_url, None, Some(DEMO_TOKEN)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        call(Method::GET, &bea_url, None, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+
     for (sku, name, price, stock) in [("mug", "Mug", 1200, 10), ("tee", "T-shirt", 2500, 5)] {
         let body = json!({ "sku": sku, "name": name, "price": price, "stock": stock });
         let (status, _, p) = call(
