@@ -4,6 +4,11 @@
 //! Answer mapping: 2xx acks; 429 and 5xx retry (honouring a `Retry-After` in seconds);
 //! other 4xx mean the receiver will never take this event, so it is dead-lettered at once;
 //! a connection failure retries.
+//!
+//! A push to a service with no routable instance right now (a restart, a deploy) is not a
+//! failed attempt: nobody was asked. The delivery waits for an instance to appear, up to
+//! `wait_for_instance_ms`, and only then spends an attempt; otherwise a ten-second restart
+//! would burn every attempt of the events published meanwhile and dead-letter them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +57,11 @@ pub struct PushOptions {
     /// Per-request timeout in milliseconds (default 10 000); a timeout is a failed attempt.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// With `service`: how long a delivery waits for a routable instance when there is none
+    /// before it counts as a failed attempt, in milliseconds (default 60 000, at most one
+    /// hour). The wait ends as soon as discovery reports an instance.
+    #[serde(default = "default_wait_for_instance_ms")]
+    pub wait_for_instance_ms: u64,
     /// Max deliveries and backoff.
     #[serde(default)]
     pub policy: DeliveryPolicy,
@@ -69,6 +79,14 @@ fn default_timeout_ms() -> u64 {
     10_000
 }
 
+fn default_wait_for_instance_ms() -> u64 {
+    60_000
+}
+
+/// The longest `wait_for_instance_ms`: an event's lease covers the wait, so it must stay
+/// bounded.
+const MAX_WAIT_FOR_INSTANCE_MS: u64 = 3_600_000;
+
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// Where a push subscription sends events.
@@ -80,6 +98,7 @@ enum Target {
         set: watch::Receiver<ServiceSet>,
         path: String,
         turn: AtomicU64,
+        wait: Duration,
     },
 }
 
@@ -93,11 +112,18 @@ impl Target {
                 let discovery = discovery.ok_or_else(|| {
                     Error::Config(format!("push to service {service:?} needs discovery"))
                 })?;
+                if options.wait_for_instance_ms > MAX_WAIT_FOR_INSTANCE_MS {
+                    return Err(Error::Config(format!(
+                        "push subscription {:?}: wait_for_instance_ms {} is over the limit of {MAX_WAIT_FOR_INSTANCE_MS}",
+                        options.group, options.wait_for_instance_ms
+                    )));
+                }
                 Ok(Self::Service {
                     set: discovery.watch(&name),
                     name,
                     path: options.path.clone(),
                     turn: AtomicU64::new(0),
+                    wait: Duration::from_millis(options.wait_for_instance_ms),
                 })
             }
             _ => Err(Error::Config(format!(
@@ -107,8 +133,17 @@ impl Target {
         }
     }
 
-    /// The URI for the next request; `None` when no instance is routable right now.
-    fn next(&self) -> Result<Uri, HandlerError> {
+    /// How long a delivery may take beyond its request: the wait for an instance.
+    fn max_wait(&self) -> Duration {
+        match self {
+            Self::Url(_) => Duration::ZERO,
+            Self::Service { wait, .. } => *wait,
+        }
+    }
+
+    /// The URI for the next request. With no routable instance, waits up to the configured
+    /// bound for one; still none is a failed attempt (retried by the policy).
+    async fn next(&self) -> Result<Uri, HandlerError> {
         match self {
             Self::Url(u) => Ok(u.clone()),
             Self::Service {
@@ -116,14 +151,23 @@ impl Target {
                 set,
                 path,
                 turn,
+                wait,
             } => {
+                let mut set = set.clone();
+                if !has_instance(&set.borrow()) {
+                    tracing::info!(service = %name, ?wait, "no routable instance to push to; waiting for one");
+                    let _ = tokio::time::timeout(*wait, set.wait_for(has_instance)).await;
+                }
                 let n = turn.fetch_add(1, Ordering::Relaxed);
                 let base = set
                     .borrow()
                     .pick_weighted(n)
                     .map(ServiceInstance::base_url)
                     .ok_or_else(|| {
-                        HandlerError::retry(format!("no routable instance of {name}"))
+                        HandlerError::retry(format!(
+                            "no routable instance of {name} within {}ms",
+                            wait.as_millis()
+                        ))
                     })?;
                 format!("{base}{path}")
                     .parse()
@@ -131,6 +175,10 @@ impl Target {
             }
         }
     }
+}
+
+fn has_instance(set: &ServiceSet) -> bool {
+    set.pick_weighted(0).is_some()
 }
 
 fn http_uri(url: &str) -> Result<Uri, Error> {
@@ -152,29 +200,37 @@ pub(crate) async fn start(
 ) -> Result<Subscription, Error> {
     let target = Arc::new(Target::new(options, discovery)?);
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let timeout = Duration::from_millis(options.timeout_ms);
     let sub = bus
         .subscribe(&options.pattern)
         .group(&options.group)
         .filter(options.filter.clone())
         .concurrency(options.concurrency)
-        .handler_timeout(Duration::from_millis(options.timeout_ms))
+        // The request has its own timeout below; the handler's (and so the lease) also
+        // covers the wait for an instance.
+        .handler_timeout(timeout.saturating_add(target.max_wait()))
         .policy(options.policy.clone())
         .shutdown_on(shutdown)
-        .handler(move |r| deliver(client.clone(), Arc::clone(&target), r))
+        .handler(move |r| deliver(client.clone(), Arc::clone(&target), timeout, r))
         .await?;
     Ok(sub)
 }
 
-async fn deliver(client: HttpClient, target: Arc<Target>, r: Received) -> Result<(), HandlerError> {
-    let uri = target.next()?;
+async fn deliver(
+    client: HttpClient,
+    target: Arc<Target>,
+    timeout: Duration,
+    r: Received,
+) -> Result<(), HandlerError> {
+    let uri = target.next().await?;
     let body = Bytes::from(r.event.to_json_value().to_string());
     let req = Request::post(uri)
         .header(header::CONTENT_TYPE, "application/cloudevents+json")
         .body(Full::new(body))
         .map_err(|e| HandlerError::reject(format!("cannot build the request: {e}")))?;
-    let res = client
-        .request(req)
+    let res = tokio::time::timeout(timeout, client.request(req))
         .await
+        .map_err(|_| HandlerError::retry(format!("push timed out after {timeout:?}")))?
         .map_err(|e| HandlerError::retry(format!("push failed: {e}")))?;
     judge(res.status(), retry_after(res.headers()))
 }

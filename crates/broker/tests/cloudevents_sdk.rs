@@ -80,6 +80,7 @@ async fn broker() -> (Router, mpsc::UnboundedReceiver<Value>, CancellationToken)
             filter: Default::default(),
             concurrency: 1,
             timeout_ms: 5_000,
+            wait_for_instance_ms: 0,
             policy: Default::default(),
         }],
         ..Options::default()
