@@ -113,6 +113,8 @@ fn every_page_works_in_a_real_browser_and_follows_the_platform_live() {
     dead_letters(&up);
 
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    // Only this run's pictures: a stale one could pass for the page as it is now.
+    let _ = std::fs::remove_dir_all(&shots);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/browser.py");
     let out = Command::new(python)
         .arg(script)

@@ -19,6 +19,7 @@ let ctx;
 let current = null;
 let timer = null;
 let ticking = false;
+let again = false;
 
 function location() {
   const hash = window.location.hash;
@@ -35,6 +36,8 @@ function show(where) {
     else a.removeAttribute('aria-current');
   }
   if (current?.name !== where.name) {
+    // Busy until the new page's first data arrives (assistive technology, and tests, wait on it).
+    main.setAttribute('aria-busy', 'true');
     main.replaceChildren();
     current = { name: where.name, view: page.mount(main, ctx) };
   }
@@ -48,17 +51,24 @@ function setStatus(text, error) {
 
 async function tick() {
   clearTimeout(timer);
-  if (ticking) return;
+  if (ticking) {
+    again = true; // a page change during a poll: poll again as soon as this one ends
+    return;
+  }
   ticking = true;
+  again = false;
   try {
     await ctx.sampler.sample();
-    await current?.view.tick();
+    const view = current?.view;
+    await view?.tick();
+    if (view === current?.view) main.removeAttribute('aria-busy');
     setStatus(`Updated ${new Date().toLocaleTimeString()}`, false);
   } catch (e) {
     setStatus(`Cannot read the control plane (${e.message}); retrying`, true);
   } finally {
     ticking = false;
-    if (!document.hidden) timer = setTimeout(tick, POLL_MS);
+    if (again) tick();
+    else if (!document.hidden) timer = setTimeout(tick, POLL_MS);
   }
 }
 

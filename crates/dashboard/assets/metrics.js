@@ -4,6 +4,7 @@
 import { get } from './api.js';
 
 const KEEP = 90; // points: three minutes at one poll every two seconds
+const MIN_WINDOW_MS = 1500; // a page change refreshes at once; a window this short would be noise
 
 export function parse(text) {
   const out = [];
@@ -109,6 +110,7 @@ export class Sampler {
   }
 
   async sample() {
+    if (this.previous && performance.now() - this.previous.at < MIN_WINDOW_MS) return;
     const snap = snapshot(parse(await get('/metrics')));
     if (this.bus) {
       const [topics, groups] = await Promise.all([get('/api/v1/bus/topics'), get('/api/v1/bus/groups')]);

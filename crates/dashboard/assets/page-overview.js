@@ -30,7 +30,8 @@ function last(values) {
 
 function trend(sampler, key, label, format) {
   const values = sampler.series(key);
-  return card(label, format(last(values)), `last ${Math.round(values.length * 2 / 60 * 10) / 10} min`,
+  const span = values.length * 2;
+  return card(label, format(last(values)), span < 120 ? `last ${span} s` : `last ${Math.round(span / 60)} min`,
     sparkline(values, `${label} over the last minutes`));
 }
 

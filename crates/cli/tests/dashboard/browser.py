@@ -7,8 +7,9 @@ gateway requests, bus publishes, event-store appends) so the overview's charts h
 
 Checks: every page loads with no console error and no failed request; the overview lists the
 services; `users` turns critical on the services page without a reload once its heartbeats
-stop; a dead letter can be inspected and replayed and the DLQ count drops. Saves a screenshot
-of every page into --shots. Exits non-zero, naming the failed check, otherwise.
+stop; a dead letter can be inspected and replayed and the DLQ count drops; a page can be
+reached with the keyboard alone. Saves a screenshot of every page into --shots (and of the
+overview in dark mode and the services page in a narrow window). Exits non-zero, naming the failed check, otherwise.
 """
 
 import argparse
@@ -21,6 +22,9 @@ import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -114,7 +118,11 @@ class Check:
 
     def wait(self, what, condition, timeout=20):
         try:
-            return WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(lambda d: condition(d))
+            # The pages redraw parts of themselves every poll: an element found just before a
+            # redraw goes stale, which only means "look again".
+            ignored = (StaleElementReferenceException, NoSuchElementException)
+            wait = WebDriverWait(self.driver, timeout, poll_frequency=0.2, ignored_exceptions=ignored)
+            return wait.until(lambda d: condition(d))
         except Exception as e:
             raise AssertionError(f"never happened within {timeout} s: {what}") from e
 
@@ -124,7 +132,7 @@ class Check:
     def open(self, page):
         self.driver.find_element(By.CSS_SELECTOR, f'nav a[data-page="{page}"]').click()
         self.wait(f"the {page} page shows", lambda d: self.driver.find_element(By.CSS_SELECTOR, f'nav a[data-page="{page}"]').get_attribute("aria-current") == "page")
-        self.wait(f"the {page} page has been updated", lambda d: "Updated" in d.find_element(By.ID, "status").text and self.main_text().strip())
+        self.wait(f"the {page} page has its data", lambda d: d.find_element(By.ID, "main").get_attribute("aria-busy") is None)
 
     def shot(self, name):
         self.driver.save_screenshot(os.path.join(self.shots, f"{name}.png"))
@@ -194,6 +202,35 @@ def run(args, check, traffic):
     time.sleep(args.history)  # let the charts gather a few more points for the screenshot
     check.shot("overview")
     check.collect("overview (end)")
+    keyboard(check)
+    looks(check)
+
+
+def keyboard(check):
+    """The pages are reachable with the keyboard alone: Tab to a page's link, Enter."""
+    d = check.driver
+    d.find_element(By.TAG_NAME, "body").click()
+    for _ in range(20):
+        ActionChains(d).send_keys(Keys.TAB).perform()
+        if d.switch_to.active_element.get_attribute("data-page") == "bus":
+            break
+    else:
+        raise AssertionError("Tab never reached the Bus link")
+    ActionChains(d).send_keys(Keys.ENTER).perform()
+    check.wait("Enter on the Bus link opens the bus page", lambda _: d.find_element(By.TAG_NAME, "h1").text == "Bus")
+    check.collect("keyboard")
+
+
+def looks(check):
+    """The same pages dark and in a narrow window, for a person to look at."""
+    d = check.driver
+    d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    check.open("overview")
+    check.shot("overview-dark")
+    d.set_window_size(420, 900)
+    check.open("services")
+    check.shot("services-narrow")
+    check.collect("dark and narrow")
 
 
 def main():
