@@ -318,3 +318,22 @@ async fn poll_head(store: WeakStore, every: Duration) {
 }
 
 mod store_impl;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_continue_within_a_transaction_up_to_its_span() {
+        let base = 7 * schema::TX_SPAN;
+        assert_eq!(first_position(base, 0, 3).ok(), Some(base + 1));
+        assert_eq!(first_position(base, 3, 2).ok(), Some(base + 4));
+        let last = usize::try_from(schema::MAX_PER_TX).unwrap_or(usize::MAX);
+        assert_eq!(first_position(base, 0, last).ok(), Some(base + 1));
+        let over = first_position(base, 1, last);
+        assert!(
+            matches!(&over, Err(Error::InvalidInput(m)) if m.contains("1048576")),
+            "{over:?}"
+        );
+    }
+}

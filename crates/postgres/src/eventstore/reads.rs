@@ -71,10 +71,13 @@ impl PgEventStore {
             top: 0,
         };
         for row in &rows {
-            let (event, bound, top) = sql::bounded(row)?;
-            (page.bound, page.top) = (bound, top);
-            page.events.extend(event);
+            match sql::bounded(row)? {
+                sql::Bounded::Event(e) => page.events.push(*e),
+                sql::Bounded::Trailer { bound, top } => (page.bound, page.top) = (bound, top),
+            }
         }
+        // The page comes first in practice; the order of a UNION ALL is not promised.
+        page.events.sort_by_key(|e| e.position);
         Ok(page)
     }
 }

@@ -15,15 +15,20 @@ const COLUMN_COUNT: usize = 8;
 /// still commit has an id of at least `xmin`, so every position it holds is at or above it.
 const BOUND: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {span}";
 
-/// A page of `$all` below the bound, with the bound and the highest visible position (`top`)
-/// of the same snapshot as the last two columns. `{filter}` narrows both; `$1` is the
-/// position to read after, `$2` the limit. An empty page is one row of NULL event columns.
-const READ_ALL: &str = "SELECT e.*, b.bound, b.top FROM \
-     (SELECT {bound} AS bound, \
-      (SELECT coalesce(max(position), 0) FROM {s}.es_events WHERE {filter}) AS top) b \
-     LEFT JOIN LATERAL (SELECT {cols} FROM {s}.es_events WHERE {filter} AND position > $1 \
-      AND position < b.bound ORDER BY position LIMIT $2) e ON true \
-     ORDER BY e.position";
+/// A page of `$all` below the bound, in position order, then one trailer row of NULL event
+/// columns carrying the bound and the highest visible position matching the filter (`top`),
+/// both of the same snapshot. `{filter}` narrows both; `$1` is the position to read after, `$2`
+/// the limit. (A trailer rather than two more columns on every row: an empty page needs them
+/// too.) The bound cuts the page after its `LIMIT`, not in the scan: the page stays the plain
+/// index range scan, where an upper bound the planner cannot estimate would make it pick a
+/// bitmap scan and sort every remaining row. Cutting an ordered page leaves a prefix, which is
+/// what a reader may return.
+const READ_ALL: &str = "(SELECT p.*, NULL::bigint, NULL::bigint FROM \
+     (SELECT {cols} FROM {s}.es_events WHERE {filter} AND position > $1 \
+      ORDER BY position LIMIT $2) p WHERE p.position < {bound}) \
+     UNION ALL SELECT NULL::bigint, NULL::uuid, NULL::text, NULL::bigint, NULL::text, \
+     NULL::jsonb, NULL::jsonb, NULL::timestamptz, {bound}, \
+     (SELECT coalesce(max(position), 0) FROM {s}.es_events WHERE {filter})";
 
 /// The statements of one schema, formatted once.
 #[derive(Debug)]
@@ -66,10 +71,11 @@ impl Sql {
             stream_lock: f("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))"),
             // This transaction's id (assigned here if it had none) as the base of its
             // positions, and how many of them earlier appends in the same transaction used.
-            tx_slot: f("SELECT b.base, coalesce(max(e.position) - b.base, 0) \
-                 FROM (SELECT pg_current_xact_id()::text::bigint * {span} AS base) b \
-                 LEFT JOIN {s}.es_events e \
-                 ON e.position > b.base AND e.position < b.base + {span} GROUP BY b.base"),
+            tx_slot: f(
+                "SELECT b.base, coalesce((SELECT max(position) FROM {s}.es_events \
+                 WHERE position > b.base AND position < b.base + {span}), b.base) - b.base \
+                 FROM (SELECT pg_current_xact_id()::text::bigint * {span} AS base) b",
+            ),
             by_ids: f("SELECT {cols} FROM {s}.es_events WHERE id = ANY($1)"),
             stream_state: f("SELECT version, deleted FROM {s}.es_streams WHERE stream = $1"),
             insert: f("INSERT INTO {s}.es_events \
@@ -136,12 +142,21 @@ pub(super) fn pg(e: tokio_postgres::Error) -> Error {
     }
 }
 
-/// Reads one row of a [`READ_ALL`] statement: the event, if any, then the bound and the top.
-pub(super) fn bounded(r: &Row) -> Result<(Option<RecordedEvent>, i64, i64), Error> {
-    let bound = r.try_get(COLUMN_COUNT).map_err(pg)?;
-    let top = r.try_get(COLUMN_COUNT + 1).map_err(pg)?;
-    let empty = r.try_get::<_, Option<i64>>(0).map_err(pg)?.is_none();
-    Ok((if empty { None } else { Some(event(r)?) }, bound, top))
+/// One row of a [`READ_ALL`] statement: an event, or the trailer's bound and top.
+pub(super) enum Bounded {
+    Event(Box<RecordedEvent>),
+    Trailer { bound: i64, top: i64 },
+}
+
+/// Reads one row of a [`READ_ALL`] statement.
+pub(super) fn bounded(r: &Row) -> Result<Bounded, Error> {
+    if r.try_get::<_, Option<i64>>(0).map_err(pg)?.is_some() {
+        return Ok(Bounded::Event(Box::new(event(r)?)));
+    }
+    Ok(Bounded::Trailer {
+        bound: r.try_get(COLUMN_COUNT).map_err(pg)?,
+        top: r.try_get(COLUMN_COUNT + 1).map_err(pg)?,
+    })
 }
 
 /// Reads one event row.
