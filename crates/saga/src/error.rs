@@ -14,6 +14,14 @@ pub enum Error {
         /// The rule it broke.
         reason: String,
     },
+    /// A request's input broke a rule; `field` names which.
+    #[error("invalid {field}: {reason}")]
+    Input {
+        /// The field at fault.
+        field: String,
+        /// The rule it broke.
+        reason: String,
+    },
     /// A definition file could not be parsed at all.
     #[error("cannot parse saga definition: {0}")]
     Parse(String),
@@ -60,6 +68,14 @@ impl Error {
         }
     }
 
+    /// An input error at `field`.
+    pub fn input(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Input {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         self.class().kind
@@ -69,7 +85,9 @@ impl Error {
 impl Classify for Error {
     fn class(&self) -> ErrorClass {
         match self {
-            Self::Definition { .. } | Self::Parse(_) => ErrorClass::of(ErrorKind::InvalidInput),
+            Self::Definition { .. } | Self::Input { .. } | Self::Parse(_) => {
+                ErrorClass::of(ErrorKind::InvalidInput)
+            }
             Self::UnknownDefinition { .. } | Self::NotFound(_) => {
                 ErrorClass::of(ErrorKind::NotFound)
             }

@@ -118,6 +118,12 @@ pub enum SagaEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// An operator asked a stuck instance to try again: the step (or compensation) that ran
+    /// out of attempts gets a fresh budget from now.
+    Retried {
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// A compensation (or, after the pivot, a step) ran out of attempts: an operator must act.
     Stuck {
         /// The step that could not be finished or undone.
@@ -144,6 +150,7 @@ impl SagaEvent {
             Self::Completed { .. } => "SagaCompleted",
             Self::Compensated { .. } => "SagaCompensated",
             Self::Stuck { .. } => "SagaStuck",
+            Self::Retried { .. } => "SagaRetried",
         }
     }
 

@@ -18,10 +18,12 @@
 //! The guide is docs/sagas.md.
 
 pub mod action;
+pub mod api;
 mod clock;
 pub mod definition;
 mod error;
 pub mod event;
+mod observer;
 mod orchestrator;
 pub mod state;
 pub mod template;
@@ -34,5 +36,6 @@ pub use definition::{
 };
 pub use error::{Error, Result};
 pub use event::{AbortReason, SagaEvent};
-pub use orchestrator::{Orchestrator, OrchestratorBuilder, Recovery};
+pub use observer::SagaObserver;
+pub use orchestrator::{Orchestrator, OrchestratorBuilder, Recovery, Started, TimelineEntry};
 pub use state::{Phase, SagaState, SagaStatus, StepState};

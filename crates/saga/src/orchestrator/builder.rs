@@ -9,7 +9,7 @@ use flotilla_eventstore::EventStore;
 use super::{Orchestrator, Shared};
 use crate::action::{BusRunner, Executor, HttpRunner, StepFunction};
 use crate::definition::SagaDefinition;
-use crate::{Result, TokioClock};
+use crate::{Result, SagaObserver, TokioClock};
 
 /// Configures an [`Orchestrator`].
 #[derive(Debug)]
@@ -18,6 +18,7 @@ pub struct OrchestratorBuilder {
     clock: Option<Arc<dyn Clock>>,
     executor: Executor,
     sagas: Vec<SagaDefinition>,
+    observers: Vec<Arc<dyn SagaObserver>>,
 }
 
 impl OrchestratorBuilder {
@@ -52,6 +53,12 @@ impl OrchestratorBuilder {
         self
     }
 
+    /// Tells `observer` about starts and ends recorded by this orchestrator.
+    pub fn observer(mut self, observer: Arc<dyn SagaObserver>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+
     /// The orchestrator; refuses definitions it could not run, naming the field.
     pub fn build(self) -> Result<Orchestrator> {
         let orch = Orchestrator {
@@ -61,6 +68,7 @@ impl OrchestratorBuilder {
                 executor: self.executor,
                 definitions: RwLock::default(),
                 running: Mutex::default(),
+                observers: self.observers,
             }),
             tasks: Arc::default(),
         };
@@ -79,6 +87,7 @@ impl Orchestrator {
             clock: None,
             executor: Executor::default(),
             sagas: Vec::new(),
+            observers: Vec::new(),
         }
     }
 }

@@ -45,7 +45,15 @@ impl Driver {
     async fn carry_out(&mut self, effect: Effect) -> crate::Result<()> {
         match effect {
             Effect::Record(event) => {
-                stream::append(self.shared.store.as_ref(), &mut self.state, event).await?;
+                let store = self.shared.store.as_ref();
+                let ends = event.is_terminal();
+                if let (Appended::Yes, true) =
+                    (stream::append(store, &mut self.state, event).await?, ends)
+                {
+                    for o in &self.shared.observers {
+                        o.ended(&self.state);
+                    }
+                }
             }
             Effect::RunStep {
                 step,

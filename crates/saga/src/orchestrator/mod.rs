@@ -3,6 +3,7 @@
 
 mod builder;
 mod driver;
+mod ops;
 mod recover;
 mod stream;
 
@@ -17,6 +18,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 pub use builder::OrchestratorBuilder;
+pub use ops::{Started, TimelineEntry};
 pub use recover::Recovery;
 
 use crate::action::Executor;
@@ -67,6 +69,7 @@ pub(crate) struct Shared {
     executor: Executor,
     definitions: RwLock<BTreeMap<(String, u32), Arc<SagaDefinition>>>,
     running: Mutex<HashMap<String, Running>>,
+    observers: Vec<Arc<dyn crate::SagaObserver>>,
 }
 
 #[derive(Debug)]
@@ -131,22 +134,35 @@ impl Orchestrator {
     pub async fn start(&self, name: &str, data: Value) -> Result<String> {
         let def = self.definition(name, None)?;
         let id = format!("{name}-{}", uuid::Uuid::now_v7());
+        let event = self.started_event(&def, data);
+        let stream = stream::stream_of(&id)?;
+        let new = event.to_new_event(&id);
+        let store = self.shared.store.as_ref();
+        stream::append_durably(store, &stream, ExpectedVersion::NoStream, new).await?;
+        self.launch(&id, &event, def)?;
+        Ok(id)
+    }
+
+    fn started_event(&self, def: &SagaDefinition, data: Value) -> SagaEvent {
         let now = self.shared.now();
-        let event = SagaEvent::Started {
+        SagaEvent::Started {
             definition: def.name.clone(),
             version: def.version,
             steps: def.steps.iter().map(|s| s.name.clone()).collect(),
             data,
             at: now,
             deadline: def.deadline.map(|d| after(now, d)),
-        };
-        let stream = stream::stream_of(&id)?;
-        let new = event.to_new_event(&id);
-        let store = self.shared.store.as_ref();
-        stream::append_durably(store, &stream, ExpectedVersion::NoStream, new).await?;
-        let state = SagaState::start(&id, &event).map_err(|r| Error::definition("steps", r))?;
+        }
+    }
+
+    /// Drives an instance whose `SagaStarted` just became durable.
+    fn launch(&self, id: &str, event: &SagaEvent, def: Arc<SagaDefinition>) -> Result<()> {
+        let state = SagaState::start(id, event).map_err(|r| Error::definition("steps", r))?;
+        for o in &self.shared.observers {
+            o.started(&state);
+        }
         self.drive(state, def);
-        Ok(id)
+        Ok(())
     }
 
     /// The instance as its stream says now.

@@ -2,7 +2,7 @@
 //! again. Timers need no re-arming of their own: deadlines, timeouts and retry times are in
 //! the stream, and the driver's first decision waits for (or fires) them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use flotilla_eventstore::{Filter, ReadAll};
 
@@ -21,6 +21,13 @@ pub struct Recovery {
 }
 
 const PAGE: usize = 1000;
+
+/// What a scan of the `saga` category knows of one instance.
+#[derive(Debug, Default)]
+pub(super) struct Seen {
+    pub(super) definition: String,
+    pub(super) ended: bool,
+}
 
 impl Orchestrator {
     /// Resumes every unfinished instance in the store. Instances already driven here are
@@ -43,7 +50,18 @@ impl Orchestrator {
     }
 
     async fn unfinished(&self) -> Result<BTreeSet<String>> {
-        let (mut open, mut ended) = (BTreeSet::new(), BTreeSet::new());
+        let index = self.index().await?;
+        Ok(index
+            .into_iter()
+            .filter(|(_, seen)| !seen.ended)
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// Every instance in the store with its definition name and whether its last event ends
+    /// it (a `SagaRetried` after `SagaStuck` opens it again).
+    pub(super) async fn index(&self) -> Result<BTreeMap<String, Seen>> {
+        let mut index: BTreeMap<String, Seen> = BTreeMap::new();
         let mut after = 0;
         loop {
             let read =
@@ -53,9 +71,11 @@ impl Orchestrator {
                 let Some(id) = stream::id_of(&e.stream) else {
                     continue;
                 };
-                open.insert(id.to_owned());
-                if SagaEvent::from_recorded(e).is_ok_and(|ev| ev.is_terminal()) {
-                    ended.insert(id.to_owned());
+                let seen = index.entry(id.to_owned()).or_default();
+                match SagaEvent::from_recorded(e) {
+                    Ok(SagaEvent::Started { definition, .. }) => seen.definition = definition,
+                    Ok(ev) => seen.ended = ev.is_terminal(),
+                    Err(_) => {}
                 }
             }
             match page.last() {
@@ -63,7 +83,7 @@ impl Orchestrator {
                 _ => break,
             }
         }
-        Ok(open.difference(&ended).cloned().collect())
+        Ok(index)
     }
 
     async fn resume(&self, id: &str) -> Result<()> {

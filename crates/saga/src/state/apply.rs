@@ -29,6 +29,7 @@ impl SagaState {
             started_at: *at,
             deadline: *deadline,
             status: SagaStatus::Running,
+            abort_reason: None,
             steps: steps.iter().cloned().map(StepState::new).collect(),
             finished_at: None,
             stream_version: 1,
@@ -49,6 +50,7 @@ impl SagaState {
                 };
                 self.finish(status, *at);
             }
+            SagaEvent::Retried { at } => self.retry(*at)?,
             step_event => self.apply_step(step_event)?,
         }
         Ok(self)
@@ -127,6 +129,7 @@ impl SagaState {
     /// possibly done and will be compensated; a pending retry is dropped.
     fn turn_back(&mut self, reason: crate::event::AbortReason) {
         self.status = SagaStatus::Compensating { reason };
+        self.abort_reason = Some(reason);
         for s in &mut self.steps {
             match s.phase {
                 Phase::Running { .. } => {
@@ -137,6 +140,37 @@ impl SagaState {
                 _ => {}
             }
         }
+    }
+
+    /// An operator retry: whatever ran out of attempts waits for a new attempt now, with a
+    /// fresh budget; the attempt numbers go on, so every attempt stays distinct in the stream.
+    fn retry(&mut self, at: chrono::DateTime<chrono::Utc>) -> Result<(), String> {
+        if !matches!(self.status, SagaStatus::Stuck { .. }) {
+            return Err("SagaRetried on an instance that is not stuck".into());
+        }
+        self.finished_at = None;
+        let waiting = Phase::Waiting { retry_at: at };
+        match self.abort_reason {
+            Some(reason) => {
+                self.status = SagaStatus::Compensating { reason };
+                for s in self
+                    .steps
+                    .iter_mut()
+                    .filter(|s| s.compensation == Phase::Failed)
+                {
+                    s.compensation = waiting;
+                    s.compensation_retry_base = s.compensation_attempts;
+                }
+            }
+            None => {
+                self.status = SagaStatus::Running;
+                for s in self.steps.iter_mut().filter(|s| s.phase == Phase::Failed) {
+                    s.phase = waiting;
+                    s.retry_base = s.attempts;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn finish(&mut self, status: SagaStatus, at: chrono::DateTime<chrono::Utc>) {

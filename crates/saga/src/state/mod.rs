@@ -42,6 +42,27 @@ pub enum SagaStatus {
 }
 
 impl SagaStatus {
+    /// The status's name as the API shows it (`running`, `compensating`, `completed`,
+    /// `compensated`, `stuck`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Compensating { .. } => "compensating",
+            Self::Completed => "completed",
+            Self::Compensated => "compensated",
+            Self::Stuck { .. } => "stuck",
+        }
+    }
+
+    /// The labels [`label`](Self::label) answers, for validating a filter.
+    pub const LABELS: [&'static str; 5] = [
+        "running",
+        "compensating",
+        "completed",
+        "compensated",
+        "stuck",
+    ];
+
     /// Whether the instance has ended.
     pub fn is_terminal(&self) -> bool {
         matches!(
@@ -97,6 +118,10 @@ pub struct StepState {
     pub compensation_attempts: u32,
     /// The compensation's last error.
     pub compensation_error: Option<String>,
+    /// Attempts spent before the last operator retry: the retry budget counts from here.
+    pub retry_base: u32,
+    /// The same for the compensation.
+    pub compensation_retry_base: u32,
 }
 
 impl StepState {
@@ -111,6 +136,8 @@ impl StepState {
             compensation: Phase::Pending,
             compensation_attempts: 0,
             compensation_error: None,
+            retry_base: 0,
+            compensation_retry_base: 0,
         }
     }
 }
@@ -133,6 +160,9 @@ pub struct SagaState {
     /// Where it is.
     #[serde(flatten)]
     pub status: SagaStatus,
+    /// Why it turned back, once it has: an operator retry of a stuck instance resumes
+    /// compensating (with this reason) rather than going forward.
+    pub abort_reason: Option<AbortReason>,
     /// Each step, in definition order.
     pub steps: Vec<StepState>,
     /// When it ended.

@@ -33,7 +33,8 @@ pub fn step_outcome(
         },
         Err(e) => {
             let policy = &def.steps[step].policy;
-            let retry = e.retryable && attempt < policy.max_attempts;
+            let spent = attempt.saturating_sub(state.steps[step].retry_base);
+            let retry = e.retryable && spent < policy.max_attempts;
             SagaEvent::StepFailed {
                 retry_at: retry.then(|| retry_at(policy, state, &name, attempt, false, now)),
                 step: name,
@@ -64,7 +65,8 @@ pub fn compensation_outcome(
         },
         Err(e) => {
             let policy = &def.steps[step].compensation_policy;
-            let retry = attempt < policy.max_attempts;
+            let spent = attempt.saturating_sub(state.steps[step].compensation_retry_base);
+            let retry = spent < policy.max_attempts;
             SagaEvent::CompensationFailed {
                 retry_at: retry.then(|| retry_at(policy, state, &name, attempt, true, now)),
                 step: name,
