@@ -154,6 +154,18 @@ impl Shop {
         wait_ready(&self.service(name)).await;
     }
 
+    /// Kills `name` with SIGKILL (no drain, no deregistration) and starts it again on the same
+    /// port with `[shop]` settings.
+    pub(crate) async fn crash_restart(&mut self, name: &str, shop: &[(&str, &str)]) {
+        let i = self.services.iter().position(|(n, _)| n == name).unwrap();
+        let (_, mut child) = self.services.remove(i);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let port = self.ports.iter().find(|(n, _)| n == name).unwrap().1;
+        self.spawn(name, port, shop);
+        wait_ready(&self.service(name)).await;
+    }
+
     /// Waits until every service is ready and the gateway routes to each.
     pub(crate) async fn ready(&self) {
         for (name, _) in &self.ports {
