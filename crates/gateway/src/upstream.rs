@@ -62,6 +62,10 @@ pub enum Outcome {
     Answered(http::StatusCode),
     /// No answer: connect error, reset or timeout.
     Failed,
+    /// The attempt failed on the client's side (a malformed or oversized request body): it
+    /// says nothing about the instance, so it is not counted at all — else one hostile
+    /// client could open the breaker for everyone.
+    ClientFault,
 }
 
 /// An instance chosen for one attempt; report how it went with [`Upstream::record`].
@@ -241,6 +245,7 @@ impl Upstream {
         let success = match outcome {
             Outcome::Answered(status) => !self.failure_statuses.contains(&status),
             Outcome::Failed => false,
+            Outcome::ClientFault => return,
         };
         self.record_breaker(&chosen.target.id, success);
         if let Some(p) = chosen.pick {

@@ -57,3 +57,16 @@ async fn listed_statuses_do_open_the_breaker() {
     assert_eq!(r.status, 503, "opted in: the instance is refused");
     assert_eq!(r.headers["content-type"], "application/problem+json");
 }
+
+#[tokio::test]
+async fn clients_sending_malformed_bodies_cannot_open_the_breaker_for_everyone() {
+    let gw = gateway(&config(&orders().await, "")).await;
+    let probe = b"POST /orders/1 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+                  zz\r\n0\r\n\r\n";
+    for _ in 0..5 {
+        let out = raw(gw.addr, probe).await;
+        assert_eq!(first_status(&out), 400, "the client's fault: {out}");
+    }
+    let r = get(&gw, "/orders/1", &[]).await;
+    assert_eq!((r.status, r.body.as_ref()), (200, b"an order".as_ref()));
+}

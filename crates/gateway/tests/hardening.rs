@@ -92,7 +92,13 @@ async fn chunked_bodies_with_bad_chunk_sizes_never_reach_the_upstream_as_two_req
     let (gw, hits) = hardened().await;
     let probe = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
                   zz\r\nGET /smuggled HTTP/1.1\r\n\r\n0\r\n\r\n";
-    let _ = raw(gw.addr, probe).await;
+    let out = raw(gw.addr, probe).await;
+    assert_eq!(
+        out.matches("HTTP/1.1 ").count(),
+        1,
+        "one answer only: {out}"
+    );
+    assert_eq!(first_status(&out), 400, "{out}");
     assert!(
         hits.load(Ordering::SeqCst) <= 1,
         "at most the outer request is forwarded"

@@ -234,6 +234,8 @@ async fn h2c_clients_are_proxied_to_http1_upstreams() {
 
 #[tokio::test]
 async fn a_changed_config_file_is_reloaded_and_a_broken_one_refused() {
+    // The reload runs on a blocking thread: only the process-wide capture sees its lines.
+    let logs = flotilla_testkit::logs::CapturedLogs::global();
     let up = echo_upstream().await;
     let dir = std::env::temp_dir().join(flotilla_testkit::unique_name("gw_reload"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -270,7 +272,17 @@ async fn a_changed_config_file_is_reloaded_and_a_broken_one_refused() {
     }
     assert_eq!(seen, "/second/x");
     std::fs::write(&path, "[[routes]]\nprefix = \"/\"\nupstream = \"missing\"").unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Wait for the refusal itself (the watcher's log line for this file), so the check
+    // below cannot pass merely because the watcher had not looked at the file yet.
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let path = path.display().to_string();
+        while !logs.contents().lines().any(|l| {
+            l.contains("gateway config refused") && l.contains(&path) && l.contains("missing")
+        }) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    });
+    assert!(refused.await.is_ok(), "the broken file was never refused");
     assert_eq!(
         get(&gw, "/x", &[]).await.json()["uri"],
         "/second/x",

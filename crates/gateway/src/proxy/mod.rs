@@ -301,6 +301,7 @@ fn build_upstream_request(
     if let Some(h) = client_host {
         headers.insert(header::HOST, h);
     }
+    let body = body.map_err(ClientBodyError);
     let body = match route.max_body {
         Some(limit) => Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed(),
         None => body.map_err(Into::into).boxed(),
@@ -382,7 +383,11 @@ async fn forward(
         };
         tracing::warn!(route = %route.name, upstream = %chosen.target.id, error = %err, "upstream attempt failed");
         tried.push(chosen.target.id.clone());
-        route.upstream.record(chosen, Outcome::Failed);
+        let outcome = match err {
+            Error::Upstream(_) | Error::Timeout => Outcome::Failed,
+            _ => Outcome::ClientFault,
+        };
+        route.upstream.record(chosen, outcome);
         let can_retry =
             retryable && tried.len() <= route.retries as usize && matches!(err, Error::Upstream(_));
         if !can_retry {
@@ -396,11 +401,20 @@ fn empty() -> UpstreamBody {
     Empty::new().map_err(|n| match n {}).boxed()
 }
 
+/// Reading the client's request body failed (a malformed chunk, a connection cut mid-body):
+/// the client's fault, answered 400, not the upstream's 502.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the request body: {0}")]
+struct ClientBodyError(#[source] hyper::Error);
+
 fn classify_client_error(e: &hyper_util::client::legacy::Error, limit: u64) -> Error {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = source {
         if s.is::<http_body_util::LengthLimitError>() {
             return Error::BodyTooLarge(limit);
+        }
+        if s.is::<ClientBodyError>() {
+            return Error::BadRequest("malformed request body".into());
         }
         source = s.source();
     }
