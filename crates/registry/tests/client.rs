@@ -61,23 +61,38 @@ fn instance(id: &str, port: u16) -> ServiceInstance {
 
 #[tokio::test]
 async fn the_cache_follows_changes_and_keeps_the_last_set_when_the_registry_is_down() {
+    // A service name no other test here uses, so the log line below is this test's.
+    let name = ServiceName::new("keeper").unwrap();
     let (r, addr, run) = start(&MemoryCatalogStore::new(), None).await;
     let c = client(addr);
-    let mut rx = c.watch(&users());
-    r.register(Registration::new(instance("a", 1)))
-        .await
-        .unwrap();
+    let mut rx = c.watch(&name);
+    let mut a = instance("a", 1);
+    a.name = name.clone();
+    r.register(Registration::new(a)).await.unwrap();
     wait_for(&mut rx, "a appears", |s| s.routable().count() == 1).await;
-    r.drain(&users(), "a").await.unwrap();
+    r.drain(&name, "a").await.unwrap();
     wait_for(&mut rx, "a drains", |s| {
         s.routable().count() == 0 && s.endpoints.len() == 1
     })
     .await;
     let last = rx.borrow().clone();
     run.cancel();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The follower's own report that it polled and found no registry, for this service.
+    let logs = flotilla_testkit::logs::CapturedLogs::global();
+    let polled = tokio::time::timeout(Duration::from_secs(20), async {
+        while !logs.contents().lines().any(|l| {
+            l.contains("registry unreachable; keeping the last known set")
+                && l.contains(name.as_str())
+        }) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    assert!(
+        polled.await.is_ok(),
+        "the follower never found the registry gone"
+    );
     assert_eq!(
-        *c.watch(&users()).borrow(),
+        *c.watch(&name).borrow(),
         last,
         "the last known set survives the registry going away"
     );
@@ -97,8 +112,18 @@ async fn a_service_that_starts_before_the_registry_registers_when_it_appears() {
         ),
     );
     let mut registered = agent.registered();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Something that takes the agent's connections and answers none, until the registry
+    // starts: the agent must have tried (and failed) before there was a registry.
+    let refuser = tokio::net::TcpListener::bind(addr).await.unwrap();
+    for _ in 0..2 {
+        let (conn, _) = tokio::time::timeout(Duration::from_secs(20), refuser.accept())
+            .await
+            .expect("the agent tries to register before the registry exists")
+            .unwrap();
+        drop(conn);
+    }
     assert!(!*registered.borrow(), "nothing to register with yet");
+    drop(refuser);
     let (r, _, _run) = start(&MemoryCatalogStore::new(), Some(addr)).await;
     tokio::time::timeout(Duration::from_secs(20), registered.wait_for(|r| *r))
         .await
