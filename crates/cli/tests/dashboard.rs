@@ -8,12 +8,12 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::{Value, json};
-use support::{Up, http, http_as, start};
+use support::{Up, http, http_as, start, start_role};
 
 const SUITE: &str = "dashboard browser test";
 
@@ -142,4 +142,44 @@ fn every_page_works_in_a_real_browser_and_follows_the_platform_live() {
         );
     }
     support::stop(up);
+}
+
+/// The response head (status line and headers, lower-cased) and body of `GET path`.
+fn get_raw(port: u16, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut res = String::new();
+    s.read_to_string(&mut res).unwrap();
+    let (head, body) = res.split_once("\r\n\r\n").unwrap();
+    (head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[test]
+fn both_roles_serve_the_dashboard_at_ui_with_its_security_headers() {
+    for role in ["up", "registry"] {
+        let dir = tempfile::tempdir().unwrap();
+        let routes = dir.path().join("routes.toml");
+        std::fs::write(&routes, "").unwrap();
+        let up = start_role(role, &dir.path().join("data"), &routes, &[]);
+
+        let (head, _) = get_raw(up.api, "/ui");
+        assert!(head.starts_with("http/1.1 307"), "{role}: {head}");
+        assert!(head.contains("\r\nlocation: /ui/\r\n"), "{role}: {head}");
+        let (head, body) = get_raw(up.api, "/ui/");
+        assert!(head.starts_with("http/1.1 200"), "{role}: {head}");
+        assert!(
+            head.contains("content-security-policy: default-src 'self'"),
+            "{role}: {head}"
+        );
+        assert!(
+            head.contains("x-content-type-options: nosniff"),
+            "{role}: {head}"
+        );
+        assert!(body.contains("app.js"), "{role}: {body}");
+        let (_, platform) = http(up.api, "GET", "/api/v1/platform", "");
+        let platform: Value = serde_json::from_str(&platform).unwrap();
+        assert_eq!(platform["dashboard"], "/ui/", "{role}: {platform}");
+        support::stop(up);
+    }
 }
