@@ -112,6 +112,58 @@ pub(crate) enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Saga instances: list, show with their timeline, start, cancel, retry.
+    Sagas {
+        #[command(subcommand)]
+        command: SagasCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SagasCommand {
+    /// List instances, newest first.
+    Ls {
+        /// Only instances of this saga.
+        #[arg(long)]
+        name: Option<String>,
+        /// Only instances in this status: running, compensating, completed, compensated,
+        /// stuck.
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many (default 100).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Show one instance: its status, steps and timeline.
+    Show {
+        /// The instance id.
+        id: String,
+    },
+    /// Start an instance of a saga; prints its id.
+    Start {
+        /// The saga's name.
+        name: String,
+        /// Its input, as JSON.
+        #[arg(long, default_value = "{}")]
+        data: String,
+        /// An id of your own: starting again with the same id and input does nothing.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Turn a running instance back: it compensates its completed steps.
+    Cancel {
+        /// The instance id.
+        id: String,
+    },
+    /// Give a stuck instance's failed compensation (or step) a fresh retry budget.
+    Retry {
+        /// The instance id.
+        id: String,
+    },
+    /// List the saga definitions the control plane runs.
+    Definitions,
 }
 
 #[derive(Debug, Subcommand)]

@@ -154,6 +154,16 @@ fn default_shared_timeout() -> std::time::Duration {
     std::time::Duration::from_millis(50)
 }
 
+/// `[sagas]`: the saga orchestrator of the control plane.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct SagasConfig {
+    /// Definition files (`.toml` or `.json`), as paths or glob patterns (`sagas/*.toml`),
+    /// loaded at start. A pattern that matches nothing, or a file that does not parse or
+    /// validate, stops `up` and `config check`. Default: none (the API still answers).
+    pub(crate) definitions: Vec<String>,
+}
+
 /// The whole configuration of `flotilla up`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -170,6 +180,8 @@ pub(crate) struct PlatformConfig {
     pub(crate) eventstore: EventStoreConfig,
     /// The API gateway (`[gateway]`).
     pub(crate) gateway: GatewayConfig,
+    /// The saga orchestrator (`[sagas]`).
+    pub(crate) sagas: SagasConfig,
 }
 
 impl Default for PlatformConfig {
@@ -185,6 +197,7 @@ impl Default for PlatformConfig {
             bus: BusConfig::default(),
             eventstore: EventStoreConfig::default(),
             gateway: GatewayConfig::default(),
+            sagas: SagasConfig::default(),
         }
     }
 }

@@ -5,6 +5,7 @@ mod backup;
 mod bus;
 mod config;
 mod rebuild;
+mod sagas;
 mod streams;
 mod up;
 
@@ -29,6 +30,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
         } => backup::run(&dest, data_dir.as_deref(), &api),
         Command::Streams { command, api } => streams::streams(command, &api),
         Command::Projections { command, api } => streams::projections(command, &api),
+        Command::Sagas { command, api } => sagas::run(command, &api),
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! The control plane is itself a `Microservice`, so it gets health, readiness, metrics,
 //! request ids, problem+json errors and graceful shutdown from the SDK like any service. The
-//! registry, bus and event-store APIs are merged into its router; the gateway serves client
+//! registry, bus, event-store and sagas APIs are merged into its router; the gateway serves client
 //! traffic on its own listener as a background task of the same service.
 
 use axum::Router;
@@ -48,6 +48,9 @@ async fn serve(config: PlatformConfig, role: Role) -> Result<(), Failure> {
     }
     if let Some(gw) = &platform.gateway {
         guarded = guarded.nest("/api/v1/gateway", gw.admin_router());
+    }
+    if let Some(sagas) = &platform.sagas {
+        guarded = guarded.merge(flotilla_saga::api::router(sagas.clone()));
     }
     guarded = guarded.merge(wiring::backup::router(platform.db.clone()));
     let db = platform.db.clone();

@@ -2,6 +2,7 @@
 
 mod backends;
 pub(crate) mod backup;
+mod sagas;
 
 use std::sync::Arc;
 
@@ -27,6 +28,8 @@ pub(crate) struct Platform {
     pub(crate) broker: Option<flotilla_broker::Broker>,
     pub(crate) store: Option<flotilla_store::StoreApi>,
     pub(crate) gateway: Option<flotilla_gateway::Gateway>,
+    /// The saga orchestrator, with every unfinished instance resumed.
+    pub(crate) sagas: Option<flotilla_saga::Orchestrator>,
     /// The embedded database: backed up online, checkpointed on a clean shutdown.
     pub(crate) db: flotilla_sqlite::Database,
     /// What runs, on which backend, for `/api/v1/platform` and the start-up log.
@@ -47,13 +50,32 @@ pub(crate) async fn build(
         .context("cannot start the registry")?;
     // Scrapers of the control plane's `/metrics` see the registry too.
     metrics.register(|r| registry.register_metrics(r));
-    let (broker, store, gateway) = match role {
-        Role::Registry => (None, None, None),
-        Role::All => (
-            Some(broker(config, &storage, &registry).await?),
-            Some(store(config, &storage, metrics).await?),
-            gateway(config, Arc::new(registry.clone()))?,
-        ),
+    let (broker, store, gateway, sagas) = match role {
+        Role::Registry => (None, None, None, None),
+        Role::All => {
+            let bus = backends::bus(&config.bus, &storage).await?;
+            let events = instrumented(
+                backends::event_store(&config.eventstore, &storage).await?,
+                metrics,
+            );
+            let discovery: Arc<dyn Discovery> = Arc::new(registry.clone());
+            let definitions = sagas::load(&config.sagas)?;
+            let bus_engine = flotilla_bus::Bus::new(bus.clone());
+            let orchestrator = sagas::start(
+                definitions,
+                events.clone(),
+                bus_engine,
+                discovery.clone(),
+                metrics,
+            )
+            .await?;
+            (
+                Some(broker(config, bus, discovery.clone())?),
+                Some(store(config, events)?),
+                gateway(config, discovery)?,
+                Some(orchestrator),
+            )
+        }
     };
     let summary = json!({
         "components": {
@@ -67,39 +89,36 @@ pub(crate) async fn build(
         },
         "storage": { "data_dir": config.storage.data_dir },
         "dashboard": flotilla_dashboard::PATH,
-        "not_yet_available": ["sagas"],
+        "sagas": sagas.as_ref().map(|o| json!({
+            "api": "/api/v1/sagas",
+            "definitions": o.definitions().iter().map(|d| json!({ "name": d.name, "version": d.version })).collect::<Vec<_>>(),
+        })),
     });
     Ok(Platform {
         registry,
         broker,
         store,
         gateway,
+        sagas,
         db: storage.database(),
         summary,
     })
 }
 
-async fn broker(
+fn broker(
     config: &PlatformConfig,
-    storage: &backends::Storage,
-    registry: &flotilla_registry::Registry,
+    bus: Arc<dyn flotilla_bus::Backend>,
+    discovery: Arc<dyn Discovery>,
 ) -> anyhow::Result<flotilla_broker::Broker> {
-    let bus = backends::bus(&config.bus, storage).await?;
-    let discovery: Arc<dyn Discovery> = Arc::new(registry.clone());
     Ok(flotilla_broker::Broker::new(config.bus.api.clone(), bus)
         .context("invalid [bus.api]")?
         .with_discovery(discovery))
 }
 
-async fn store(
+fn store(
     config: &PlatformConfig,
-    storage: &backends::Storage,
-    metrics: &flotilla::metrics::Metrics,
+    events: Arc<dyn flotilla_eventstore::EventStore>,
 ) -> anyhow::Result<flotilla_store::StoreApi> {
-    let events = instrumented(
-        backends::event_store(&config.eventstore, storage).await?,
-        metrics,
-    );
     flotilla_store::StoreApi::new(config.eventstore.api.clone(), events)
         .context("invalid [eventstore.api]")
 }
@@ -120,12 +139,24 @@ fn instrumented(
 
 /// Everything `up` would refuse that can be known without opening storage or reaching a
 /// server: an engine this binary was built without, a routes file that is missing or
-/// invalid (unknown keys, routes to undeclared upstreams). `config check` runs it, so a
+/// invalid (unknown keys, routes to undeclared upstreams), a saga definition file that is
+/// missing or invalid. `config check` runs it, so a
 /// configuration it calls valid is one `up` starts with.
 pub(crate) fn check(config: &PlatformConfig) -> anyhow::Result<()> {
     backends::require_built(config)?;
     // Routes are checked against no instances: resolution happens per request.
-    gateway(config, Arc::new(flotilla_discovery::StaticDiscovery::new()))?;
+    let discovery = Arc::new(flotilla_discovery::StaticDiscovery::new());
+    gateway(config, discovery.clone())?;
+    // Definitions are checked against an orchestrator with every kind of step available.
+    let bus = flotilla_bus::Bus::new(Arc::new(flotilla_bus::memory::MemoryBackend::new()));
+    let store = Arc::new(flotilla_eventstore::memory::MemoryEventStore::new());
+    sagas::build(
+        sagas::load(&config.sagas)?,
+        store,
+        bus,
+        discovery,
+        Default::default(),
+    )?;
     Ok(())
 }
 

@@ -1,0 +1,176 @@
+//! The saga orchestrator of the control plane: definitions loaded from the files `[sagas]`
+//! names, run on the control plane's own event store and bus, with the in-process registry as
+//! the discovery source of HTTP steps. Each instance that ends is announced on the bus as
+//! `saga.<name>.<completed|compensated|stuck>` and counted on `/metrics`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use flotilla_core::CloudEvent;
+use flotilla_discovery::Discovery;
+use flotilla_eventstore::EventStore;
+use flotilla_saga::{Orchestrator, SagaDefinition, SagaObserver, SagaState};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::platform::SagasConfig;
+
+/// Every definition the patterns name, each with the file it came from. Fails on a pattern
+/// that matches nothing and on a file that does not parse or validate, naming the file and
+/// the field.
+pub(crate) fn load(config: &SagasConfig) -> anyhow::Result<Vec<(PathBuf, SagaDefinition)>> {
+    let mut defs = Vec::new();
+    for pattern in &config.definitions {
+        let paths = glob::glob(pattern)
+            .with_context(|| format!("sagas.definitions: invalid pattern {pattern:?}"))?;
+        let mut matched = false;
+        for path in paths {
+            let path =
+                path.with_context(|| format!("sagas.definitions: cannot read {pattern:?}"))?;
+            matched = true;
+            let def = read(&path).with_context(|| {
+                format!(
+                    "sagas.definitions: invalid saga definition file {}",
+                    path.display()
+                )
+            })?;
+            defs.push((path, def));
+        }
+        if !matched {
+            bail!("sagas.definitions: {pattern:?} matches no file");
+        }
+    }
+    Ok(defs)
+}
+
+fn read(path: &Path) -> anyhow::Result<SagaDefinition> {
+    let text = std::fs::read_to_string(path).context("cannot read it")?;
+    let def = match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => SagaDefinition::from_toml(&text)?,
+        Some("json") => SagaDefinition::from_json(&text)?,
+        _ => bail!("the file name must end in .toml or .json"),
+    };
+    Ok(def)
+}
+
+/// The orchestrator on `store`, with `bus` for bus steps and announcements and `discovery`
+/// for HTTP steps, having resumed every unfinished instance in the store.
+pub(crate) async fn start(
+    defs: Vec<(PathBuf, SagaDefinition)>,
+    store: Arc<dyn EventStore>,
+    bus: flotilla_bus::Bus,
+    discovery: Arc<dyn Discovery>,
+    metrics: &flotilla::metrics::Metrics,
+) -> anyhow::Result<Orchestrator> {
+    let mut counters = None;
+    metrics.register(|r| counters = Some(SagaMetrics::register(r)));
+    let counters = counters.unwrap_or_default();
+    let orchestrator = build(defs, store, bus, discovery, counters.clone())?;
+    let recovery = orchestrator
+        .recover()
+        .await
+        .context("cannot resume the unfinished sagas")?;
+    counters.in_flight.inc_by(recovery.resumed.len() as i64);
+    tracing::info!(
+        resumed = recovery.resumed.len(),
+        skipped = recovery.skipped.len(),
+        "sagas recovered"
+    );
+    Ok(orchestrator)
+}
+
+/// Definitions are registered one by one so a refusal names its file.
+pub(crate) fn build(
+    defs: Vec<(PathBuf, SagaDefinition)>,
+    store: Arc<dyn EventStore>,
+    bus: flotilla_bus::Bus,
+    discovery: Arc<dyn Discovery>,
+    metrics: SagaMetrics,
+) -> anyhow::Result<Orchestrator> {
+    let announcer = Announcer {
+        bus: bus.clone(),
+        metrics,
+    };
+    let orchestrator = Orchestrator::builder(store)
+        .discovery(discovery)
+        .bus(bus)
+        .observer(Arc::new(announcer))
+        .build()
+        .context("cannot build the saga orchestrator")?;
+    for (path, def) in defs {
+        orchestrator.register(def).with_context(|| {
+            format!(
+                "sagas.definitions: invalid saga definition file {}",
+                path.display()
+            )
+        })?;
+    }
+    Ok(orchestrator)
+}
+
+/// Counters of `/metrics`: `flotilla_sagas_started_total`, `flotilla_sagas_ended_total`
+/// by `outcome`, and `flotilla_sagas_in_flight` (started or resumed here and not yet ended).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SagaMetrics {
+    started: Counter,
+    ended: Family<Vec<(String, String)>, Counter>,
+    in_flight: Gauge,
+}
+
+impl SagaMetrics {
+    fn register(r: &mut prometheus_client::registry::Registry) -> Self {
+        let m = Self::default();
+        let r = r.sub_registry_with_prefix("flotilla_sagas");
+        r.register("started", "Saga instances started", m.started.clone());
+        r.register("ended", "Saga instances ended, by outcome", m.ended.clone());
+        r.register(
+            "in_flight",
+            "Saga instances being driven",
+            m.in_flight.clone(),
+        );
+        m
+    }
+}
+
+/// Publishes each end on the bus and keeps the counters.
+#[derive(Debug)]
+struct Announcer {
+    bus: flotilla_bus::Bus,
+    metrics: SagaMetrics,
+}
+
+impl SagaObserver for Announcer {
+    fn started(&self, _state: &SagaState) {
+        self.metrics.started.inc();
+        self.metrics.in_flight.inc();
+    }
+
+    fn ended(&self, state: &SagaState) {
+        let outcome = state.status.label();
+        let labels = vec![("outcome".to_owned(), outcome.to_owned())];
+        self.metrics.ended.get_or_create(&labels).inc();
+        self.metrics.in_flight.dec();
+        let event = CloudEvent::new(
+            "/flotilla/sagas",
+            format!("saga.{}.{outcome}", state.definition),
+        )
+        .with_correlation_id(state.id.clone())
+        .with_json(serde_json::json!({
+            "id": state.id,
+            "saga": state.definition,
+            "version": state.version,
+            "status": state.status,
+            "finished_at": state.finished_at,
+        }));
+        let bus = self.bus.clone();
+        // Observers must not block the driver; a lost announcement is logged, the instance's
+        // stream still has the end.
+        tokio::spawn(async move {
+            if let Err(e) = bus.publish(event).await {
+                tracing::warn!(error = %e, "cannot announce a saga's end on the bus");
+            }
+        });
+    }
+}
