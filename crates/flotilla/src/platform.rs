@@ -41,6 +41,8 @@ use crate::health::{CheckResult, HealthCheck};
 use crate::registration::SelfRegistration;
 use crate::service::MicroserviceBuilder;
 
+mod calls;
+
 /// The `[platform]` table of a service's configuration.
 #[derive(Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -60,6 +62,13 @@ pub struct PlatformConfig {
     /// Deadline of one call to the control plane. Default `10s`.
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
+    /// The services this one calls: it reports ready only once discovery has answered for
+    /// each (or after `discovery_wait`), so its first requests find their instances.
+    pub calls: Vec<String>,
+    /// The longest readiness waits for discovery's first answers about `calls`; past it the
+    /// service is ready anyway, with a warning logged. Default `10s`.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub discovery_wait: Option<Duration>,
 }
 
 impl std::fmt::Debug for PlatformConfig {
@@ -71,6 +80,8 @@ impl std::fmt::Debug for PlatformConfig {
             .field("address", &self.address)
             .field("tags", &self.tags)
             .field("timeout", &self.timeout)
+            .field("calls", &self.calls)
+            .field("discovery_wait", &self.discovery_wait)
             .finish()
     }
 }
@@ -92,12 +103,27 @@ impl Validate for PlatformConfig {
             Some(_) if self.timeout.is_some_and(|t| t.is_zero()) => {
                 Err(ConfigError::invalid("timeout", "must be longer than 0s"))
             }
-            Some(_) => Ok(()),
+            Some(_) => self.validate_calls(),
         }
     }
 }
 
 impl PlatformConfig {
+    fn validate_calls(&self) -> Result<(), ConfigError> {
+        for (i, service) in self.calls.iter().enumerate() {
+            if let Err(e) = flotilla_core::ServiceName::new(service.clone()) {
+                return Err(ConfigError::invalid(format!("calls[{i}]"), e.to_string()));
+            }
+        }
+        match self.discovery_wait {
+            Some(w) if w > MAX_DISCOVERY_WAIT => Err(ConfigError::invalid(
+                "discovery_wait",
+                format!("{w:?} is over the limit of {MAX_DISCOVERY_WAIT:?}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Loads the `[platform]` table from `file` (if any) and `FLOTILLA_PLATFORM__*` variables.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         crate::config::load(file, Some("platform"))
@@ -111,6 +137,9 @@ impl PlatformConfig {
         }
     }
 }
+
+/// The longest `discovery_wait`: readiness must not hang on a registry for longer.
+const MAX_DISCOVERY_WAIT: Duration = Duration::from_secs(600);
 
 /// A connection to a control plane: its registry, bus and event store. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -222,11 +251,27 @@ fn setup(e: impl std::fmt::Display) -> Error {
 impl MicroserviceBuilder {
     /// Plugs the service into `platform`: registers it with the platform's registry (unless
     /// `platform.register = false`), subscribes its event handlers through the platform's bus,
-    /// and adds a `platform` readiness check (critical until the control plane first answers).
+    /// and adds a `platform` readiness check (critical until the control plane first answers)
+    /// and, with `platform.calls`, a `discovery` one (critical until discovery has answered
+    /// for each called service, at most `platform.discovery_wait`).
     pub fn platform(self, platform: &Platform) -> Self {
         let mut builder = self
             .events(platform.bus())
             .readiness_check(platform.readiness());
+        let calls: Vec<_> = platform
+            .config
+            .calls
+            .iter()
+            .filter_map(|s| flotilla_core::ServiceName::new(s.clone()).ok())
+            .collect();
+        if !calls.is_empty() {
+            let bound = platform
+                .config
+                .discovery_wait
+                .unwrap_or(Duration::from_secs(10));
+            let wait = calls::DiscoveryWait::new(&platform.registry, &calls, bound);
+            builder = builder.readiness_check(wait.check());
+        }
         if platform.config.register.unwrap_or(true) {
             let mut registration = SelfRegistration::new(platform.url());
             registration.token = platform.config.token.clone();
