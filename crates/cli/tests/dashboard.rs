@@ -63,40 +63,109 @@ fn register(up: &Up, name: &str, port: u16) {
 }
 
 /// Publishes `poison-1` and `poison-2` to group `g`, pulls them and rejects both, so the DLQ
-/// holds two entries.
-fn dead_letters(up: &Up) {
+/// holds two entries. `token` is sent when the control plane has one.
+fn dead_letters(up: &Up, token: Option<&str>) {
     let declare = json!({"pattern": "poison.>"}).to_string();
-    assert_eq!(http(up.api, "PUT", "/api/v1/bus/groups/g", &declare).0, 204);
+    let json_type = "application/json";
+    let (status, text) = send(
+        up,
+        "PUT",
+        "/api/v1/bus/groups/g",
+        json_type,
+        &declare,
+        token,
+    );
+    assert_eq!(status, 204, "{text}");
     for id in ["poison-1", "poison-2"] {
         let event = json!({"specversion": "1.0", "id": id, "source": "/test", "type": "poison.a",
             "data": {"id": id}});
         let path = "/api/v1/bus/topics/poison.a/events";
-        let (status, text) = http_as(
-            up.api,
-            "POST",
-            path,
-            "application/cloudevents+json",
-            &event.to_string(),
-        );
+        let ce = "application/cloudevents+json";
+        let (status, text) = send(up, "POST", path, ce, &event.to_string(), token);
         assert_eq!(status, 200, "{text}");
     }
     let pull = json!({"max": 2, "wait_ms": 0}).to_string();
-    let (_, body) = http(up.api, "POST", "/api/v1/bus/groups/g/pull", &pull);
+    let (_, body) = send(
+        up,
+        "POST",
+        "/api/v1/bus/groups/g/pull",
+        json_type,
+        &pull,
+        token,
+    );
     let pulled: Value = serde_json::from_str(&body).unwrap();
     let deliveries = pulled["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 2, "{body}");
     for d in deliveries {
         let reject = json!({"receipt": d["receipt"], "reason": "poison"}).to_string();
-        assert_eq!(
-            http(up.api, "POST", "/api/v1/bus/groups/g/reject", &reject).0,
-            204
-        );
+        let path = "/api/v1/bus/groups/g/reject";
+        assert_eq!(send(up, "POST", path, json_type, &reject, token).0, 204);
     }
+}
+
+/// One request, with `Authorization: Bearer <token>` when given; (status, body).
+fn send(
+    up: &Up,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    let Some(token) = token else {
+        return http_as(up.api, method, path, content_type, body);
+    };
+    let mut s = TcpStream::connect(("127.0.0.1", up.api)).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: Bearer {token}\r\n\
+         content-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut res = String::new();
+    s.read_to_string(&mut res).unwrap();
+    let status = res[9..12].parse().unwrap();
+    let body = res
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Runs tests/dashboard/browser.py against `up` with `extra` arguments; panics with its output
+/// when a check fails.
+fn browse(up: &Up, tools: (PathBuf, PathBuf, PathBuf), shots: &std::path::Path, extra: &[&str]) {
+    let (chromium, driver, python) = tools;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/browser.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args(["--api", &format!("http://127.0.0.1:{}", up.api)])
+        .args(["--gateway", &format!("http://127.0.0.1:{}", up.gateway)])
+        .arg("--chromium")
+        .arg(chromium)
+        .arg("--driver")
+        .arg(driver)
+        .arg("--shots")
+        .arg(shots)
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser checks failed:\n{stdout}\n{stderr}"
+    );
+    eprintln!("{stdout}");
+}
+
+fn screenshots() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots")
 }
 
 #[test]
 fn every_page_works_in_a_real_browser_and_follows_the_platform_live() {
-    let Some((chromium, driver, python)) = browser_tools() else {
+    let Some(tools) = browser_tools() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -110,37 +179,37 @@ fn every_page_works_in_a_real_browser_and_follows_the_platform_live() {
     let up = start(&dir.path().join("data"), &routes);
     register(&up, "users", upstream());
     register(&up, "orders", upstream());
-    dead_letters(&up);
+    dead_letters(&up, None);
 
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    let shots = screenshots();
     // Only this run's pictures: a stale one could pass for the page as it is now.
-    let _ = std::fs::remove_dir_all(&shots);
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/browser.py");
-    let out = Command::new(python)
-        .arg(script)
-        .args(["--api", &format!("http://127.0.0.1:{}", up.api)])
-        .args(["--gateway", &format!("http://127.0.0.1:{}", up.gateway)])
-        .arg("--chromium")
-        .arg(chromium)
-        .arg("--driver")
-        .arg(driver)
-        .arg("--shots")
-        .arg(&shots)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "browser checks failed:\n{stdout}\n{stderr}"
-    );
-    eprintln!("{stdout}");
-    for page in ["overview", "services", "gateway", "bus", "events", "sagas"] {
+    let pages = ["overview", "services", "gateway", "bus", "events", "sagas"];
+    for page in pages {
+        let _ = std::fs::remove_file(shots.join(format!("{page}.png")));
+    }
+    browse(&up, tools, &shots, &[]);
+    for page in pages {
         assert!(
             shots.join(format!("{page}.png")).is_file(),
             "no screenshot of {page}"
         );
     }
+    support::stop(up);
+}
+
+#[test]
+fn a_write_asks_for_the_token_once_and_the_tab_keeps_it() {
+    let Some(tools) = browser_tools() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.toml");
+    std::fs::write(&routes, "").unwrap();
+    let token = "s3cret-dashboard-token";
+    let env = [("FLOTILLA_REGISTRY__TOKEN", token)];
+    let up = start_role("up", &dir.path().join("data"), &routes, &env);
+    dead_letters(&up, Some(token));
+    browse(&up, tools, &screenshots(), &["--token", token]);
     support::stop(up);
 }
 
