@@ -51,7 +51,7 @@ fn register(up: &Up, name: &str, port: u16) {
     let body = json!({
         "id": format!("{name}-1"), "name": name, "address": "127.0.0.1", "port": port,
         "version": "1.2.0", "tags": ["v1"], "metadata": {"zone": "a"},
-        "check": {"type": "ttl", "ttl": "3s"}, "status": "passing",
+        "check": {"type": "ttl", "ttl": "5s"}, "status": "passing",
     });
     let (status, text) = http(
         up.api,
