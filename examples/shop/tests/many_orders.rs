@@ -33,7 +33,21 @@ async fn two_hundred_orders_with_a_fifth_of_payments_failing_end_consistent() {
         .await;
         assert_eq!(status, StatusCode::CREATED, "{p}");
     }
-    let mut orders = place_all(&gw, 0..ORDERS / 2).await;
+    let mut users = Vec::new();
+    for n in 0..8 {
+        let body = json!({ "name": format!("Client {n}"), "email": format!("c{n}@example.com") });
+        let (status, _, u) = call(
+            Method::POST,
+            &format!("{gw}/api/users"),
+            Some(body),
+            Some(DEMO_TOKEN),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{u}");
+        users.push(u["id"].as_str().expect("an id").to_owned());
+    }
+    let users = Arc::new(users);
+    let mut orders = place_all(&gw, &users, 0..ORDERS / 2).await;
     // The checkouts just started may still be running: they resume from their streams.
     let pending = format!("{}/orders?status=pending", shop.service("orders"));
     let in_flight = call(Method::GET, &pending, None, None).await.2;
@@ -45,7 +59,7 @@ async fn two_hundred_orders_with_a_fifth_of_payments_failing_end_consistent() {
         call(Method::GET, &list, None, None).await.0 == StatusCode::OK
     })
     .await;
-    orders.extend(place_all(&gw, ORDERS / 2..ORDERS).await);
+    orders.extend(place_all(&gw, &users, ORDERS / 2..ORDERS).await);
 
     let mut confirmed_items: BTreeMap<String, u64> = BTreeMap::new();
     let mut status_of = BTreeMap::new();
@@ -97,18 +111,22 @@ async fn two_hundred_orders_with_a_fifth_of_payments_failing_end_consistent() {
     }
 }
 
-/// Places orders `range` from 8 concurrent clients, each one to three lines.
-async fn place_all(gw: &Arc<String>, range: std::ops::Range<usize>) -> Vec<String> {
+/// Places orders `range` from 8 concurrent clients (one user each), each one to three lines.
+async fn place_all(
+    gw: &Arc<String>,
+    users: &Arc<Vec<String>>,
+    range: std::ops::Range<usize>,
+) -> Vec<String> {
     let tasks: Vec<_> = (0..8)
         .map(|worker| {
-            let (gw, range) = (Arc::clone(gw), range.clone());
+            let (gw, range, users) = (Arc::clone(gw), range.clone(), Arc::clone(users));
             tokio::spawn(async move {
                 let mut ids = Vec::new();
                 for n in (range.start + worker..range.end).step_by(8) {
                     let items: Vec<Value> = (0..=n % 3)
                         .map(|i| json!({ "sku": SKUS[(n + i) % 3], "quantity": 1 + (n + i) % 4 }))
                         .collect();
-                    ids.push(place_order(&gw, &format!("user-{worker}"), json!(items)).await);
+                    ids.push(place_order(&gw, &users[worker], json!(items)).await);
                 }
                 ids
             })

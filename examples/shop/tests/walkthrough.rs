@@ -111,6 +111,18 @@ async fn the_walkthrough_places_one_order_and_compensates_another() {
     .await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
 
+    // An order for someone who is not a user is refused, naming the field.
+    let ghost = json!({ "user_id": "no-such-user", "items": [{ "sku": "mug", "quantity": 1 }] });
+    let (status, _, problem) = call(
+        Method::POST,
+        &format!("{gw}/api/orders"),
+        Some(ghost),
+        Some(DEMO_TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "user_id", "{problem}");
+
     // An order that completes: its stock is reserved and it is paid.
     let items = json!([{ "sku": "mug", "quantity": 2 }, { "sku": "tee", "quantity": 1 }]);
     let id = place_order(&gw, &user_id, items).await;

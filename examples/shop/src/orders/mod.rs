@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use flotilla::events::{HandlerError, Typed};
@@ -29,6 +29,9 @@ use crate::http::{CONFLICT_RETRIES, invalid, store_problem};
 
 struct Orders {
     repo: Repository<Order>,
+    /// Finds the users service through the platform's registry (with the SDK's retries and
+    /// breakers) to check that an order's user exists.
+    users: flotilla::client::ServiceRef,
     list: OrderList,
     sagas: Orchestrator,
 }
@@ -45,6 +48,7 @@ pub async fn service(
     let sagas = checkout::orchestrator(platform, repo.clone()).await?;
     let state = Arc::new(Orders {
         repo: repo.clone(),
+        users: platform.client().service("users"),
         list: list.clone(),
         sagas,
     });
@@ -75,8 +79,10 @@ struct PlaceOrder {
 
 impl PlaceOrder {
     fn validate(&self) -> Result<(), Problem> {
-        if self.user_id.trim().is_empty() {
-            return Err(invalid("user_id", "must not be empty"));
+        let id_like = |c: char| c.is_ascii_alphanumeric() || c == '-';
+        if self.user_id.is_empty() || self.user_id.len() > 64 || !self.user_id.chars().all(id_like)
+        {
+            return Err(invalid("user_id", "must be a user's id"));
         }
         if self.items.is_empty() {
             return Err(invalid("items", "must name at least one product"));
@@ -106,9 +112,11 @@ fn view(id: &str, order: &Order) -> serde_json::Value {
 /// ends `confirmed` or `cancelled` when the saga does.
 async fn place(
     State(s): State<Arc<Orders>>,
+    headers: HeaderMap,
     Json(body): Json<PlaceOrder>,
 ) -> Result<Response, Problem> {
     body.validate()?;
+    user_exists(&s, &body.user_id, &headers).await?;
     let id = uuid::Uuid::now_v7().to_string();
     let create = order::Command::Create {
         user_id: body.user_id,
@@ -128,6 +136,19 @@ async fn place(
     let location = format!("/orders/{id}");
     let headers = [(header::LOCATION, location)];
     Ok((StatusCode::ACCEPTED, headers, axum::Json(view(&id, &order))).into_response())
+}
+
+/// Asks the users service (request id and trace context passed on) whether `user_id` exists:
+/// 422 naming `user_id` when it does not, 503 when users cannot answer.
+async fn user_exists(s: &Orders, user_id: &str, headers: &HeaderMap) -> Result<(), Problem> {
+    let path = format!("/users/{user_id}");
+    match s.users.get(&path).propagate(headers).send().await {
+        Ok(_) => Ok(()),
+        Err(flotilla::client::Error::Status { status, .. }) if status == StatusCode::NOT_FOUND => {
+            Err(invalid("user_id", format!("no user {user_id:?}")))
+        }
+        Err(e) => Err(Problem::from_error(&e)),
+    }
 }
 
 async fn read(
