@@ -152,14 +152,15 @@ fn step_row(s: &Value) -> Value {
     })
 }
 
+/// The event's type leads as the row's name; its error (or reason) comes last as its data.
 fn timeline_row(e: &Value) -> Value {
     let event = &e["event"];
     json!({
+        "name": e["type"],
         "version": e["version"],
-        "recorded_at": e["recorded_at"],
-        "event": e["type"],
         "step": event["step"],
         "attempt": event["attempt"],
-        "error": event["error"].as_str().or(event["reason"].as_str()),
+        "recorded_at": e["recorded_at"],
+        "data": event["error"].as_str().or(event["reason"].as_str()),
     })
 }
