@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::{Value, json};
-use support::{Up, http, http_as, start, start_role};
+use support::{Up, http, http_as, start_role};
 
 const SUITE: &str = "dashboard browser test";
 
@@ -45,6 +45,35 @@ fn upstream() -> u16 {
     });
     port
 }
+
+/// Reserves with `users` (which answers), then charges with `payments` (which does not), once
+/// each: the saga ends compensated.
+const SAGA: &str = r#"
+name = "place-order"
+version = 1
+
+[[steps]]
+name = "reserve"
+timeout = "2s"
+retry = { max_attempts = 1 }
+[steps.action.http]
+service = "users"
+method = "POST"
+path = "/reservations"
+[steps.compensation.http]
+service = "users"
+method = "DELETE"
+path = "/reservations/{{steps.reserve.key}}"
+
+[[steps]]
+name = "charge"
+timeout = "2s"
+retry = { max_attempts = 1 }
+[steps.action.http]
+service = "payments"
+method = "POST"
+path = "/charges"
+"#;
 
 /// `name-1`, passing, on a TTL check the browser script keeps alive with heartbeats.
 fn register(up: &Up, name: &str, port: u16) {
@@ -176,10 +205,19 @@ fn every_page_works_in_a_real_browser_and_follows_the_platform_live() {
          [[routes]]\nname = \"users\"\nprefix = \"/users\"\nupstream = \"users\"\n",
     )
     .unwrap();
-    let up = start(&dir.path().join("data"), &routes);
+    let saga = dir.path().join("place-order.toml");
+    std::fs::write(&saga, SAGA).unwrap();
+    let definitions = format!("[{:?}]", saga.display().to_string());
+    let env = [("FLOTILLA_SAGAS__DEFINITIONS", definitions.as_str())];
+    let up = start_role("up", &dir.path().join("data"), &routes, &env);
     register(&up, "users", upstream());
     register(&up, "orders", upstream());
+    // Nothing listens there: the saga's `charge` step fails and `reserve` is compensated.
+    register(&up, "payments", support::free_port());
     dead_letters(&up, None);
+    let start = json!({"data": {"order_id": "o-1"}}).to_string();
+    let (status, text) = http(up.api, "POST", "/api/v1/sagas/place-order", &start);
+    assert!(status == 200 || status == 201, "{status} {text}");
 
     let shots = screenshots();
     // Only this run's pictures: a stale one could pass for the page as it is now.

@@ -24,6 +24,16 @@ function healthCard(instances) {
   return card('Instances', fmt.count(total), parts.length ? parts : 'none registered');
 }
 
+const SAGA_STATES = ['running', 'compensating', 'completed', 'compensated', 'stuck'];
+
+function sagaCard(sagas) {
+  const by = {};
+  for (const s of sagas) by[s.status] = (by[s.status] || 0) + 1;
+  const inFlight = (by.running || 0) + (by.compensating || 0);
+  const parts = SAGA_STATES.filter((s) => by[s]).map((s) => h('span', {}, badge(s), ' ', fmt.count(by[s]), ' '));
+  return card('Sagas in flight', fmt.count(inFlight), parts.length ? parts : 'none started');
+}
+
 function last(values) {
   return values.length ? values[values.length - 1] : null;
 }
@@ -47,7 +57,7 @@ function charts(ctx) {
   }
   if (c.bus) out.push(trend(s, 'busRate', 'Bus events published', fmt.rate), trend(s, 'dlq', 'Dead letters', fmt.count));
   if (c.eventstore) out.push(trend(s, 'appendRate', 'Event-store appends', fmt.rate));
-  out.push(card('Sagas', '–', 'not wired into the control plane yet'));
+  if (ctx.platform.sagas) out.push(sagaCard(ctx.sagas || []));
   return h('div', { class: 'cards' }, out);
 }
 
@@ -71,6 +81,7 @@ export function mount(main, ctx) {
   main.append(h('h1', {}, 'Overview'), cards.el, h('h2', { id: 'ov-services' }, 'Services'), services.el);
   return {
     async tick() {
+      if (ctx.platform.sagas) ctx.sagas = (await get('/api/v1/sagas?limit=1000')).sagas;
       // History changes every poll: drawn each time, it holds no focusable element.
       cards.el.replaceChildren(charts(ctx));
       services.show(await get('/api/v1/registry/services'), servicesTable);

@@ -2,12 +2,13 @@
 
 Run by crates/cli/tests/dashboard.rs against a running `flotilla up` that has two services
 (`users`, `orders`, TTL checks, passing), a route `/users` on the gateway, a consumer group `g`
-and one dead letter. While it runs, a background thread keeps traffic flowing (heartbeats,
+with two dead letters, and a `place-order` saga that ends compensated. While it runs, a background thread keeps traffic flowing (heartbeats,
 gateway requests, bus publishes, event-store appends) so the overview's charts have data.
 
 Checks: every page loads with no console error and no failed request; the overview lists the
 services; `users` turns critical on the services page without a reload once its heartbeats
-stop; a dead letter can be inspected and replayed and the DLQ count drops; a page can be
+stop; a dead letter can be inspected and replayed and the DLQ count drops; the compensated
+saga's timeline shows its compensation; a page can be
 reached with the keyboard alone. Saves a screenshot of every page into --shots (and of the
 overview in dark mode and the services page in a narrow window). Exits non-zero, naming the failed check, otherwise.
 """
@@ -142,6 +143,11 @@ def dlq_rows(driver):
     return driver.find_elements(By.CSS_SELECTOR, "tr[data-dead-letter]")
 
 
+def saga_status(driver):
+    cells = driver.find_elements(By.CSS_SELECTOR, "tr[data-saga] .badge")
+    return cells[0].text if cells else None
+
+
 def instance_status(driver, instance):
     cells = driver.find_elements(By.CSS_SELECTOR, f'tr[data-instance="{instance}"] td.status')
     return cells[0].text if cells else None
@@ -172,7 +178,10 @@ def run(args, check, traffic):
     check.collect("events")
 
     check.open("sagas")
-    check.wait("the sagas page says they are not wired", lambda _: "not wired" in check.main_text())
+    check.wait("the saga is listed as compensated", lambda _: saga_status(d) == "compensated", timeout=30)
+    d.find_element(By.CSS_SELECTOR, "tr[data-saga] a").click()
+    check.wait("its timeline shows the compensation", lambda _: d.find_elements(By.CSS_SELECTOR, 'li[data-type="CompensationSucceeded"]'))
+    check.wait("its steps show reserve compensated", lambda _: "succeeded" in d.find_element(By.CSS_SELECTOR, 'tr[data-step="reserve"]').text)
     check.shot("sagas")
     check.collect("sagas")
 
