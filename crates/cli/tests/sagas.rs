@@ -229,6 +229,22 @@ fn sagas_complete_or_compensate_through_the_cli() {
     );
     let platform = http(up.api, "GET", "/api/v1/platform", "").1;
     assert!(platform.contains("/api/v1/sagas") && !platform.contains("not_yet_available"));
+    let metrics = http(up.api, "GET", "/metrics", "").1;
+    for line in [
+        "flotilla_sagas_started_total 2",
+        "flotilla_sagas_ended_total{outcome=\"completed\"} 1",
+        "flotilla_sagas_ended_total{outcome=\"compensated\"} 1",
+        "flotilla_sagas_in_flight 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from /metrics");
+    }
+    let topics = cli(&up, &["topics", "ls", "--json"]);
+    for topic in ["saga.order.completed", "saga.order.compensated"] {
+        assert!(
+            topics.contains(topic),
+            "{topic} was not published: {topics}"
+        );
+    }
     stop(up);
 }
 
@@ -284,4 +300,44 @@ fn sagas_interrupted_by_sigkill_finish_after_a_restart() {
         "the kill landed after every saga had ended"
     );
     stop(second);
+}
+
+#[test]
+fn an_invalid_definition_file_stops_config_check_naming_the_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.toml");
+    let bad = DEFINITION.replace("path = \"/payments\"", "path = \"payments\"");
+    std::fs::write(&file, bad).unwrap();
+    let config = dir.path().join("flotilla.toml");
+    let pattern = dir.path().join("*.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sagas]\ndefinitions = [{:?}]\n",
+            file.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = support::flotilla()
+        .args(["config", "check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("broken.toml") && stderr.contains("steps[1].action.http.path"),
+        "{stderr}"
+    );
+    let missing = format!(
+        "[sagas]\ndefinitions = [{:?}]\n",
+        format!("{}.none", pattern.display())
+    );
+    std::fs::write(&config, missing).unwrap();
+    let out = support::flotilla()
+        .args(["config", "check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("matches no file"));
 }

@@ -12,6 +12,10 @@ pub trait SagaObserver: Send + Sync + std::fmt::Debug + 'static {
     /// An instance was started here (`SagaStarted` is durable).
     fn started(&self, _state: &SagaState) {}
 
+    /// An unfinished instance is driven here again: resumed by `recover()`, or a stuck one
+    /// retried.
+    fn resumed(&self, _state: &SagaState) {}
+
     /// An instance ended (`SagaCompleted`, `SagaCompensated` or `SagaStuck` is durable);
     /// `state.status` says which.
     fn ended(&self, _state: &SagaState) {}

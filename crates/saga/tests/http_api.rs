@@ -284,6 +284,12 @@ impl SagaObserver for Seen {
             .unwrap()
             .push(format!("started {}", state.status.label()));
     }
+    fn resumed(&self, state: &SagaState) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("resumed {}", state.status.label()));
+    }
     fn ended(&self, state: &SagaState) {
         self.0
             .lock()

@@ -66,13 +66,11 @@ pub(crate) async fn start(
 ) -> anyhow::Result<Orchestrator> {
     let mut counters = None;
     metrics.register(|r| counters = Some(SagaMetrics::register(r)));
-    let counters = counters.unwrap_or_default();
-    let orchestrator = build(defs, store, bus, discovery, counters.clone())?;
+    let orchestrator = build(defs, store, bus, discovery, counters.unwrap_or_default())?;
     let recovery = orchestrator
         .recover()
         .await
         .context("cannot resume the unfinished sagas")?;
-    counters.in_flight.inc_by(recovery.resumed.len() as i64);
     tracing::info!(
         resumed = recovery.resumed.len(),
         skipped = recovery.skipped.len(),
@@ -144,6 +142,10 @@ struct Announcer {
 impl SagaObserver for Announcer {
     fn started(&self, _state: &SagaState) {
         self.metrics.started.inc();
+        self.metrics.in_flight.inc();
+    }
+
+    fn resumed(&self, _state: &SagaState) {
         self.metrics.in_flight.inc();
     }
 

@@ -143,9 +143,18 @@ impl Orchestrator {
             };
             let store = self.shared.store.as_ref();
             if let stream::Appended::Yes = stream::append(store, &mut state, event).await? {
+                self.observe_resumed(&state);
                 self.drive(state.clone(), def);
                 return Ok(state);
             }
+        }
+    }
+}
+
+impl Orchestrator {
+    pub(super) fn observe_resumed(&self, state: &SagaState) {
+        for o in &self.shared.observers {
+            o.resumed(state);
         }
     }
 }

@@ -92,6 +92,7 @@ impl Orchestrator {
             return Ok(());
         }
         let def = self.definition(&state.definition, Some(state.version))?;
+        self.observe_resumed(&state);
         self.drive(state, def);
         Ok(())
     }

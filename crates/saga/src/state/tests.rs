@@ -181,3 +181,44 @@ fn events_for_unknown_steps_are_refused() {
     };
     assert!(started(&d).apply(&e).unwrap_err().contains("zzz"));
 }
+
+#[test]
+fn a_retry_after_the_pivot_runs_the_stuck_step_again_with_a_fresh_budget() {
+    let mut d = def(None);
+    d.pivot = Some("a".into());
+    let state = succeed(run(started(&d), &d, &[0]), "a");
+    assert!(
+        state
+            .clone()
+            .apply(&SagaEvent::Retried { at: t(1) })
+            .is_err()
+    );
+    let mut state = run(state, &d, &[1]);
+    for attempt in 1..=2 {
+        let e = crate::StepError::retryable("down");
+        let failed = step_outcome(&state, &d, 1, attempt, Err(e), t(1));
+        state = state.apply(&failed).unwrap();
+        state = run(state, &d, &[5]);
+    }
+    assert!(
+        matches!(state.status, SagaStatus::Stuck { .. }),
+        "{state:?}"
+    );
+    let state = state.apply(&SagaEvent::Retried { at: t(10) }).unwrap();
+    assert_eq!(state.status, SagaStatus::Running);
+    assert_eq!(state.finished_at, None);
+    let state = run(state, &d, &[10]);
+    assert_eq!(state.steps[1].attempts, 3);
+    let e = crate::StepError::retryable("still down");
+    let failed = step_outcome(&state, &d, 1, 3, Err(e), t(10));
+    assert!(
+        matches!(
+            failed,
+            SagaEvent::StepFailed {
+                retry_at: Some(_),
+                ..
+            }
+        ),
+        "the retry's first failure has another attempt left: {failed:?}"
+    );
+}
