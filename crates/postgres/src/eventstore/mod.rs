@@ -145,7 +145,7 @@ impl PgEventStore {
         let state_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&name];
         let (_, slot, found, state) = tokio::try_join!(
             tx.execute(&lock, &lock_params),
-            tx.query_one(&slot, &[]),
+            tx.query_one(&slot, &state_params),
             tx.query(&by_ids, &id_params),
             tx.query_opt(&state, &state_params),
         )
@@ -165,6 +165,7 @@ impl PgEventStore {
         match plan_append(stream, expected, state, events, &stored)? {
             Plan::AlreadyStored(r) => Ok(r),
             Plan::Write { first_version } => {
+                in_stream_order(stream, slot.get(0), slot.get(2))?;
                 let first = first_position(slot.get(0), slot.get(1), events.len())?;
                 self.insert(tx, stream, (first, first_version), events)
                     .await
@@ -294,6 +295,23 @@ fn first_position(base: i64, used: i64, n: usize) -> Result<i64, Error> {
         )));
     }
     Ok(base + used + 1)
+}
+
+/// Refuses to append below the stream's last event: that happens only in a transaction that
+/// took its id before a younger one appended to the same stream (`append_in` after other
+/// writes). Its events would come before that append in `$all` while following it in the
+/// stream. `append` never meets it: it takes its id after the stream's lock.
+fn in_stream_order(stream: &StreamId, base: i64, last: Option<i64>) -> Result<(), Error> {
+    match last {
+        Some(last) if last >= base + schema::TX_SPAN => Err(Error::Storage {
+            message: format!(
+                "stream {stream} has an event from a younger transaction (position {last}); \
+                 retry this transaction"
+            ),
+            retryable: true,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Re-reads the head every `every`, and at once when woken by a commit in this process.

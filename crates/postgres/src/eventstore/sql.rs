@@ -69,11 +69,16 @@ impl Sql {
             // One lock per stream (a 64-bit hash of its name, seeded per schema): appends to
             // one stream take turns, appends to different streams do not wait for each other.
             stream_lock: f("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))"),
-            // This transaction's id (assigned here if it had none) as the base of its
-            // positions, and how many of them earlier appends in the same transaction used.
+            // This transaction's id (assigned here, after the stream's lock, if it had none)
+            // as the base of its positions, and how many of them earlier appends in the same
+            // transaction used.
+            // The stream's last position comes along: a transaction older than the stream's
+            // last append must not write below it.
             tx_slot: f(
                 "SELECT b.base, coalesce((SELECT max(position) FROM {s}.es_events \
-                 WHERE position > b.base AND position < b.base + {span}), b.base) - b.base \
+                 WHERE position > b.base AND position < b.base + {span}), b.base) - b.base, \
+                 (SELECT position FROM {s}.es_events WHERE stream = $1 \
+                  ORDER BY version DESC LIMIT 1) \
                  FROM (SELECT pg_current_xact_id()::text::bigint * {span} AS base) b",
             ),
             by_ids: f("SELECT {cols} FROM {s}.es_events WHERE id = ANY($1)"),
