@@ -140,6 +140,12 @@ async fn the_walkthrough_places_one_order_and_compensates_another() {
         paid[0]["status"] == "captured" && paid[0]["amount"] == 4900
     })
     .await;
+    // payments announced it on the bus; orders heard and recorded it.
+    let order_url = format!("{gw}/api/orders/{id}");
+    support::eventually(|| async {
+        call(Method::GET, &order_url, None, None).await.2["payment"] == "processed"
+    })
+    .await;
 
     // Payments decline everything now: the next order turns back.
     shop.restart("payments", &[("PAYMENT_FAILURE_RATE", "1")])
