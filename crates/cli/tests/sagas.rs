@@ -148,13 +148,18 @@ fn register(up: &Up, port: u16) {
 
 /// `flotilla up` with the definition file under `dir`, on the data in `dir/data`.
 fn up(dir: &Path) -> Up {
+    up_with(dir, &[])
+}
+
+fn up_with(dir: &Path, extra: &[(&str, &str)]) -> Up {
     let defs = dir.join("sagas");
     std::fs::create_dir_all(&defs).unwrap();
     std::fs::write(defs.join("order.toml"), DEFINITION).unwrap();
     let routes = dir.join("routes.toml");
     std::fs::write(&routes, "").unwrap();
     let pattern = format!("[\"{}/*.toml\"]", defs.display());
-    let env = [("FLOTILLA_SAGAS__DEFINITIONS", pattern.as_str())];
+    let mut env = vec![("FLOTILLA_SAGAS__DEFINITIONS", pattern.as_str())];
+    env.extend_from_slice(extra);
     start_role("up", &dir.join("data"), &routes, &env)
 }
 
@@ -226,6 +231,16 @@ fn sagas_complete_or_compensate_through_the_cli() {
     assert!(
         listed.contains(&declined) && !listed.contains(&ok),
         "{listed}"
+    );
+    let url = format!("http://127.0.0.1:{}", up.api);
+    let unknown = support::flotilla()
+        .args(["sagas", "start", "nope", "--url", &url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        !unknown.status.success() && stderr.contains("\"nope\""),
+        "{stderr}"
     );
     let platform = http(up.api, "GET", "/api/v1/platform", "").1;
     assert!(platform.contains("/api/v1/sagas") && !platform.contains("not_yet_available"));
@@ -340,4 +355,18 @@ fn an_invalid_definition_file_stops_config_check_naming_the_file_and_field() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("matches no file"));
+}
+
+#[test]
+fn with_a_token_saga_writes_need_it_and_reads_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = up_with(dir.path(), &[("FLOTILLA_REGISTRY__TOKEN", "s3cret")]);
+    let start = json!({"data": {"order": "o-1", "amount": 1}}).to_string();
+    let (status, body) = http(up.api, "POST", "/api/v1/sagas/order", &start);
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = http(up.api, "POST", "/api/v1/sagas/order-1/cancel", "");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(http(up.api, "GET", "/api/v1/sagas", "").0, 200);
+    assert_eq!(http(up.api, "GET", "/api/v1/sagas/definitions", "").0, 200);
+    stop(up);
 }
