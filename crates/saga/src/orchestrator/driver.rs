@@ -28,10 +28,12 @@ impl Driver {
         let id = self.state.id.clone();
         loop {
             let effect = state::decide(&self.state, &self.def, self.shared.now());
-            if effect == Effect::Finish {
-                break;
-            }
-            if let Err(e) = self.carry_out(effect).await {
+            let step = match effect {
+                Effect::Finish if self.leave() => return,
+                Effect::Finish => self.refresh().await,
+                effect => self.carry_out(effect).await,
+            };
+            if let Err(e) = step {
                 // The instance stays as its stream says; recover() picks it up again.
                 tracing::warn!(saga = %id, error = %e, "saga driver stopped");
                 break;
@@ -40,6 +42,21 @@ impl Driver {
         }
         self.tx.send_replace(self.state.clone());
         self.shared.running().remove(&id);
+    }
+
+    /// Leaves the running map unless a rerun was asked for meanwhile (checked and cleared
+    /// under the same lock `drive` takes, so a retry is never left without a driver).
+    fn leave(&self) -> bool {
+        let mut running = self.shared.running();
+        if let Some(r) = running.get_mut(&self.state.id)
+            && r.rerun
+        {
+            r.rerun = false;
+            return false;
+        }
+        running.remove(&self.state.id);
+        self.tx.send_replace(self.state.clone());
+        true
     }
 
     async fn carry_out(&mut self, effect: Effect) -> crate::Result<()> {

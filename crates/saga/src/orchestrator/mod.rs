@@ -76,6 +76,9 @@ pub(crate) struct Shared {
 struct Running {
     wake: Arc<Notify>,
     state: watch::Receiver<SagaState>,
+    /// Someone asked to drive the instance while this driver ran (a retry of an instance the
+    /// driver had just seen end): it reads the stream again before leaving.
+    rerun: bool,
 }
 
 impl Shared {
@@ -224,7 +227,9 @@ impl Orchestrator {
     /// Spawns a driver for `state` unless one already runs here.
     fn drive(&self, state: SagaState, def: Arc<SagaDefinition>) {
         let mut running = self.shared.running();
-        if running.contains_key(&state.id) {
+        if let Some(r) = running.get_mut(&state.id) {
+            r.rerun = true;
+            r.wake.notify_one();
             return;
         }
         let (tx, rx) = watch::channel(state.clone());
@@ -234,6 +239,7 @@ impl Orchestrator {
             Running {
                 wake: wake.clone(),
                 state: rx,
+                rerun: false,
             },
         );
         let driver = driver::Driver {
