@@ -9,7 +9,9 @@
 //! ([`state::decide`] over [`SagaState`]) says what to do next and the [`Orchestrator`]'s
 //! driver does it and appends the outcome with the expected version, so two replicas never
 //! both record a transition. [`Orchestrator::recover`] resumes unfinished instances after a
-//! restart.
+//! restart. [`api::router`] serves the operations API (start, list, show with a timeline,
+//! cancel, retry a stuck instance) and [`SagaObserver`] hears starts and ends, for a host
+//! such as the control plane to mount and announce.
 //!
 //! It owns no storage, transport or discovery source: it keeps state through the
 //! `flotilla-eventstore` contract, finds services through `flotilla-discovery` and sends
