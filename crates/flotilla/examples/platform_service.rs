@@ -18,8 +18,8 @@ use std::collections::BTreeSet;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::post;
-use flotilla::eventsourcing::{Aggregate, DomainEvent, Metadata, Repository};
 use flotilla::events::{Bus, HandlerError, Typed};
+use flotilla::eventsourcing::{Aggregate, DomainEvent, Metadata, Repository};
 use flotilla::platform::Platform;
 use flotilla::{Json, Microservice, Problem, ServiceConfig};
 use serde::{Deserialize, Serialize};
@@ -113,7 +113,9 @@ async fn post_credit(
     Json(credit): Json<Credit>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let balance = accounts.credit(&account, &credit).await?;
-    Ok(Json(serde_json::json!({ "account": account, "balance": balance })))
+    Ok(Json(
+        serde_json::json!({ "account": account, "balance": balance }),
+    ))
 }
 
 #[tokio::main]
