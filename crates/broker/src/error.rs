@@ -43,6 +43,21 @@ impl Classify for Error {
     }
 }
 
+impl Error {
+    /// Names the batch element an input error is about (`events[3]: ...`), so a client whose
+    /// batch is refused for one bad event knows which; other errors pass unchanged (a
+    /// too-large event keeps its 413 and says its size).
+    pub(crate) fn at(self, field: &str, index: usize) -> Self {
+        let invalid = matches!(self.class().kind, ErrorKind::InvalidInput)
+            && !matches!(self, Self::Bus(flotilla_bus::Error::TooLarge { .. }));
+        if invalid {
+            Self::BadRequest(format!("{field}[{index}]: {self}"))
+        } else {
+            self
+        }
+    }
+}
+
 /// The internal cause of a 5xx answer, for the log only (never sent).
 #[derive(Debug, Clone)]
 pub(crate) struct InternalCause(pub(crate) String);

@@ -31,9 +31,11 @@ pub(crate) fn events(
             .map_err(|e| Error::BadRequest(format!("batch body is not a JSON array: {e}")))?;
         return items
             .into_iter()
-            .map(|v| {
+            .enumerate()
+            .map(|(i, v)| {
                 check_size(v.to_string().len(), limit)?;
-                Ok(CloudEvent::from_json_value(v).map_err(flotilla_bus::Error::from)?)
+                CloudEvent::from_json_value(v)
+                    .map_err(|e| Error::from(flotilla_bus::Error::from(e)).at("batch", i))
             })
             .collect();
     }

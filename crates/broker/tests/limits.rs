@@ -100,7 +100,12 @@ async fn delays_beyond_a_year_are_refused_on_publish_and_nack() {
         .unwrap();
     refused(&app, one, "delay_ms").await;
     let batch = json!({"events": [{"topic": "t.a", "event": event("2"), "delay_ms": huge}]});
-    refused(&app, req("POST", "/api/v1/bus/events", batch), "delay_ms").await;
+    refused(
+        &app,
+        req("POST", "/api/v1/bus/events", batch),
+        "events[0]: delay_ms",
+    )
+    .await;
     let nack = json!({"receipt": "r", "delay_ms": huge});
     refused(
         &app,

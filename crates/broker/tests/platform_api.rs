@@ -89,6 +89,11 @@ async fn a_batch_with_a_bad_topic_is_refused_whole() {
     ]});
     let (s, _, body) = call(&app, req("POST", "/api/v1/bus/events", batch)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("events[1]: "),
+        "names the bad element: {detail}"
+    );
     let (_, _, body) = call(
         &app,
         Request::get("/api/v1/bus/topics")

@@ -188,3 +188,18 @@ async fn run_stops_on_shutdown_while_the_lag_refresh_keeps_failing() {
     shutdown.cancel();
     run.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_batch_refused_for_one_bad_event_names_that_event() {
+    let app = app(Options::default());
+    let good = r#"{"specversion":"1.0","id":"1","source":"/s","type":"t"}"#;
+    let bad = r#"{"specversion":"1.0","id":"","source":"/s","type":"t"}"#;
+    let req = Request::post("/api/v1/bus/topics/t/events")
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(Body::from(format!("[{good},{good},{bad}]")))
+        .unwrap();
+    let (s, _, body) = call(&app, req).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.starts_with("batch[2]: "), "{detail}");
+}

@@ -56,7 +56,8 @@ pub(crate) async fn publish(State(b): State<Broker>, body: Bytes) -> Answer {
     let batch = batch
         .events
         .into_iter()
-        .map(|item| outgoing(item, limit))
+        .enumerate()
+        .map(|(i, item)| outgoing(item, limit).map_err(|e| e.at("events", i)))
         .collect::<Result<Vec<_>, _>>()?;
     let ids: Vec<String> = batch.iter().map(|o| o.event.id.clone()).collect();
     let outcomes = b.backend.publish(batch).await?;
