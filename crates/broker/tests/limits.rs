@@ -3,40 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use common::call;
-
-use std::sync::Arc;
+use common::{call, declare, default_app as app, event, req};
 
 use axum::Router;
 use axum::body::Body;
-use flotilla_broker::{Broker, Options};
-use flotilla_bus::MemoryBackend;
 use http::{Request, StatusCode};
-use serde_json::{Value, json};
-
-fn app() -> Router {
-    Broker::new(Options::default(), Arc::new(MemoryBackend::new()))
-        .unwrap()
-        .router()
-}
-
-fn req(method: &str, uri: &str, body: Value) -> Request<Body> {
-    Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap()
-}
-
-async fn declare(app: &Router) {
-    let (s, _, _) = call(
-        app,
-        req("PUT", "/api/v1/bus/groups/g", json!({"pattern": "t.>"})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
-}
+use serde_json::json;
 
 /// Asserts a 400 problem whose detail starts with `field`.
 async fn refused(app: &Router, r: Request<Body>, field: &str) {
@@ -46,10 +18,6 @@ async fn refused(app: &Router, r: Request<Body>, field: &str) {
     let detail = body["detail"].as_str().unwrap();
     assert!(detail.starts_with(&format!("{field} ")), "{detail}");
     assert!(detail.contains("must be between"), "{detail}");
-}
-
-fn event(id: &str) -> Value {
-    json!({"specversion": "1.0", "id": id, "source": "/s", "type": "t.a", "data": {"n": 1}})
 }
 
 #[tokio::test]

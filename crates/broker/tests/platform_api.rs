@@ -4,45 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use common::call;
+use common::{call, declare, default_app as app, event, req};
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use flotilla_broker::{Broker, Options};
-use flotilla_bus::MemoryBackend;
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
-
-fn app() -> Router {
-    Broker::new(Options::default(), Arc::new(MemoryBackend::new()))
-        .unwrap()
-        .router()
-}
-
-fn req(method: &str, uri: &str, body: Value) -> Request<Body> {
-    Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap()
-}
-
-async fn declare(app: &Router) {
-    let (s, _, _) = call(
-        app,
-        req("PUT", "/api/v1/bus/groups/g", json!({"pattern": "t.>"})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
-}
-
-fn event(id: &str) -> Value {
-    json!({"specversion": "1.0", "id": id, "source": "/s", "type": "t.a", "data": {"n": 1}})
-}
 
 #[tokio::test]
 async fn the_description_names_the_backend_its_capabilities_and_limits() {
