@@ -1,91 +1,42 @@
-//! A bus that does not answer when the service starts (a control plane or broker still coming
-//! up) does not stop the service: it starts, `/ready` says which subscriptions wait, and the
-//! handlers run once the bus answers. Time is paused: the retry backoff passes at once.
+//! A bus that does not answer when the service starts (a control plane still coming up) does
+//! not stop the service: it starts, `/ready` says which subscriptions wait, and the handlers
+//! run once the bus answers. The bus is the platform's, over HTTP, against a port where the
+//! control plane's bus API starts listening only later.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use flotilla::events::{
-    Backend, Bus, Capabilities, DeadLetter, Delivery, DlqQuery, Error, Failure, GroupInfo,
-    GroupName, GroupSpec, MemoryBackend, Outgoing, PublishOutcome, Receipt, TopicInfo, Typed,
-};
+use flotilla::events::{Bus, MemoryBackend, Typed};
 use flotilla::testing::TestService;
 use flotilla::{CheckStatus, Microservice};
+use flotilla_platform::bus::PlatformBus;
+use flotilla_platform::{ConnectOptions, ControlPlane};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-/// The memory backend behind a switch: while `down`, declaring a group is `Unavailable`.
-#[derive(Debug, Default)]
-struct Switched {
-    inner: MemoryBackend,
-    down: AtomicBool,
+/// A loopback port nothing listens on yet.
+async fn free_port() -> std::net::SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
-#[async_trait]
-impl Backend for Switched {
-    fn name(&self) -> &'static str {
-        "switched"
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn declare_group(&self, spec: &GroupSpec) -> Result<(), Error> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(Error::Unavailable("connection refused".into()));
-        }
-        self.inner.declare_group(spec).await
-    }
-    async fn delete_group(&self, group: &GroupName) -> Result<(), Error> {
-        self.inner.delete_group(group).await
-    }
-    async fn publish(&self, batch: Vec<Outgoing>) -> Result<Vec<PublishOutcome>, Error> {
-        self.inner.publish(batch).await
-    }
-    async fn receive(
-        &self,
-        group: &GroupName,
-        max: usize,
-        lease: Duration,
-        wait: Duration,
-    ) -> Result<Vec<Delivery>, Error> {
-        self.inner.receive(group, max, lease, wait).await
-    }
-    async fn ack(&self, receipt: &Receipt) -> Result<(), Error> {
-        self.inner.ack(receipt).await
-    }
-    async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<(), Error> {
-        self.inner.nack(receipt, delay).await
-    }
-    async fn dead_letter(&self, receipt: &Receipt, failure: Failure) -> Result<(), Error> {
-        self.inner.dead_letter(receipt, failure).await
-    }
-    async fn dlq_list(&self, query: &DlqQuery) -> Result<Vec<DeadLetter>, Error> {
-        self.inner.dlq_list(query).await
-    }
-    async fn dlq_get(&self, id: &str) -> Result<DeadLetter, Error> {
-        self.inner.dlq_get(id).await
-    }
-    async fn dlq_replay(&self, id: &str) -> Result<(), Error> {
-        self.inner.dlq_replay(id).await
-    }
-    async fn dlq_purge(&self, group: &GroupName, ids: &[String]) -> Result<u64, Error> {
-        self.inner.dlq_purge(group, ids).await
-    }
-    async fn topics(&self) -> Result<Vec<TopicInfo>, Error> {
-        self.inner.topics().await
-    }
-    async fn groups(&self) -> Result<Vec<GroupInfo>, Error> {
-        self.inner.groups().await
-    }
+/// Serves the bus API over an in-memory bus on `addr`.
+async fn start_bus_api(addr: std::net::SocketAddr) {
+    let broker =
+        flotilla_broker::Broker::new(Default::default(), Arc::new(MemoryBackend::new())).unwrap();
+    let listener = TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move { axum::serve(listener, broker.router()).await });
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn the_service_starts_not_ready_and_subscribes_once_the_bus_answers() {
-    let backend = Arc::new(Switched::default());
-    backend.down.store(true, Ordering::SeqCst);
-    let bus = Bus::new(backend.clone());
+    let addr = free_port().await;
+    let control_plane = ControlPlane::new(ConnectOptions::new(format!("http://{addr}"))).unwrap();
+    let bus = Bus::new(Arc::new(PlatformBus::new(control_plane)));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let builder = Microservice::builder("billing")
         .unwrap()
@@ -104,7 +55,7 @@ async fn the_service_starts_not_ready_and_subscribes_once_the_bus_answers() {
     let report = ready.json();
     assert_eq!(report["checks"]["events"]["status"], "critical", "{report}");
 
-    backend.down.store(false, Ordering::SeqCst);
+    start_bus_api(addr).await;
     while service.get("/ready").await.status != 200 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
