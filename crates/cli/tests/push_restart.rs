@@ -165,9 +165,11 @@ fn events_published_while_the_pushed_to_service_restarts_are_delivered_not_dead_
 }
 
 /// The mailer's entry point when this binary is re-run as a service process; ignored in
-/// ordinary runs (it is not a test of its own).
+/// ordinary runs: it is not a test of its own, and runs in CI as the child process the test
+/// above starts. (Plan: move these roles into a test-support binary of the CLI package once
+/// a second package needs them, so no entry point hides among the tests.)
 #[test]
-#[ignore = "entry point of the service process the push restart test starts"]
+#[ignore = "child process of events_published_while_the_pushed_to_service_restarts_are_delivered_not_dead_lettered; runs in CI through it"]
 fn service_process() {
     if std::env::var(ROLE).is_err() {
         return;
