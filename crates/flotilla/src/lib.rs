@@ -30,6 +30,7 @@
 //! This crate depends on contracts only (never on a backend or another component); the
 //! binary and services choose backends.
 
+#[cfg(feature = "eventsourcing")] // the admin routes are the hosted projections' only
 mod admin;
 pub mod config;
 mod error;

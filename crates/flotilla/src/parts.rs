@@ -27,6 +27,10 @@ pub(crate) struct Parts {
 }
 
 impl Parts {
+    #[cfg_attr(
+        not(any(feature = "events", feature = "eventsourcing")),
+        allow(dead_code, reason = "only event handlers and projections are parts")
+    )]
     pub(crate) fn add(&mut self, start: Start) {
         self.starts.push(start);
     }

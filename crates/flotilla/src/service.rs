@@ -184,20 +184,20 @@ impl MicroserviceBuilder {
             key: format!("service.{}", e.key),
             ..e
         })?;
-        let mut parts = Parts::default();
-        let routes = self.routes;
-        #[allow(unused_mut)] // only the `events` feature adds to it
-        let mut readiness = self.readiness;
-        #[cfg(feature = "events")]
-        readiness.extend(self.events.into_parts(&mut parts)?);
-        #[cfg(feature = "eventsourcing")]
-        let routes = {
-            let access = crate::admin::AdminAccess::new(self.config.admin_token.as_deref());
-            match self.projections.into_parts(&mut parts, access)? {
-                Some(admin) => routes.merge(admin),
-                None => routes,
-            }
+        let managed = Managed {
+            parts: Parts::default(),
+            routes: self.routes,
+            readiness: self.readiness,
         };
+        #[cfg(feature = "events")]
+        let managed = managed.with_events(self.events)?;
+        #[cfg(feature = "eventsourcing")]
+        let managed = managed.with_projections(self.projections, &self.config)?;
+        let Managed {
+            parts,
+            routes,
+            readiness,
+        } = managed;
         let lifecycle = Lifecycle::default();
         let cut_streams = CancellationToken::new();
         let probes = Probes {
@@ -236,6 +236,36 @@ impl MicroserviceBuilder {
             closing: self.closing,
             cut_streams,
         })
+    }
+}
+
+/// What the managed parts (event handlers, hosted projections) add to a service: the parts
+/// to start, their admin routes and their readiness checks.
+struct Managed {
+    parts: Parts,
+    routes: Router,
+    readiness: Vec<HealthCheck>,
+}
+
+impl Managed {
+    #[cfg(feature = "events")]
+    fn with_events(mut self, events: crate::event_handlers::EventHandlers) -> Result<Self, Error> {
+        let waiting = events.into_parts(&mut self.parts)?;
+        self.readiness.extend(waiting);
+        Ok(self)
+    }
+
+    #[cfg(feature = "eventsourcing")]
+    fn with_projections(
+        mut self,
+        projections: crate::projections::HostedProjections,
+        config: &ServiceConfig,
+    ) -> Result<Self, Error> {
+        let access = crate::admin::AdminAccess::new(config.admin_token.as_deref());
+        if let Some(admin) = projections.into_parts(&mut self.parts, access)? {
+            self.routes = self.routes.merge(admin);
+        }
+        Ok(self)
     }
 }
 
