@@ -27,8 +27,10 @@
 //! # }
 //! ```
 //!
-//! This crate depends on contracts only (never on a backend or another component); the
-//! binary and services choose backends.
+//! This crate depends on contracts (never on another component); the binary and services
+//! choose backends. The one backend it can bring is the platform backend, behind the
+//! `platform` feature ([`platform::Platform`]): the bus and event store of a running control
+//! plane over HTTP, so a service needs nothing but the control plane's URL.
 
 #[cfg(feature = "eventsourcing")] // the admin routes are the hosted projections' only
 mod admin;
