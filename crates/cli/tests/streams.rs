@@ -62,17 +62,24 @@ impl Lines {
     fn next(&self, waiting_for: &str) -> String {
         match self.0.recv_timeout(LIMIT) {
             Ok(line) => line,
-            Err(_) => panic!("no line within {LIMIT:?} while waiting for {waiting_for}"),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("no line within {LIMIT:?} while waiting for {waiting_for}")
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("the pipe closed while waiting for {waiting_for}")
+            }
         }
     }
 
     /// Skips lines until one contains `needle`.
     fn until(&self, needle: &str) -> String {
+        let mut skipped = Vec::new();
         loop {
-            let line = self.next(needle);
+            let line = self.next(&format!("{needle:?} after {skipped:?}"));
             if line.contains(needle) {
                 return line;
             }
+            skipped.push(line);
         }
     }
 }

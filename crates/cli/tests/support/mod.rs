@@ -38,32 +38,48 @@ pub(crate) fn start(data: &Path, routes: &Path) -> Up {
 }
 
 pub(crate) fn start_role(role: &str, data: &Path, routes: &Path, env: &[(&str, &str)]) -> Up {
-    let (api, gateway) = (free_port(), free_port());
-    let mut child = flotilla()
-        .arg(role)
-        .env("FLOTILLA_SERVER__LISTEN", format!("127.0.0.1:{api}"))
-        .env("FLOTILLA_SERVER__DRAIN_DELAY", "0s")
-        .env("FLOTILLA_STORAGE__DATA_DIR", data)
-        .env("FLOTILLA_GATEWAY__LISTEN", format!("127.0.0.1:{gateway}"))
-        .env("FLOTILLA_GATEWAY__ROUTES_FILE", routes)
-        .envs(env.iter().copied())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        assert!(!line.contains("ERROR"), "{line}");
-        if line.contains("service ready") {
-            break;
+    // A port picked free can be taken by a parallel test before the child binds it; such a
+    // start is retried on fresh ports, any other failed start fails the test with its output.
+    for _ in 0..5 {
+        let (api, gateway) = (free_port(), free_port());
+        let mut child = flotilla()
+            .arg(role)
+            .env("FLOTILLA_SERVER__LISTEN", format!("127.0.0.1:{api}"))
+            .env("FLOTILLA_SERVER__DRAIN_DELAY", "0s")
+            .env("FLOTILLA_STORAGE__DATA_DIR", data)
+            .env("FLOTILLA_GATEWAY__LISTEN", format!("127.0.0.1:{gateway}"))
+            .env("FLOTILLA_GATEWAY__ROUTES_FILE", routes)
+            .envs(env.iter().copied())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        let ready = lines.by_ref().map_while(Result::ok).any(|line| {
+            assert!(!line.contains("ERROR"), "{line}");
+            let ready = line.contains("service ready");
+            seen.push(line);
+            ready
+        });
+        if ready {
+            std::thread::spawn(move || for _ in lines {});
+            return Up {
+                child,
+                api,
+                gateway,
+            };
+        }
+        let status = child.wait().unwrap();
+        let output = seen.join("\n");
+        if !output.to_ascii_lowercase().contains("address in use")
+            && !output
+                .to_ascii_lowercase()
+                .contains("address already in use")
+        {
+            panic!("`flotilla {role}` exited ({status}) before it was ready:\n{output}");
         }
     }
-    std::thread::spawn(move || for _ in lines {});
-    Up {
-        child,
-        api,
-        gateway,
-    }
+    panic!("`flotilla {role}` found no free ports in five tries");
 }
 
 /// A platform a failing test leaves behind is killed, not orphaned.
