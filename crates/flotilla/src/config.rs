@@ -130,6 +130,10 @@ pub struct ServiceConfig {
     pub listen: SocketAddr,
     /// Largest accepted request body in bytes. Default 1 MiB.
     pub body_limit: usize,
+    /// Longest accepted request target (path and query) in bytes; longer is answered 414.
+    /// Default 8 KiB, as nginx. The HTTP parser itself refuses targets over 64 KiB with a
+    /// bare 414, so this is the limit clients see with a problem body.
+    pub max_uri_bytes: usize,
     /// Longest a request may take before it is answered 503. Default `30s`.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -155,6 +159,7 @@ impl Default for ServiceConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit: 1024 * 1024,
+            max_uri_bytes: 8 * 1024,
             request_timeout: Duration::from_secs(30),
             drain_delay: Duration::from_secs(2),
             shutdown_deadline: Duration::from_secs(10),
@@ -171,6 +176,12 @@ impl Validate for ServiceConfig {
             return Err(ConfigError::invalid(
                 "body_limit",
                 "must be at least 1 byte",
+            ));
+        }
+        if self.max_uri_bytes < 256 {
+            return Err(ConfigError::invalid(
+                "max_uri_bytes",
+                "must be at least 256 bytes",
             ));
         }
         if self.request_timeout.is_zero() {

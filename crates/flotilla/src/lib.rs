@@ -41,6 +41,7 @@ mod event_handlers;
 pub mod health;
 mod lifecycle;
 mod lifecycle_signals;
+mod limits;
 pub mod metrics;
 mod middleware;
 mod parts;

@@ -222,6 +222,7 @@ fn default_detail(status: StatusCode) -> &'static str {
         405 => "this route does not accept this method",
         408 | 503 => "the request did not complete in time or the service cannot take it now",
         413 => "the request body is larger than this service accepts",
+        414 => "the request target (path and query) is longer than this service accepts",
         415 => "the request's content type is not supported here",
         500..=599 => {
             "the server failed to handle the request; quote the request id when reporting it"

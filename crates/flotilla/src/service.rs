@@ -302,6 +302,10 @@ fn assemble(
             StatusCode::SERVICE_UNAVAILABLE,
             config.request_timeout,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            config.max_uri_bytes,
+            crate::limits::uri_length,
+        ))
         .layer(axum::middleware::from_fn_with_state(observe_state, observe))
 }
 

@@ -186,6 +186,20 @@ async fn a_10_mb_body_to_a_1_mb_limit_gets_413_problem_json() {
 }
 
 #[tokio::test]
+async fn a_request_target_over_the_limit_gets_414_problem_json_and_one_at_it_is_served() {
+    let svc = start().await;
+    // The default limit is 8 KiB of path and query; the parser's own limit is 64 KiB.
+    let at_limit = format!("/users/1?{}", "q".repeat(8 * 1024 - "/users/1?".len()));
+    assert_eq!(svc.get(&at_limit).await.status.as_u16(), 200);
+    let body = assert_problem(&svc.get(&format!("{at_limit}q")).await, 414);
+    assert!(
+        body["detail"].as_str().unwrap().contains("longer"),
+        "{body}"
+    );
+    svc.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn metrics_parse_as_prometheus_text_and_count_requests_by_route_template() {
     let svc = start().await;
     for id in 0..3 {
