@@ -32,8 +32,11 @@ fn builder(opts: &ServerOptions) -> auto::Builder<TokioExecutor> {
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout)
-        .max_buf_size(opts.max_header_bytes.max(8192))
-        .max_headers(opts.max_headers)
+        // The parser's own limits are a hard ceiling above the configured ones, so a head
+        // over the configured limits reaches `proxy::admit` and is answered with a problem
+        // body; only heads past the ceiling get the parser's bare 414/431.
+        .max_buf_size((opts.max_header_bytes + opts.max_uri_bytes).max(8192))
+        .max_headers(opts.max_headers * 2)
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())

@@ -30,7 +30,7 @@ async fn counting_upstream() -> (String, Arc<AtomicUsize>) {
 async fn hardened() -> (Running, Arc<AtomicUsize>) {
     let (up, hits) = counting_upstream().await;
     let cfg = format!(
-        "[server]\nheader_read_timeout = \"300ms\"\nmax_headers = 20\nmax_uri_bytes = 256\n\
+        "[server]\nheader_read_timeout = \"300ms\"\nmax_headers = 20\nmax_uri_bytes = 256\nmax_header_bytes = 8192\n\
          [[upstreams]]\nname = \"u\"\nurls = [\"{up}\"]\n[[routes]]\nprefix = \"/\"\nupstream = \"u\""
     );
     (gateway(&cfg).await, hits)
@@ -109,18 +109,36 @@ async fn chunked_bodies_with_bad_chunk_sizes_never_reach_the_upstream_as_two_req
 async fn too_many_headers_and_long_uris_are_refused() {
     let (gw, _) = hardened().await;
     let mut many = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
-    for i in 0..40 {
+    // 30: over the 20 configured, under the parser's ceiling of twice that.
+    for i in 0..30 {
         many.push_str(&format!("X-H{i}: v\r\n"));
     }
     many.push_str("\r\n");
     let out = raw(gw.addr, many.as_bytes()).await;
     assert_eq!(first_status(&out), 431, "{out}");
+    assert!(out.contains("application/problem+json"), "{out}");
     let long = format!(
         "GET /{} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
         "a".repeat(400)
     );
     let out = raw(gw.addr, long.as_bytes()).await;
     assert_eq!(first_status(&out), 414, "{out}");
+    assert!(out.contains("application/problem+json"), "{out}");
+    // 12 KiB of header values: over the 8 KiB configured, under the parser's ceiling.
+    let fat = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Fat: {}\r\nConnection: close\r\n\r\n",
+        "v".repeat(12 * 1024)
+    );
+    let out = raw(gw.addr, fat.as_bytes()).await;
+    assert_eq!(first_status(&out), 431, "{out}");
+    assert!(out.contains("application/problem+json"), "{out}");
+    // Past the parser's ceiling the answer is still a 4xx and the connection closes.
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Fat: {}\r\n\r\n",
+        "v".repeat(64 * 1024)
+    );
+    let out = raw(gw.addr, huge.as_bytes()).await;
+    assert_eq!(first_status(&out), 431, "{out}");
 }
 
 #[tokio::test]

@@ -87,6 +87,9 @@ async fn admit<'t>(
     if uri_len(req.uri()) > shared.server.max_uri_bytes {
         return (none(), uri_too_long(ctx));
     }
+    if headers_over_limits(req.headers(), &shared.server) {
+        return (none(), head_too_large(ctx));
+    }
     let path = match NormalPath::parse(req.uri().path()) {
         Ok(p) => p,
         Err(e) => return (none(), error_response(ctx, &e)),
@@ -484,6 +487,29 @@ fn uri_too_long(ctx: &Ctx) -> Response<Body> {
         ctx.request_id.as_str(),
         &err,
     )
+}
+
+fn head_too_large(ctx: &Ctx) -> Response<Body> {
+    let err = Error::BadRequest("request headers too large".into());
+    problem_status(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "the request has more header fields, or more header bytes, than this gateway accepts",
+        ctx.request_id.as_str(),
+        &err,
+    )
+}
+
+/// More fields than `max_headers`, or more bytes than `max_header_bytes` counted as they are
+/// on the wire (`name: value\r\n`).
+fn headers_over_limits(headers: &http::HeaderMap, limits: &crate::config::ServerOptions) -> bool {
+    if headers.len() > limits.max_headers {
+        return true;
+    }
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    bytes > limits.max_header_bytes
 }
 
 /// The request target's length without allocating it.
