@@ -12,6 +12,7 @@ use super::Shared;
 use super::stream::{self, Appended};
 use crate::action::StepCall;
 use crate::definition::{Action, SagaDefinition};
+use crate::event::SagaEvent;
 use crate::state::{self, Effect, SagaState};
 
 pub(super) struct Driver {
@@ -62,15 +63,7 @@ impl Driver {
     async fn carry_out(&mut self, effect: Effect) -> crate::Result<()> {
         match effect {
             Effect::Record(event) => {
-                let store = self.shared.store.as_ref();
-                let ends = event.is_terminal();
-                if let (Appended::Yes, true) =
-                    (stream::append(store, &mut self.state, event).await?, ends)
-                {
-                    for o in &self.shared.observers {
-                        o.ended(&self.state);
-                    }
-                }
+                self.record(event).await?;
             }
             Effect::RunStep {
                 step,
@@ -119,11 +112,25 @@ impl Driver {
         } else {
             state::step_outcome(&self.state, &def, step, attempt, outcome, now)
         };
-        let store = self.shared.store.as_ref();
-        if let Appended::Lost = stream::append(store, &mut self.state, event).await? {
+        if let Appended::Lost = self.record(event).await? {
             tracing::debug!(saga = %self.state.id, step, "another writer recorded first");
         }
         Ok(())
+    }
+
+    /// Appends `event` with the transitions that follow it at once (one write), and tells
+    /// the observers when the instance ended.
+    async fn record(&mut self, event: SagaEvent) -> crate::Result<Appended> {
+        let events = state::with_follow_ups(&self.state, &self.def, event, self.shared.now());
+        let ends = events.iter().any(SagaEvent::is_terminal);
+        let store = self.shared.store.as_ref();
+        let appended = stream::append_all(store, &mut self.state, events).await?;
+        if let (Appended::Yes, true) = (&appended, ends) {
+            for o in &self.shared.observers {
+                o.ended(&self.state);
+            }
+        }
+        Ok(appended)
     }
 
     fn action<'d>(

@@ -24,7 +24,7 @@ pub use recover::Recovery;
 use crate::action::Executor;
 use crate::definition::SagaDefinition;
 use crate::event::SagaEvent;
-use crate::state::{SagaState, after};
+use crate::state::{Effect, SagaState, after};
 use crate::{Error, Result};
 
 /// Runs sagas. Cheap to clone; dropping the last clone stops every driver task (the
@@ -137,35 +137,52 @@ impl Orchestrator {
     pub async fn start(&self, name: &str, data: Value) -> Result<String> {
         let def = self.definition(name, None)?;
         let id = format!("{name}-{}", uuid::Uuid::now_v7());
-        let event = self.started_event(&def, data);
+        let (new, state) = self.opening(&id, &def, data)?;
         let stream = stream::stream_of(&id)?;
-        let new = event.to_new_event(&id);
         let store = self.shared.store.as_ref();
         stream::append_durably(store, &stream, ExpectedVersion::NoStream, new).await?;
-        self.launch(&id, &event, def)?;
+        self.launch(state, def);
         Ok(id)
     }
 
-    fn started_event(&self, def: &SagaDefinition, data: Value) -> SagaEvent {
+    /// The events that open instance `id` (its `SagaStarted` and the first step's start, to
+    /// be appended in one write) and the state they make.
+    fn opening(
+        &self,
+        id: &str,
+        def: &SagaDefinition,
+        data: Value,
+    ) -> Result<(Vec<flotilla_eventstore::NewEvent>, SagaState)> {
         let now = self.shared.now();
-        SagaEvent::Started {
+        let started = SagaEvent::Started {
             definition: def.name.clone(),
             version: def.version,
             steps: def.steps.iter().map(|s| s.name.clone()).collect(),
             data,
             at: now,
             deadline: def.deadline.map(|d| after(now, d)),
+        };
+        let mut state =
+            SagaState::start(id, &started).map_err(|r| Error::definition("steps", r))?;
+        let mut events = vec![started];
+        if let Effect::Record(first) = crate::state::decide(&state, def, now) {
+            // Deciding on a fresh instance's own state cannot be refused by it.
+            state = state
+                .apply(&first)
+                .map_err(|r| Error::definition("steps", r))?;
+            state.stream_version += 1;
+            events.push(first);
         }
+        let new = events.iter().map(|e| e.to_new_event(id)).collect();
+        Ok((new, state))
     }
 
-    /// Drives an instance whose `SagaStarted` just became durable.
-    fn launch(&self, id: &str, event: &SagaEvent, def: Arc<SagaDefinition>) -> Result<()> {
-        let state = SagaState::start(id, event).map_err(|r| Error::definition("steps", r))?;
+    /// Drives an instance whose opening just became durable.
+    fn launch(&self, state: SagaState, def: Arc<SagaDefinition>) {
         for o in &self.shared.observers {
             o.started(&state);
         }
         self.drive(state, def);
-        Ok(())
     }
 
     /// The instance as its stream says now.

@@ -47,13 +47,12 @@ impl Orchestrator {
     pub async fn start_with_id(&self, name: &str, id: &str, data: Value) -> Result<Started> {
         check_id(id)?;
         let def = self.definition(name, None)?;
-        let event = self.started_event(&def, data.clone());
+        let (new, state) = self.opening(id, &def, data.clone())?;
         let stream = stream::stream_of(id)?;
-        let new = event.to_new_event(id);
         let store = self.shared.store.as_ref();
         match stream::append_durably(store, &stream, ExpectedVersion::NoStream, new).await {
             Ok(_) => {
-                self.launch(id, &event, def)?;
+                self.launch(state, def);
                 Ok(Started {
                     id: id.to_owned(),
                     created: true,

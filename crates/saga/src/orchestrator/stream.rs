@@ -81,19 +81,29 @@ pub(crate) async fn append(
     state: &mut SagaState,
     event: SagaEvent,
 ) -> Result<Appended> {
+    append_all(store, state, vec![event]).await
+}
+
+/// Appends `events` in one write if nothing else was appended since `state`; either way
+/// `state` ends up current.
+pub(crate) async fn append_all(
+    store: &dyn EventStore,
+    state: &mut SagaState,
+    events: Vec<SagaEvent>,
+) -> Result<Appended> {
     let stream = stream_of(&state.id)?;
-    let new = event.to_new_event(&state.id);
+    let new = events.iter().map(|e| e.to_new_event(&state.id)).collect();
     let expected = ExpectedVersion::Exact(state.stream_version);
     match append_durably(store, &stream, expected, new).await {
         Ok(r) => {
-            let next = state
-                .clone()
-                .apply(&event)
-                .map_err(|reason| Error::Corrupt {
+            let mut next = state.clone();
+            for event in &events {
+                next = next.apply(event).map_err(|reason| Error::Corrupt {
                     stream: stream.to_string(),
                     version: r.last_version,
                     reason,
                 })?;
+            }
             *state = next;
             state.stream_version = r.last_version;
             Ok(Appended::Yes)
@@ -106,18 +116,18 @@ pub(crate) async fn append(
     }
 }
 
-/// Appends one event, retrying retryable storage errors with the same event id: the outcome
-/// of such an error is unknown, appends are idempotent by id, and giving up would stall the
-/// instance until the next `recover()`.
+/// Appends `new` in one write, retrying retryable storage errors with the same event ids: the
+/// outcome of such an error is unknown, appends are idempotent by id, and giving up would
+/// stall the instance until the next `recover()`.
 pub(crate) async fn append_durably(
     store: &dyn EventStore,
     stream: &StreamId,
     expected: ExpectedVersion,
-    new: NewEvent,
+    new: Vec<NewEvent>,
 ) -> Result<AppendResult, flotilla_eventstore::Error> {
     let mut retry = 0u32;
     loop {
-        match store.append(stream, expected, vec![new.clone()]).await {
+        match store.append(stream, expected, new.clone()).await {
             Err(
                 e @ flotilla_eventstore::Error::Storage {
                     retryable: true, ..

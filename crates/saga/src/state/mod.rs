@@ -4,6 +4,7 @@
 //! hand and every replica decides the same from the same stream.
 
 mod apply;
+mod batch;
 mod compensate;
 mod decide;
 mod outcome;
@@ -12,6 +13,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+pub use batch::{MAX_BATCH, with_follow_ups};
 pub use decide::{decide, past_pivot};
 pub use outcome::{compensation_outcome, step_outcome};
 

@@ -222,3 +222,46 @@ fn a_retry_after_the_pivot_runs_the_stuck_step_again_with_a_fresh_budget() {
         "the retry's first failure has another attempt left: {failed:?}"
     );
 }
+
+fn kinds(events: &[SagaEvent]) -> Vec<&'static str> {
+    events.iter().map(SagaEvent::kind).collect()
+}
+
+#[test]
+fn a_success_is_recorded_with_the_next_steps_start_and_the_last_with_the_end() {
+    let d = def(None);
+    let state = run(started(&d), &d, &[0]);
+    let ok = |s: &SagaState, i| step_outcome(s, &d, i, 1, Ok(json!(i)), t(0));
+    let batch = with_follow_ups(&state, &d, ok(&state, 0), t(0));
+    assert_eq!(kinds(&batch), ["StepSucceeded", "StepStarted"]);
+    let state = batch.iter().fold(state, |s, e| s.apply(e).unwrap());
+    let state = run(succeed(state, "b"), &d, &[0]);
+    let batch = with_follow_ups(&state, &d, ok(&state, 2), t(0));
+    assert_eq!(kinds(&batch), ["StepSucceeded", "SagaCompleted"]);
+}
+
+#[test]
+fn a_failure_to_retry_later_is_recorded_alone_and_a_final_one_turns_back_at_once() {
+    let d = def(None);
+    let state = run(started(&d), &d, &[0]);
+    let e = crate::StepError::retryable("down");
+    let first = step_outcome(&state, &d, 0, 1, Err(e), t(0));
+    assert_eq!(
+        kinds(&with_follow_ups(&state, &d, first, t(0))),
+        ["StepFailed"]
+    );
+    // c fails for good: the saga turns back and a's compensation starts in the same write.
+    let state = succeed(succeed(state, "a"), "b");
+    let state = run(state, &d, &[0]);
+    let e = crate::StepError::permanent("no");
+    let last = step_outcome(&state, &d, 2, 1, Err(e), t(0));
+    let batch = with_follow_ups(&state, &d, last, t(0));
+    assert_eq!(
+        kinds(&batch),
+        ["StepFailed", "SagaCancelled", "CompensationStarted"]
+    );
+    assert!(
+        matches!(&batch[2], SagaEvent::CompensationStarted { step, .. } if step == "a"),
+        "c failed for good and b has no compensation: {batch:?}"
+    );
+}
