@@ -48,6 +48,24 @@ impl Api {
         self.call(Method::GET, path, None).await
     }
 
+    /// GETs `path` and returns the body as text (`/metrics`).
+    pub(crate) async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let url = format!("{}{}", self.base, path);
+        let req = Request::get(&url)
+            .body(Full::new(Bytes::new()))
+            .with_context(|| format!("bad URL {url}"))?;
+        let res = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| anyhow!("cannot reach {} at {}: {e}", self.peer, self.base))?;
+        if !res.status().is_success() {
+            bail!(describe_failure(res.status(), &Value::Null));
+        }
+        let bytes = res.into_body().collect().await?.to_bytes();
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// POSTs `body` (JSON) to `path`, with `content_type`.
     pub(crate) async fn post(
         &self,

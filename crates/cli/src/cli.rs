@@ -43,7 +43,7 @@ pub(crate) struct ApiArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the whole platform in one process, on embedded storage.
-    Up(ConfigArgs),
+    Up(UpArgs),
     /// Run the service registry alone (its HTTP and Consul-compatible API on `server.listen`).
     Registry(ConfigArgs),
     /// Work with configuration files.
@@ -118,6 +118,61 @@ pub(crate) enum Command {
         command: SagasCommand,
         #[command(flatten)]
         api: ApiArgs,
+    },
+    /// The gateway's routes, with their live request rate and breaker state.
+    Routes {
+        #[command(subcommand)]
+        command: RoutesCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// The example shop started by `flotilla up --demo`.
+    #[command(subcommand)]
+    Demo(crate::commands::demo_load::DemoCommand),
+    /// Runs one service of the example shop (what `up --demo` starts, once per service).
+    #[command(hide = true)]
+    DemoService {
+        /// users, orders, inventory or payments.
+        service: String,
+    },
+}
+
+/// `flotilla up`'s options.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct UpArgs {
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
+    /// Also start the example shop (users, orders, inventory, payments) as supervised child
+    /// processes, seed its products and route `/api/...` to it (docs/getting-started.md).
+    #[arg(long)]
+    pub(crate) demo: bool,
+    /// The shop's ports with `--demo`, in the order users,orders,inventory,payments.
+    #[arg(
+        long,
+        env = "FLOTILLA_DEMO_PORTS",
+        value_delimiter = ',',
+        value_name = "PORTS",
+        default_value = "8101,8102,8103,8104"
+    )]
+    pub(crate) demo_ports: Vec<u16>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RoutesCommand {
+    /// List routes in match order, with their request rate and their upstream's breakers.
+    Ls {
+        /// How long to count requests for the rate (`1s`, `500ms`).
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        window: std::time::Duration,
+    },
+    /// Show one route: its configuration, rate and its upstream's instances with their
+    /// breakers.
+    Show {
+        /// The route's name.
+        name: String,
+        /// How long to count requests for the rate.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        window: std::time::Duration,
     },
 }
 

@@ -15,7 +15,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Variables of the command line itself (after the prefix), never configuration keys.
-const CLI_VARIABLES: &[&str] = &["CONFIG", "URL", "TOKEN", "SERVICE_TOKEN"];
+const CLI_VARIABLES: &[&str] = &[
+    "CONFIG",
+    "URL",
+    "TOKEN",
+    "SERVICE_TOKEN",
+    "DEMO_PORTS",
+    "DEMO_TOKEN",
+];
 
 /// Loads `T` from defaults, the optional TOML `file` and the environment, then validates it.
 pub(crate) fn load<T>(file: Option<&Path>) -> Result<T, ConfigError>

@@ -17,6 +17,10 @@ pub struct ShopConfig {
     /// (`FLOTILLA_SHOP__PAYMENT_LATENCY`). Default `0s`.
     #[serde(with = "humantime_serde")]
     pub payment_latency: Duration,
+    /// The pretend card's limit in cents: a charge above it is always declined, so a failed
+    /// payment can be shown on purpose (`FLOTILLA_SHOP__PAYMENT_CARD_LIMIT`). Default
+    /// 100000 (1,000.00).
+    pub payment_card_limit: u64,
     /// `max-age` of product reads, which the gateway's cache honours. Default `5s`.
     #[serde(with = "humantime_serde")]
     pub product_max_age: Duration,
@@ -27,6 +31,7 @@ impl Default for ShopConfig {
         Self {
             payment_failure_rate: 0.0,
             payment_latency: Duration::ZERO,
+            payment_card_limit: 100_000,
             product_max_age: Duration::from_secs(5),
         }
     }

@@ -4,7 +4,14 @@ mod admin;
 mod backup;
 mod bus;
 mod config;
+mod demo;
+mod demo_http;
+pub(crate) mod demo_load;
+mod demo_load_stats;
+mod demo_seed;
+mod demo_supervise;
 mod rebuild;
+mod routes;
 mod sagas;
 mod streams;
 mod up;
@@ -15,8 +22,8 @@ use crate::wiring::Role;
 
 pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Up(args) => up::run(&args, Role::All),
-        Command::Registry(args) => up::run(&args, Role::Registry),
+        Command::Up(args) => up::run(&args.config, Role::All, demo::Demo::from_args(&args)?),
+        Command::Registry(args) => up::run(&args, Role::Registry, None),
         Command::Config(ConfigCommand::Check(args)) => config::check(&args),
         Command::Services { command, api } => admin::services(command, &api),
         Command::Topics { command, api } => bus::topics(command, &api),
@@ -31,6 +38,9 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
         Command::Streams { command, api } => streams::streams(command, &api),
         Command::Projections { command, api } => streams::projections(command, &api),
         Command::Sagas { command, api } => sagas::run(command, &api),
+        Command::Routes { command, api } => routes::run(command, &api),
+        Command::Demo(command) => demo_load::run(command),
+        Command::DemoService { service } => demo::service(&service),
     }
 }
 

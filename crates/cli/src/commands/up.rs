@@ -9,18 +9,24 @@ use axum::Router;
 use axum::routing::get;
 use flotilla::{Microservice, MicroserviceBuilder};
 
+use super::demo::Demo;
 use crate::Failure;
 use crate::cli::ConfigArgs;
 use crate::platform::PlatformConfig;
 use crate::wiring::{self, Platform, Role};
 
-pub(crate) fn run(args: &ConfigArgs, role: Role) -> Result<(), Failure> {
-    let config = PlatformConfig::load(args.config.as_deref())?;
+/// Runs the platform (the registry alone for [`Role::Registry`]); with `demo`, the example
+/// shop beside it.
+pub(crate) fn run(args: &ConfigArgs, role: Role, demo: Option<Demo>) -> Result<(), Failure> {
+    let mut config = PlatformConfig::load(args.config.as_deref())?;
+    if let Some(demo) = &demo {
+        demo.prepare(&mut config)?;
+    }
     flotilla::telemetry::init(config.server.log_format, &config.server.log_level);
-    super::runtime()?.block_on(serve(config, role))
+    super::runtime()?.block_on(serve(config, role, demo))
 }
 
-async fn serve(config: PlatformConfig, role: Role) -> Result<(), Failure> {
+async fn serve(config: PlatformConfig, role: Role, demo: Option<Demo>) -> Result<(), Failure> {
     let builder = Microservice::builder("flotilla")
         .map_err(|e| Failure::Runtime(e.into()))?
         .version(env!("CARGO_PKG_VERSION"))
@@ -63,7 +69,10 @@ async fn serve(config: PlatformConfig, role: Role) -> Result<(), Failure> {
     routes = routes.merge(guarded.layer(axum::middleware::from_fn(move |req, next| {
         crate::auth::require_token_for_writes(token.clone(), req, next)
     })));
-    let builder = background(builder.routes(routes), platform, &config).await?;
+    let mut builder = background(builder.routes(routes), platform, &config).await?;
+    if let Some(demo) = demo {
+        builder = demo.attach(builder, &config)?;
+    }
     let service = builder.build().map_err(|e| Failure::Usage(e.to_string()))?;
     let served = service.run().await.map_err(|e| Failure::Runtime(e.into()));
     checkpoint(&db).await;

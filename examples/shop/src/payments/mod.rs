@@ -33,6 +33,7 @@ struct Payments {
     ledger: Ledger,
     failure_rate: f64,
     latency: Duration,
+    card_limit: u64,
     /// Seeds the provider's decisions; a key always gets the same one in this process.
     dice: std::collections::hash_map::RandomState,
 }
@@ -51,6 +52,7 @@ pub fn service(
         ledger: ledger.clone(),
         failure_rate: shop.payment_failure_rate,
         latency: shop.payment_latency,
+        card_limit: shop.payment_card_limit,
         dice: Default::default(),
     });
     let routes = Router::new()
@@ -105,12 +107,12 @@ async fn charge(
     let loaded = s.repo.load(&key).await.map_err(store_problem)?;
     if loaded.state == Payment::Absent {
         tokio::time::sleep(s.latency).await;
-        let command = match s.declines(&key) {
-            true => payment::Command::Decline {
+        let command = match s.declines(&key, body.amount) {
+            Some(reason) => payment::Command::Decline {
                 order_id: body.order_id,
-                reason: "the card was declined".into(),
+                reason: reason.into(),
             },
-            false => payment::Command::Capture {
+            None => payment::Command::Capture {
                 order_id: body.order_id,
                 amount: body.amount,
             },
@@ -125,9 +127,16 @@ async fn charge(
 }
 
 impl Payments {
-    fn declines(&self, key: &str) -> bool {
+    /// Why the provider declines this charge, if it does.
+    fn declines(&self, key: &str, amount: u64) -> Option<&'static str> {
         let roll = self.dice.hash_one(key) as f64 / u64::MAX as f64;
-        roll < self.failure_rate
+        if amount > self.card_limit {
+            Some("the amount is over the card's limit")
+        } else if roll < self.failure_rate {
+            Some("the card was declined")
+        } else {
+            None
+        }
     }
 }
 
