@@ -50,7 +50,6 @@ impl Demo {
             .env("FLOTILLA_SERVER__DRAIN_DELAY", "0s")
             .env("FLOTILLA_STORAGE__DATA_DIR", data)
             .env("FLOTILLA_GATEWAY__LISTEN", format!("127.0.0.1:{gateway}"))
-            .env("FLOTILLA_SERVICE__DRAIN_DELAY", "0s")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
