@@ -10,7 +10,8 @@ use std::process::Command;
 fn layer(name: &str) -> Option<u8> {
     Some(match name {
         "flotilla-core" => 0,
-        "flotilla-discovery" | "flotilla-bus" | "flotilla-eventstore" | "flotilla-resilience" => 1,
+        "flotilla-discovery" | "flotilla-bus" | "flotilla-eventstore" | "flotilla-resilience"
+        | "flotilla-telemetry" => 1,
         "flotilla-sqlite"
         | "flotilla-postgres"
         | "flotilla-nats"
@@ -52,7 +53,9 @@ fn allowed(from: &str, to: &str) -> Result<(), String> {
         // the public SDK and the saga component.
         return Ok(());
     }
-    if lt >= lf && !(lf == 3 && from == "flotilla" && to == "flotilla-client") {
+    // Tracing is cross-cutting, like `tracing` itself: every layer above the core may use it.
+    let telemetry = to == "flotilla-telemetry" && from != to;
+    if lt >= lf && !telemetry && !(lf == 3 && from == "flotilla" && to == "flotilla-client") {
         return Err(format!(
             "{from} (L{lf}) -> {to} (L{lt}): dependencies must point down"
         ));

@@ -3,14 +3,16 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use flotilla_core::{RequestId, ServiceName, TraceParent};
+use flotilla_core::{RequestId, ServiceName, TraceContext, TraceParent};
 use flotilla_resilience::deadline::Deadline;
 use flotilla_resilience::retry::IDEMPOTENCY_KEY;
+use flotilla_telemetry::headers as trace_headers;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::Full;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tower::ServiceExt;
+use tracing::Instrument as _;
 
 use crate::{Error, ServiceClient};
 
@@ -30,7 +32,7 @@ pub struct RequestBuilder {
     body: Result<Bytes, Error>,
     deadline: Option<Deadline>,
     request_id: Option<RequestId>,
-    parent: Option<TraceParent>,
+    parent: Option<TraceContext>,
     error: Option<Error>,
 }
 
@@ -110,14 +112,15 @@ impl RequestBuilder {
         self
     }
 
-    /// Continues the work of an incoming request: its `x-request-id`, trace (as a child span)
-    /// and remaining deadline travel on. Malformed incoming values are replaced, not passed on.
+    /// Continues the work of an incoming request: its `x-request-id`, trace (as a child span,
+    /// with its `tracestate`) and remaining deadline travel on. Malformed incoming values are
+    /// replaced, not passed on; a duplicated `traceparent` starts a new trace.
     /// The deadline header holds a budget relative to when it arrived; when time has passed
     /// since, also pass the deadline parsed at arrival to [`RequestBuilder::deadline`].
     pub fn propagate(mut self, incoming: &HeaderMap) -> Self {
         let text = |name: &str| incoming.get(name).and_then(|v| v.to_str().ok());
         self.request_id = text(REQUEST_ID).and_then(RequestId::parse);
-        self.parent = text(TRACEPARENT).and_then(TraceParent::parse);
+        self.parent = trace_headers::extract(incoming);
         if let Some(d) = Deadline::from_headers(incoming) {
             self.deadline = Some(d.min(self.deadline));
         }
@@ -127,11 +130,23 @@ impl RequestBuilder {
     /// Uses this request id and trace instead of generating new ones.
     pub fn context(mut self, request_id: RequestId, parent: Option<TraceParent>) -> Self {
         self.request_id = Some(request_id);
-        self.parent = parent;
+        self.parent = parent.map(|parent| TraceContext {
+            parent,
+            state: None,
+        });
         self
     }
 
-    fn build(self) -> Result<(ServiceClient, ServiceName, Request<Full<Bytes>>), Error> {
+    /// Continues this trace, `tracestate` included (the SDK's `RequestContext::trace_context`).
+    pub fn trace_context(mut self, ctx: TraceContext) -> Self {
+        self.parent = Some(ctx);
+        self
+    }
+
+    fn build(
+        self,
+        span: &tracing::Span,
+    ) -> Result<(ServiceClient, ServiceName, Request<Full<Bytes>>), Error> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -149,17 +164,10 @@ impl RequestBuilder {
             .map_err(|e| Error::InvalidRequest(format!("path {:?}: {e}", self.path)))?;
         let mut headers = self.headers;
         let id = self.request_id.unwrap_or_else(RequestId::generate);
-        let trace = self
-            .parent
-            .map_or_else(TraceParent::generate, |p| p.child());
-        for (name, value) in [
-            (REQUEST_ID, id.to_string()),
-            (TRACEPARENT, trace.to_string()),
-        ] {
-            let value =
-                HeaderValue::from_str(&value).map_err(|e| Error::Internal(e.to_string()))?;
-            headers.insert(name, value);
-        }
+        let id = HeaderValue::from_str(id.as_str()).map_err(|e| Error::Internal(e.to_string()))?;
+        headers.insert(REQUEST_ID, id);
+        let trace = flotilla_telemetry::continue_trace(span, self.parent.as_ref());
+        trace_headers::inject(&mut headers, &trace);
         *req.headers_mut() = headers;
         if let Some(d) = self.deadline {
             req.extensions_mut().insert(d);
@@ -170,14 +178,19 @@ impl RequestBuilder {
     /// Sends the call through discovery, balancing and the service's policy. A status of 400
     /// or more is returned as [`Error::Status`].
     pub async fn send(self) -> Result<Response, Error> {
-        let (client, service, req) = self.build()?;
+        let span = self.call_span();
+        let (client, service, req) = self.build(&span)?;
         let upstream = client.upstream(&service);
         let resp = upstream
             .stack
             .oneshot(req)
+            .instrument(span.clone())
             .await
-            .map_err(|e| Error::from_stack(service.as_str(), e))?;
-        let (parts, body) = resp.into_parts();
+            .map_err(|e| Error::from_stack(service.as_str(), e));
+        if flotilla_telemetry::enabled() {
+            record_outcome(&span, resp.as_ref().map(|r| r.status()));
+        }
+        let (parts, body) = resp?.into_parts();
         if parts.status.as_u16() >= 400 {
             return Err(Error::Status {
                 status: parts.status,
@@ -189,6 +202,60 @@ impl RequestBuilder {
             headers: parts.headers,
             body,
         })
+    }
+}
+
+impl RequestBuilder {
+    /// The exported client span, with OpenTelemetry HTTP semantic-convention fields; none
+    /// (and nothing formatted) when spans are not exported.
+    fn call_span(&self) -> tracing::Span {
+        if !flotilla_telemetry::enabled() {
+            return tracing::Span::none();
+        }
+        let service = self.service.as_ref().map_or("", |s| s.as_str());
+        tracing::info_span!(
+            target: flotilla_telemetry::TARGET,
+            "call",
+            otel.kind = "client",
+            otel.name = self.method.as_str(),
+            otel.status_code = tracing::field::Empty,
+            http.request.method = self.method.as_str(),
+            server.address = service,
+            url.path = self.path.as_str(),
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        )
+    }
+}
+
+fn record_outcome(span: &tracing::Span, outcome: Result<StatusCode, &Error>) {
+    match outcome {
+        Ok(status) => {
+            span.record("http.response.status_code", status.as_u16());
+            if status.as_u16() >= 400 {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", status.as_str());
+            }
+        }
+        Err(e) => {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", error_type(e));
+        }
+    }
+}
+
+/// A low-cardinality name of the failure, as `error.type` asks.
+fn error_type(e: &Error) -> &'static str {
+    match e {
+        Error::InvalidRequest(_) => "invalid_request",
+        Error::NoHealthyInstance { .. } => "no_healthy_instance",
+        Error::CircuitOpen { .. } => "circuit_open",
+        Error::DeadlineExceeded => "deadline_exceeded",
+        Error::Timeout(_) => "timeout",
+        Error::Rejected { .. } => "rejected",
+        Error::Status { .. } => "status",
+        Error::Transport { .. } => "transport",
+        _ => "_OTHER",
     }
 }
 

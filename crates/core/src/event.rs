@@ -14,12 +14,15 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::trace::TraceParent;
+use crate::trace::{TraceContext, TraceParent};
+use crate::tracestate::TraceState;
 
 /// The only specification version this crate speaks.
 pub const SPEC_VERSION: &str = "1.0";
 /// Extension carrying the W3C trace context.
 pub const EXT_TRACEPARENT: &str = "traceparent";
+/// Extension: W3C `tracestate`, carried with `traceparent` (CloudEvents distributed tracing).
+pub const EXT_TRACESTATE: &str = "tracestate";
 /// Extension carrying the id shared by every event of one business transaction.
 pub const EXT_CORRELATION: &str = "correlationid";
 /// Extension carrying the id of the event or command that caused this one.
@@ -147,6 +150,26 @@ impl CloudEvent {
     pub fn traceparent(&self) -> Option<TraceParent> {
         self.extension_str(EXT_TRACEPARENT)
             .and_then(TraceParent::parse)
+    }
+
+    /// The whole trace context carried by the event: `traceparent` and, only with it, a valid
+    /// `tracestate`.
+    pub fn trace_context(&self) -> Option<TraceContext> {
+        let parent = self.traceparent()?;
+        let state = self
+            .extension_str(EXT_TRACESTATE)
+            .and_then(TraceState::parse);
+        Some(TraceContext { parent, state })
+    }
+
+    /// Attaches a whole trace context (replacing any `tracestate` the event had).
+    pub fn with_trace_context(mut self, ctx: &TraceContext) -> Self {
+        self.extensions.remove(EXT_TRACESTATE);
+        if let Some(state) = &ctx.state {
+            let value = ExtensionValue::String(state.as_str().to_owned());
+            self.extensions.insert(EXT_TRACESTATE.into(), value);
+        }
+        self.with_traceparent(&ctx.parent)
     }
 
     /// Attaches trace context.

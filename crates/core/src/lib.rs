@@ -18,10 +18,12 @@ pub mod name;
 pub mod redact;
 pub mod sse;
 pub mod trace;
+pub mod tracestate;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Blame, ErrorClass, ErrorKind};
 pub use event::{CloudEvent, EventError};
 pub use instance::{InstanceError, Scheme, ServiceInstance};
 pub use name::{NameError, ServiceName, StreamId, TopicName, TopicPattern};
-pub use trace::{RequestId, TraceParent};
+pub use trace::{RequestId, TraceContext, TraceParent};
+pub use tracestate::TraceState;

@@ -8,6 +8,13 @@ use std::fmt;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::tracestate::{TraceState, trim_ows};
+
+/// Trace flag: the caller recorded this trace.
+pub const FLAG_SAMPLED: u8 = 0x01;
+/// Trace flag (level 2): the trace id's right-most 7 bytes are random.
+pub const FLAG_RANDOM: u8 = 0x02;
+
 /// A parsed W3C `traceparent` header (<https://www.w3.org/TR/trace-context/>).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TraceParent {
@@ -20,7 +27,7 @@ pub struct TraceParent {
 }
 
 impl TraceParent {
-    /// A new trace, sampled, with random ids.
+    /// A new trace, sampled, with random ids (so with the level-2 random flag set).
     pub fn generate() -> Self {
         let mut rng = rand::rng();
         let mut trace_id = [0u8; 16];
@@ -34,7 +41,7 @@ impl TraceParent {
         Self {
             trace_id,
             parent_id,
-            flags: 1,
+            flags: FLAG_SAMPLED | FLAG_RANDOM,
         }
     }
 
@@ -49,7 +56,9 @@ impl TraceParent {
 
     /// Parses a header value. Accepts version 00 exactly and, as the spec asks, future versions
     /// by their first four fields; refuses version `ff`, upper-case hex and all-zero ids.
+    /// Surrounding spaces and tabs (HTTP's optional white space) are ignored.
     pub fn parse(value: &str) -> Option<Self> {
+        let value = trim_ows(value);
         let mut parts = value.split('-');
         let version = parts.next()?;
         let trace = parts.next()?;
@@ -82,7 +91,57 @@ impl TraceParent {
 
     /// Whether the caller sampled this trace.
     pub fn sampled(&self) -> bool {
-        self.flags & 1 == 1
+        self.flags & FLAG_SAMPLED == FLAG_SAMPLED
+    }
+}
+
+/// The whole W3C trace context of a hop: `traceparent` and the `tracestate` that may only
+/// travel with it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TraceContext {
+    /// The trace and the span that sent it.
+    pub parent: TraceParent,
+    /// Vendor entries, passed on unchanged.
+    pub state: Option<TraceState>,
+}
+
+impl TraceContext {
+    /// Reads a request's trace context from all of its `traceparent` and `tracestate` header
+    /// lines. `None` (the receiver starts a new trace and drops `tracestate`) when there is
+    /// not exactly one `traceparent` line or it does not parse: a duplicated header cannot be
+    /// told apart from a forged one.
+    pub fn from_headers<'a>(
+        traceparent: impl IntoIterator<Item = &'a str>,
+        tracestate: impl IntoIterator<Item = &'a str>,
+    ) -> Option<Self> {
+        let mut lines = traceparent.into_iter();
+        let (first, second) = (lines.next()?, lines.next());
+        let parent = TraceParent::parse(first).filter(|_| second.is_none())?;
+        Some(Self {
+            parent,
+            state: TraceState::from_headers(tracestate),
+        })
+    }
+
+    /// A new trace with no vendor state.
+    pub fn generate() -> Self {
+        Self {
+            parent: TraceParent::generate(),
+            state: None,
+        }
+    }
+
+    /// The same trace and state with a new span id: what this hop sends to the next one.
+    pub fn child(&self) -> Self {
+        Self {
+            parent: self.parent.child(),
+            state: self.state.clone(),
+        }
+    }
+
+    /// The incoming context's child, or a new trace when there was none.
+    pub fn continue_or_start(incoming: Option<&Self>) -> Self {
+        incoming.map_or_else(Self::generate, Self::child)
     }
 }
 
@@ -189,6 +248,68 @@ mod tests {
     fn future_versions_parse_by_their_first_fields() {
         let v = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more";
         assert!(TraceParent::parse(v).is_some());
+    }
+
+    #[test]
+    fn surrounding_white_space_is_ignored() {
+        for v in [
+            " \t00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 \t",
+        ] {
+            assert!(TraceParent::parse(v).is_some(), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn future_versions_need_a_dash_after_the_flags() {
+        let dot = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01.more";
+        assert!(TraceParent::parse(dot).is_none());
+        let v00_trailing = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01.";
+        assert!(TraceParent::parse(v00_trailing).is_none());
+    }
+
+    #[test]
+    fn a_future_version_is_answered_as_version_00() {
+        let tp =
+            TraceParent::parse("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        assert!(
+            tp.child()
+                .to_string()
+                .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+        );
+    }
+
+    #[test]
+    fn generated_traces_are_sampled_and_flagged_random() {
+        let tp = TraceParent::generate();
+        assert!(tp.sampled());
+        assert_eq!(tp.flags & FLAG_RANDOM, FLAG_RANDOM);
+    }
+
+    #[test]
+    fn the_random_flag_of_the_caller_is_kept() {
+        let tp =
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02").unwrap();
+        assert_eq!(tp.child().flags, FLAG_RANDOM);
+    }
+
+    #[test]
+    fn a_duplicated_traceparent_starts_a_new_trace() {
+        let other = "00-12345678901234567890123456789012-1234567890123456-01";
+        assert!(TraceContext::from_headers([VALID, other], ["foo=1"]).is_none());
+        assert!(TraceContext::from_headers([VALID, VALID], []).is_none());
+        let fresh = TraceContext::continue_or_start(None);
+        assert!(fresh.state.is_none());
+    }
+
+    #[test]
+    fn tracestate_travels_only_with_a_valid_traceparent() {
+        let ctx = TraceContext::from_headers([VALID], ["foo=1", "bar=2"]).unwrap();
+        assert_eq!(ctx.child().state.unwrap().as_str(), "foo=1,bar=2");
+        assert!(TraceContext::from_headers(["00-bad"], ["foo=1"]).is_none());
+        assert!(TraceContext::from_headers([], ["foo=1"]).is_none());
+        let no_state = TraceContext::from_headers([VALID], ["foo=,bar=1"]).unwrap();
+        assert!(no_state.state.is_none());
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use flotilla_core::{RequestId, TraceParent};
+use flotilla_core::{RequestId, TraceContext, TraceParent, TraceState};
+use flotilla_telemetry::headers;
 use http::{HeaderValue, StatusCode, header};
 use tracing::Instrument;
 
@@ -27,10 +28,10 @@ pub const TRACEPARENT: &str = "traceparent";
 pub struct RequestContext {
     /// The request id (accepted from the caller when valid, else generated).
     pub request_id: RequestId,
-    /// This hop's trace context: the caller's trace with a new span id, or a new trace.
+    /// This hop's trace context: the caller's trace with this hop's span id, or a new trace.
     pub trace: TraceParent,
-    /// The caller's `tracestate`, passed on unchanged.
-    pub tracestate: Option<HeaderValue>,
+    /// The caller's `tracestate` (every header line combined, validated), passed on unchanged.
+    pub tracestate: Option<TraceState>,
     /// The request path, for problem details' `instance`.
     pub path: String,
 }
@@ -45,22 +46,26 @@ impl RequestContext {
         CURRENT.try_with(Arc::clone).ok()
     }
 
-    fn from_request(req: &Request) -> Self {
-        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-        let request_id = header(REQUEST_ID)
+    fn from_request(req: &Request, trace: TraceContext) -> Self {
+        let request_id = req
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
             .and_then(RequestId::parse)
             .unwrap_or_else(RequestId::generate);
-        let incoming = header(TRACEPARENT).and_then(TraceParent::parse);
-        let trace = incoming
-            .as_ref()
-            .map_or_else(TraceParent::generate, TraceParent::child);
-        // tracestate is meaningless without a valid traceparent (W3C trace-context §3.3).
-        let tracestate = incoming.and(req.headers().get("tracestate").cloned());
         Self {
             request_id,
-            trace,
-            tracestate,
+            trace: trace.parent,
+            tracestate: trace.state,
             path: req.uri().path().to_owned(),
+        }
+    }
+
+    /// This hop's whole trace context, what calls made for this request carry on.
+    pub fn trace_context(&self) -> TraceContext {
+        TraceContext {
+            parent: self.trace,
+            state: self.tracestate.clone(),
         }
     }
 }
@@ -111,19 +116,27 @@ pub(crate) async fn observe(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let ctx = Arc::new(RequestContext::from_request(&req));
     let method = method_label(req.method());
     let matched = req.extensions().get::<MatchedPath>();
     let route = state
         .routes
         .get(matched.map_or("unmatched", MatchedPath::as_str));
+    // A duplicated or invalid traceparent starts a new trace (W3C trace-context §4.3).
+    let incoming = headers::extract(req.headers());
+    let exported = server_span(&req, method, &route);
+    let ctx = Arc::new(RequestContext::from_request(
+        &req,
+        flotilla_telemetry::continue_trace(&exported, incoming.as_ref()),
+    ));
     let request_id = HeaderValue::from_str(ctx.request_id.as_str()).ok();
     if let Some(v) = &request_id {
         req.headers_mut().insert(REQUEST_ID, v.clone());
     }
-    set_header(req.headers_mut(), TRACEPARENT, &ctx.trace.to_string());
+    // Handlers that pass the incoming headers on (`propagate`) pass this hop's context.
+    headers::inject(req.headers_mut(), &ctx.trace_context());
     req.extensions_mut().insert(ctx.clone());
     let span = tracing::info_span!(
+        parent: &exported,
         "request",
         request_id = %ctx.request_id,
         trace_id = %ctx.trace.trace_id_hex(),
@@ -141,6 +154,9 @@ pub(crate) async fn observe(
         response.headers_mut().insert(REQUEST_ID, v);
     }
     let status = response.status().as_u16();
+    if flotilla_telemetry::enabled() {
+        record_status(&exported, status);
+    }
     let elapsed = started.elapsed();
     let probe = is_probe(&route);
     record(&state.metrics, method, route, status, elapsed.as_secs_f64());
@@ -157,14 +173,34 @@ pub(crate) async fn observe(
     response
 }
 
-fn is_probe(route: &str) -> bool {
-    matches!(route, "/health" | "/ready" | "/metrics")
+/// The exported server span, with OpenTelemetry HTTP semantic-convention fields; none (and
+/// nothing formatted) when spans are not exported.
+fn server_span(req: &Request, method: &'static str, route: &str) -> tracing::Span {
+    if !flotilla_telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        target: flotilla_telemetry::TARGET,
+        "request",
+        otel.kind = "server",
+        otel.name = format!("{method} {route}"),
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        http.route = route,
+        url.path = req.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    )
 }
 
-fn set_header(headers: &mut http::HeaderMap, name: &'static str, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        headers.insert(name, v);
+fn record_status(span: &tracing::Span, status: u16) {
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
     }
+}
+
+fn is_probe(route: &str) -> bool {
+    matches!(route, "/health" | "/ready" | "/metrics")
 }
 
 fn record(

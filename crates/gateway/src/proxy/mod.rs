@@ -5,11 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use flotilla_core::{RequestId, TraceParent};
+use flotilla_core::{RequestId, TraceContext};
+use flotilla_telemetry::headers as trace_headers;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Incoming;
+use tracing::Instrument as _;
 
 use crate::Error;
 use crate::auth::Identity;
@@ -27,12 +29,14 @@ use crate::upgrade;
 use crate::upstream::{Outcome, Target};
 
 mod cached;
+mod spans;
 
 /// Per-request context carried across phases.
 #[derive(Clone)]
 struct Ctx {
     request_id: RequestId,
-    trace: TraceParent,
+    /// This hop's trace context: its span's when spans are exported.
+    trace: TraceContext,
     peer: SocketAddr,
     started: Instant,
     upgrade: bool,
@@ -44,19 +48,24 @@ pub(crate) async fn handle(
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    let span = spans::request(&req);
     let ctx = Ctx {
         request_id: header_str(&req, "x-request-id")
             .and_then(RequestId::parse)
             .unwrap_or_else(RequestId::generate),
-        trace: header_str(&req, "traceparent")
-            .and_then(TraceParent::parse)
-            .map_or_else(TraceParent::generate, |t| t.child()),
+        // A duplicated or invalid traceparent starts a new trace (W3C trace-context §4.3).
+        trace: flotilla_telemetry::continue_trace(
+            &span,
+            trace_headers::extract(req.headers()).as_ref(),
+        ),
         peer,
         started: Instant::now(),
         upgrade: is_upgrade(&req),
     };
     let table = shared.table.load_full();
-    let (route, resp) = admit(&shared, &table, &ctx, req).await;
+    let (route, resp) = admit(&shared, &table, &ctx, req)
+        .instrument(span.clone())
+        .await;
     let status = resp.status().as_u16();
     let seconds = ctx.started.elapsed().as_secs_f64();
     let route_name = match route {
@@ -69,6 +78,9 @@ pub(crate) async fn handle(
             "_none"
         }
     };
+    if flotilla_telemetry::enabled() {
+        spans::record_response(&span, route.map(|r| r.name.as_str()), status);
+    }
     tracing::info!(
         target: "flotilla_gateway::access",
         request_id = %ctx.request_id, peer = %ctx.peer, route = %route_name, status,
@@ -291,9 +303,7 @@ fn build_upstream_request(
     if let Ok(v) = HeaderValue::from_str(ctx.request_id.as_str()) {
         headers.insert("x-request-id", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&ctx.trace.to_string()) {
-        headers.insert("traceparent", v);
-    }
+    trace_headers::inject(headers, &ctx.trace);
     for h in route.identity_headers.iter() {
         headers.remove(h);
     }
@@ -365,9 +375,20 @@ async fn forward(
         let this_body = body.take().filter(|_| !retryable).unwrap_or_else(empty);
         let mut attempt_req = Request::from_parts(head, this_body);
         *attempt_req.uri_mut() = upstream_uri(&chosen.target, &pq)?;
+        let attempt = spans::attempt(&attempt_req, &chosen.target, tried.len());
+        if flotilla_telemetry::enabled() {
+            // The upstream's span is a child of this attempt's, so retries show apart.
+            let trace = flotilla_telemetry::continue_trace(&attempt, Some(&ctx.trace));
+            trace_headers::inject(attempt_req.headers_mut(), &trace);
+        }
         let started = Instant::now();
         let client = route.upstream.client(&shared.client);
-        let result = tokio::time::timeout(route.timeout, client.request(attempt_req)).await;
+        let result = tokio::time::timeout(route.timeout, client.request(attempt_req))
+            .instrument(attempt.clone())
+            .await;
+        if flotilla_telemetry::enabled() {
+            spans::record_attempt(&attempt, &result);
+        }
         let upstream_time = started.elapsed().as_secs_f64();
         route.metrics.upstream(upstream_time);
         let err = match result {
