@@ -16,8 +16,13 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 fn open(dir: &std::path::Path) -> Arc<SqliteBus> {
-    let db = Database::open(Options::new(dir.join("bench.db"))).unwrap();
-    Arc::new(SqliteBus::open(db, BusOptions::default()).unwrap())
+    open_with(Options::new(dir.join("bench.db"))).0
+}
+
+fn open_with(options: Options) -> (Arc<SqliteBus>, Database) {
+    let db = Database::open(options).unwrap();
+    let bus = Arc::new(SqliteBus::open(db.clone(), BusOptions::default()).unwrap());
+    (bus, db)
 }
 
 async fn declare(bus: &SqliteBus, group: &str) {
@@ -34,11 +39,15 @@ fn event(n: usize) -> Outgoing {
     Outgoing::new(TopicName::new("bench.created").unwrap(), e)
 }
 
-/// `publishers` tasks each publish `per` events in batches of `batch`; answers events/s.
-async fn throughput(publishers: usize, per: usize, batch: usize) -> f64 {
+/// `publishers` tasks each publish `per` events in batches of `batch`; answers events/s and
+/// the mean number of publishes the writer gathered into one commit.
+async fn throughput(publishers: usize, per: usize, batch: usize, gather: Duration) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
-    let bus = open(dir.path());
+    let mut options = Options::new(dir.path().join("bench.db"));
+    options.gather_wait = gather;
+    let (bus, db) = open_with(options);
     declare(&bus, "bench").await;
+    let before = db.writer().stats();
     let start = Instant::now();
     let tasks: Vec<_> = (0..publishers)
         .map(|p| {
@@ -55,7 +64,11 @@ async fn throughput(publishers: usize, per: usize, batch: usize) -> f64 {
     for t in tasks {
         t.await.unwrap();
     }
-    (publishers * per) as f64 / start.elapsed().as_secs_f64()
+    let rate = (publishers * per) as f64 / start.elapsed().as_secs_f64();
+    let after = db.writer().stats();
+    let per_commit =
+        (after.writes - before.writes) as f64 / (after.batches - before.batches) as f64;
+    (rate, per_commit)
 }
 
 fn micros_now() -> u64 {
@@ -137,10 +150,24 @@ fn bare_sqlite(total: usize, batch: usize) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    for (publishers, batch) in [(1, 1), (64, 1), (8, 100), (16, 500)] {
+    let gather = Options::new("unused").gather_wait;
+    // `gather=0` is the writer taking only what is already queued (before batches waited for
+    // the previous batch's callers): the same workload, side by side in one run.
+    let workloads = [
+        (1, 1, gather),
+        (64, 1, Duration::ZERO),
+        (64, 1, gather),
+        (256, 1, gather),
+    ];
+    let batched = [(8, 100, gather), (16, 500, gather)];
+    for (publishers, batch, wait) in workloads.into_iter().chain(batched) {
         let per = if batch == 1 { 2_000 } else { 40_000 };
-        let rate = throughput(publishers, per.min(200_000 / publishers).max(batch), batch).await;
-        println!("publish  publishers={publishers:<3} batch={batch:<4} durable events/s={rate:.0}");
+        let per = per.min(200_000 / publishers).max(batch);
+        let (rate, gathered) = throughput(publishers, per, batch, wait).await;
+        println!(
+            "publish  publishers={publishers:<3} batch={batch:<4} gather={wait:?} \
+             durable events/s={rate:.0} publishes/commit={gathered:.1}"
+        );
     }
     let bare = bare_sqlite(200_000, 500);
     println!("baseline bare rusqlite, 1 thread, batch=500, synchronous=FULL events/s={bare:.0}");

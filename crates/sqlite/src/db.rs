@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -63,18 +64,22 @@ pub struct Options {
     pub durability: Durability,
     /// Most writes batched into one transaction.
     pub max_batch: usize,
+    /// Longest the writer waits, after a batch, for as many writes as that batch held before
+    /// it begins the next transaction (see [`Writer`]); zero takes only what is waiting.
+    pub gather_wait: Duration,
     /// Read connections kept open.
     pub readers: usize,
 }
 
 impl Options {
-    /// Defaults for a database at `path`: full durability, batches of up to 1,024 writes, four
-    /// read connections.
+    /// Defaults for a database at `path`: full durability, batches of up to 1,024 writes
+    /// gathered for at most 1 ms, four read connections.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
             durability: Durability::Full,
             max_batch: 1024,
+            gather_wait: Duration::from_millis(1),
             readers: 4,
         }
     }
@@ -118,7 +123,7 @@ impl Database {
             integrity::quick_check(&conn, path)?;
             tracing::debug!(path = %path.display(), elapsed = ?started.elapsed(), "database checked");
         }
-        let writer = Writer::start(conn, options.max_batch)?;
+        let writer = Writer::start(conn, options.max_batch, options.gather_wait)?;
         let reads = ReadPool::new(path, options.readers.max(1));
         Ok(Self { writer, reads })
     }

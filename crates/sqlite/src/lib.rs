@@ -26,4 +26,4 @@ mod integrity;
 mod writer;
 
 pub use db::{Database, Durability, Error, Options, ReadPool};
-pub use writer::Writer;
+pub use writer::{Writer, WriterStats};

@@ -8,13 +8,23 @@
 //! cannot be rolled back (its half-done changes must never be committed). Throughput grows with the number
 //! of concurrent writers while each caller still gets "durable when answered".
 //!
+//! Callers answered by a commit usually write again at once, but they reach the queue one by
+//! one as their tasks wake; a writer that began the next transaction with whatever had
+//! arrived would alternate small and large batches (64 waiting publishers gathered about 30 a
+//! commit). So before it begins a transaction the writer waits, up to `gather_wait`, until as
+//! many writes are queued as the previous batch held. A lone caller (a batch of one) never
+//! waits; a load that shrinks costs one wait, after which the expectation follows it down.
+//!
 //! Once SQLite reports the file damaged (`SQLITE_CORRUPT`, `SQLITE_NOTADB`), in a job or in the
 //! writer's own statements, every later write is refused with [`Error::Corrupt`]: a write
 //! acknowledged into a damaged file may never be readable again.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::oneshot;
@@ -67,16 +77,58 @@ struct Step {
 #[derive(Debug, Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Msg>,
+    counts: Arc<Counts>,
+}
+
+/// Transactions and writes run so far, for seeing how well writes are gathered.
+#[derive(Debug, Default)]
+struct Counts {
+    batches: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// How many transactions the writer has run and how many writes they held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriterStats {
+    /// Transactions begun (each one commit, one fsync).
+    pub batches: u64,
+    /// Writes run inside them.
+    pub writes: u64,
+}
+
+/// How the writer gathers a batch.
+#[derive(Debug, Clone, Copy)]
+struct Gather {
+    max_batch: usize,
+    wait: Duration,
 }
 
 impl Writer {
-    pub(crate) fn start(conn: Connection, max_batch: usize) -> Result<Self, Error> {
+    pub(crate) fn start(
+        conn: Connection,
+        max_batch: usize,
+        gather_wait: Duration,
+    ) -> Result<Self, Error> {
         let (jobs, rx) = mpsc::channel::<Msg>();
+        let counts = Arc::new(Counts::default());
+        let gather = Gather {
+            max_batch: max_batch.max(1),
+            wait: gather_wait,
+        };
+        let c = Arc::clone(&counts);
         thread::Builder::new()
             .name("flotilla-sqlite-writer".into())
-            .spawn(move || run(conn, rx, max_batch.max(1)))
+            .spawn(move || run(conn, rx, gather, &c))
             .map_err(|e| Error::CommitFailed(format!("cannot start writer thread: {e}")))?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, counts })
+    }
+
+    /// Transactions run and writes they held since the database was opened.
+    pub fn stats(&self) -> WriterStats {
+        WriterStats {
+            batches: self.counts.batches.load(Ordering::Relaxed),
+            writes: self.counts.writes.load(Ordering::Relaxed),
+        }
     }
 
     /// Runs `f` inside the next group-committed transaction and returns its result once that
@@ -212,8 +264,10 @@ where
     }
 }
 
-fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>, max_batch: usize) {
+fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>, gather: Gather, counts: &Counts) {
     let mut damaged: Option<String> = None;
+    // Writes the previous batch held: how many to wait for before the next one begins.
+    let mut expected = 1;
     let mut next = rx.recv().ok();
     while let Some(msg) = next.take() {
         let first = match msg {
@@ -225,17 +279,12 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>, max_batch: usize) {
             }
         };
         let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(Msg::Write(job)) => batch.push(job),
-                // Served right after this batch, in the order it was asked.
-                Ok(other) => {
-                    next = Some(other);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
+        next = gather_batch(&rx, &mut batch, gather, expected);
+        expected = batch.len();
+        counts.batches.fetch_add(1, Ordering::Relaxed);
+        counts
+            .writes
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         match &damaged {
             Some(msg) => refuse(batch, &BatchFailure::Damaged(msg.clone())),
             None => damaged = commit_batch(&mut conn, batch),
@@ -244,6 +293,39 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>, max_batch: usize) {
             next = rx.recv().ok();
         }
     }
+}
+
+/// Adds the queued writes to `batch`, waiting up to `gather.wait` while it holds fewer than
+/// `expected`. Returns a message that must be served after this batch (a checkpoint), if one
+/// came.
+fn gather_batch(
+    rx: &mpsc::Receiver<Msg>,
+    batch: &mut Vec<Job>,
+    gather: Gather,
+    expected: usize,
+) -> Option<Msg> {
+    let wanted = expected.min(gather.max_batch);
+    let deadline = Instant::now() + gather.wait;
+    while batch.len() < gather.max_batch {
+        let msg = match rx.try_recv() {
+            Ok(msg) => msg,
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) if batch.len() >= wanted => return None,
+            Err(mpsc::TryRecvError::Empty) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(msg) => msg,
+                    Err(_) => return None,
+                }
+            }
+        };
+        match msg {
+            Msg::Write(job) => batch.push(job),
+            // Served right after this batch, in the order it was asked.
+            other => return Some(other),
+        }
+    }
+    None
 }
 
 fn checkpoint(conn: &Connection, damaged: Option<&str>) -> Result<bool, Error> {
@@ -320,6 +402,88 @@ fn damaged_message(detail: &str) -> String {
 #[cfg(test)]
 mod tests {
     use crate::{Database, Options};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::{Gather, Job, Msg, Step, gather_batch};
+
+    fn noop() -> Job {
+        Box::new(|_| Step {
+            done: Box::new(|_| ()),
+            poisoned: false,
+            corrupt: None,
+        })
+    }
+
+    /// Sends `n` writes from another thread, one every millisecond.
+    fn trickle(n: usize) -> mpsc::Receiver<Msg> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..n {
+                std::thread::sleep(Duration::from_millis(1));
+                if tx.send(Msg::Write(noop())).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+
+    const PATIENT: Gather = Gather {
+        max_batch: 1024,
+        wait: Duration::from_secs(600),
+    };
+
+    #[test]
+    fn a_batch_waits_for_as_many_writes_as_the_previous_one_held() {
+        let rx = trickle(10);
+        let mut batch = vec![noop()];
+        assert!(gather_batch(&rx, &mut batch, PATIENT, 8).is_none());
+        assert_eq!(batch.len(), 8, "the seven that came later were gathered");
+    }
+
+    #[test]
+    fn after_a_lone_write_nothing_is_waited_for() {
+        let rx = trickle(10);
+        let mut batch = vec![noop()];
+        gather_batch(&rx, &mut batch, PATIENT, 1);
+        assert_eq!(batch.len(), 1);
+    }
+
+    #[test]
+    fn gathering_stops_at_the_batch_limit_and_at_a_checkpoint() {
+        let rx = trickle(10);
+        let mut batch = vec![noop()];
+        let small = Gather {
+            max_batch: 3,
+            ..PATIENT
+        };
+        gather_batch(&rx, &mut batch, small, 8);
+        assert_eq!(batch.len(), 3);
+
+        let (tx, rx) = mpsc::channel();
+        let (reply, _) = tokio::sync::oneshot::channel();
+        tx.send(Msg::Write(noop())).unwrap();
+        tx.send(Msg::Checkpoint(reply)).unwrap();
+        let mut batch = vec![noop()];
+        let after = gather_batch(&rx, &mut batch, PATIENT, 8);
+        assert!(matches!(after, Some(Msg::Checkpoint(_))));
+        assert_eq!(
+            batch.len(),
+            2,
+            "the write queued before the checkpoint is in"
+        );
+    }
+
+    #[test]
+    fn gathering_ends_when_every_sender_is_gone() {
+        let (tx, rx) = mpsc::channel();
+        tx.send(Msg::Write(noop())).unwrap();
+        drop(tx);
+        let mut batch = vec![noop()];
+        assert!(gather_batch(&rx, &mut batch, PATIENT, 8).is_none());
+        assert_eq!(batch.len(), 2);
+    }
 
     fn open() -> (tempfile::TempDir, Database) {
         let dir = tempfile::tempdir().unwrap();
@@ -358,6 +522,12 @@ mod tests {
             t.await.unwrap().unwrap();
         }
         assert_eq!(count(&db), 200);
+        let stats = db.writer().stats();
+        assert_eq!(
+            stats.writes, 201,
+            "the table's creation and the 200 inserts"
+        );
+        assert!((1..=201).contains(&stats.batches), "{stats:?}");
     }
 
     #[tokio::test]

@@ -27,6 +27,9 @@ const ENV_DB: &str = "FLOTILLA_BUS_CRASH_DB";
 const ENV_DRAIN: &str = "FLOTILLA_BUS_CRASH_DRAIN";
 const PUBLISHERS: usize = 4;
 const BATCH: usize = 10;
+/// Publishers of one event per call: the writer gathers their publishes into shared commits,
+/// and each must still be durable once answered.
+const SINGLE_PUBLISHERS: usize = 16;
 const ROUNDS: usize = 8;
 const LEASE: Duration = Duration::from_secs(1);
 
@@ -49,10 +52,10 @@ async fn open(path: &Path) -> Arc<SqliteBus> {
     Arc::new(bus)
 }
 
-async fn publisher(bus: Arc<SqliteBus>, out: Out, w: usize) {
+async fn publisher(bus: Arc<SqliteBus>, out: Out, w: usize, size: usize) {
     let topic = TopicName::new("crash.e").unwrap();
     for b in 0u64.. {
-        let batch: Vec<_> = (0..BATCH)
+        let batch: Vec<_> = (0..size)
             .map(|i| {
                 let mut e = CloudEvent::new("/crash", "crash.e");
                 e.id = format!("{}-{w}-{b}-{i}", std::process::id());
@@ -99,8 +102,9 @@ async fn bus_crash_child() {
         // Long enough for every lease a killed worker held to expire.
         return consumer(bus, out, LEASE * 4).await;
     }
-    for w in 0..PUBLISHERS {
-        tokio::spawn(publisher(Arc::clone(&bus), Arc::clone(&out), w));
+    for w in 0..PUBLISHERS + SINGLE_PUBLISHERS {
+        let size = if w < PUBLISHERS { BATCH } else { 1 };
+        tokio::spawn(publisher(Arc::clone(&bus), Arc::clone(&out), w, size));
     }
     consumer(bus, out, Duration::from_secs(3600)).await;
 }

@@ -10,6 +10,7 @@
 //! on [`EventStore::head`] by this process; appends by another process on the same file are
 //! picked up by subscribers within `Options::poll_interval`.
 
+mod raw;
 mod rows;
 mod schema;
 mod store_impl;
@@ -31,6 +32,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
 use crate::Database;
+pub use raw::{RawEvent, RawJson};
 use rows::{COLUMNS, db};
 
 impl From<crate::Error> for Error {
@@ -143,11 +145,15 @@ fn live_version(c: &Connection, stream: &StreamId) -> Result<Option<Version>, Er
     Ok(state.version)
 }
 
-fn read_stream_rows(
+/// One row of [`COLUMNS`] mapped to what a read returns (typed or raw).
+type MapRow<T> = fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+
+fn read_stream_rows<T>(
     c: &Connection,
     stream: &StreamId,
     read: ReadStream,
-) -> Result<Vec<RecordedEvent>, Error> {
+    map: MapRow<T>,
+) -> Result<Vec<T>, Error> {
     live_version(c, stream)?;
     let (cmp, order) = match read.direction {
         Direction::Forward => (">=", "ASC"),
@@ -160,12 +166,12 @@ fn read_stream_rows(
     let mut stmt = c.prepare_cached(&sql).map_err(db)?;
     let rows = stmt.query_map(
         params![stream.as_str(), clamp(read.from), clamp(read.limit as u64)],
-        rows::event,
+        map,
     );
     rows.and_then(Iterator::collect).map_err(db)
 }
 
-fn read_all_rows(c: &Connection, read: &ReadAll) -> Result<Vec<RecordedEvent>, Error> {
+fn read_all_rows<T>(c: &Connection, read: &ReadAll, map: MapRow<T>) -> Result<Vec<T>, Error> {
     let (clause, value) = match &read.filter {
         Filter::All => ("", None),
         Filter::Category(cat) => ("category = ?3 AND", Some(cat.as_str())),
@@ -178,8 +184,8 @@ fn read_all_rows(c: &Connection, read: &ReadAll) -> Result<Vec<RecordedEvent>, E
     let mut stmt = c.prepare_cached(&sql).map_err(db)?;
     let (after, limit) = (clamp(read.after), clamp(read.limit as u64));
     let rows = match value {
-        None => stmt.query_map(params![after, limit], rows::event),
-        Some(v) => stmt.query_map(params![after, limit, v], rows::event),
+        None => stmt.query_map(params![after, limit], map),
+        Some(v) => stmt.query_map(params![after, limit, v], map),
     };
     rows.and_then(Iterator::collect).map_err(db)
 }

@@ -23,7 +23,10 @@ pub(super) fn db(e: rusqlite::Error) -> Error {
     }
 }
 
-fn bad(col: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+pub(super) fn bad(
+    col: usize,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(col, Type::Text, Box::new(e))
 }
 

@@ -28,7 +28,8 @@ impl EventStore for SqliteEventStore {
     ) -> Result<Vec<RecordedEvent>, Error> {
         validate_limit(read.limit)?;
         let s = stream.clone();
-        self.read(move |c| read_stream_rows(c, &s, read)).await
+        self.read(move |c| read_stream_rows(c, &s, read, rows::event))
+            .await
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<Version>, Error> {
@@ -38,7 +39,8 @@ impl EventStore for SqliteEventStore {
 
     async fn read_all(&self, read: ReadAll) -> Result<Vec<RecordedEvent>, Error> {
         validate_limit(read.limit)?;
-        self.read(move |c| read_all_rows(c, &read)).await
+        self.read(move |c| read_all_rows(c, &read, rows::event))
+            .await
     }
 
     async fn delete_stream(
