@@ -164,12 +164,19 @@ impl CloudEvent {
 
     /// Attaches a whole trace context (replacing any `tracestate` the event had).
     pub fn with_trace_context(mut self, ctx: &TraceContext) -> Self {
+        self.set_trace_context(ctx);
+        self
+    }
+
+    /// Sets the event's trace context (replacing any `tracestate` it had).
+    pub fn set_trace_context(&mut self, ctx: &TraceContext) {
         self.extensions.remove(EXT_TRACESTATE);
         if let Some(state) = &ctx.state {
             let value = ExtensionValue::String(state.as_str().to_owned());
             self.extensions.insert(EXT_TRACESTATE.into(), value);
         }
-        self.with_traceparent(&ctx.parent)
+        let value = ExtensionValue::String(ctx.parent.to_string());
+        self.extensions.insert(EXT_TRACEPARENT.into(), value);
     }
 
     /// Attaches trace context.

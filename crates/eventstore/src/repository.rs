@@ -4,6 +4,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use flotilla_core::StreamId;
+use tracing::Instrument as _;
 
 use crate::aggregate::{Aggregate, DomainEvent};
 use crate::upcast::Upcasters;
@@ -182,7 +183,16 @@ impl<A: Aggregate> Repository<A> {
             })
             .collect::<Result<Vec<_>>>()?;
         let expected = ExpectedVersion::Exact(loaded.version.unwrap_or(0));
-        let appended = self.store.append(&stream, expected, new).await?;
+        let span = append_span(A::CATEGORY, &stream, new.len());
+        let appended = self
+            .store
+            .append(&stream, expected, new)
+            .instrument(span.clone())
+            .await
+            .inspect_err(|e| {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", tracing::field::debug(e.kind()));
+            })?;
         let state = events.iter().fold(loaded.state, |s, e| s.evolve(e));
         self.maybe_snapshot(&stream, &state, loaded.version, appended.last_version)
             .await;
@@ -212,4 +222,25 @@ impl<A: Aggregate> Repository<A> {
             tracing::warn!(%stream, %error, "snapshot not saved");
         }
     }
+}
+
+/// The exported span of an append (OpenTelemetry database conventions); none when spans are
+/// not exported.
+fn append_span(category: &str, stream: &StreamId, events: usize) -> tracing::Span {
+    if !flotilla_telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        target: flotilla_telemetry::TARGET,
+        "append",
+        otel.kind = "client",
+        otel.name = format!("append {category}"),
+        otel.status_code = tracing::field::Empty,
+        db.system.name = "flotilla.eventstore",
+        db.operation.name = "append",
+        db.collection.name = category,
+        db.operation.batch.size = events,
+        flotilla.stream = stream.as_str(),
+        error.type = tracing::field::Empty,
+    )
 }

@@ -1,5 +1,6 @@
 //! The delivery engine: publishing and subscriptions on top of any [`Backend`].
 
+mod spans;
 mod subscribe;
 mod worker;
 
@@ -7,6 +8,7 @@ use std::sync::Arc;
 
 use flotilla_core::{CloudEvent, TopicName};
 use serde::Serialize;
+use tracing::Instrument as _;
 
 use crate::{Backend, Error, Metrics, Outgoing, PublishOutcome};
 
@@ -103,15 +105,24 @@ impl Bus {
     /// Publishes many events in one backend round trip (one transaction on SQLite); the
     /// outcomes are in input order. Validates every event first: nothing is published if
     /// one is invalid.
-    pub async fn publish_batch(&self, batch: Vec<Outgoing>) -> Result<Vec<PublishOutcome>, Error> {
+    pub async fn publish_batch(
+        &self,
+        mut batch: Vec<Outgoing>,
+    ) -> Result<Vec<PublishOutcome>, Error> {
         for out in &batch {
             out.event.validate()?;
         }
+        let span = spans::publish(self.backend.name(), &mut batch);
         let n = batch.len();
         let topics: Vec<_> = self.metrics.as_ref().map_or_else(Vec::new, |_| {
             batch.iter().map(|o| o.topic.as_str().to_owned()).collect()
         });
-        let outcomes = self.backend.publish(batch).await?;
+        let outcomes = self
+            .backend
+            .publish(batch)
+            .instrument(span.clone())
+            .await
+            .inspect_err(|_| spans::record_failure(&span, "backend"))?;
         if outcomes.len() != n {
             return Err(Error::Backend(format!(
                 "publish answered {} outcomes for {n} events",

@@ -7,6 +7,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument as _;
 
 use super::Bus;
 use super::subscribe::{Action, Handler, HandlerError, Received};
@@ -124,9 +125,11 @@ impl Worker {
         let metrics = self.bus.metrics();
         metrics.inspect(|m| m.delivered(self.group.as_str()));
         let started = tokio::time::Instant::now();
+        let span = super::spans::process(self.bus.backend().name(), &d, self.group.as_str());
         // Its own task, so a panicking handler fails one attempt instead of the worker; the
         // guard aborts it if this subscription is aborted.
-        let run = AbortOnDropHandle::new(tokio::spawn((self.handler)(received)));
+        let handling = (self.handler)(received).instrument(span.clone());
+        let run = AbortOnDropHandle::new(tokio::spawn(handling));
         let result = tokio::time::timeout(self.settings.handler_timeout, run).await;
         metrics.inspect(|m| m.handler_time(self.group.as_str(), started.elapsed()));
         let outcome = match result {
@@ -138,6 +141,9 @@ impl Worker {
                 self.settings.handler_timeout
             ))),
         };
+        if outcome.is_err() && flotilla_telemetry::enabled() {
+            super::spans::record_failure(&span, "handler");
+        }
         self.settle(&d, outcome).await;
     }
 

@@ -92,6 +92,7 @@ impl Metrics {
             http.in_flight.clone(),
         );
         registry.register_collector(Box::new(process::ProcessCollector));
+        flotilla_telemetry::metrics::register(&mut registry);
         Self {
             registry: Arc::new(Mutex::new(registry)),
             http,
