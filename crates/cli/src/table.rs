@@ -8,9 +8,25 @@ use serde_json::{Map, Value};
 use crate::out;
 
 /// Columns shown first, in this order, when a row has them: what the row is about, then
-/// where an instance is and how it is.
+/// where an instance is and how it is; for a gateway route, what it matches, where it goes,
+/// how busy and how healthy it is.
 const LEADING: &[&str] = &[
-    "name", "service", "stream", "group", "topic", "id", "status", "address", "port", "version",
+    "name",
+    "service",
+    "stream",
+    "group",
+    "topic",
+    "id",
+    "status",
+    "address",
+    "port",
+    "version",
+    "methods",
+    "match",
+    "upstream",
+    "req_per_s",
+    "5xx_per_s",
+    "breakers",
 ];
 /// Columns shown last, in this order: bookkeeping, then the widest.
 const TRAILING: &[&str] = &["create_index", "modify_index", "output", "data"];

@@ -4,6 +4,7 @@
 //! (payments declined by `shop.payment_failure_rate` end `cancelled`).
 
 use std::io::IsTerminal as _;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use super::demo_http::Http;
 use super::demo_load_stats::{Kind, Stats};
 use crate::Failure;
 use crate::out;
+use crate::platform::PlatformConfig;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DemoCommand {
@@ -27,9 +29,11 @@ pub(crate) enum DemoCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct LoadArgs {
-    /// The gateway in front of the demo shop.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    gateway: String,
+    /// The gateway in front of the demo shop. Default: `http://` + `gateway.listen` of the
+    /// configuration (`FLOTILLA_CONFIG`, else `./flotilla.toml` when present, and
+    /// `FLOTILLA_GATEWAY__LISTEN`), else `http://127.0.0.1:8080`.
+    #[arg(long)]
+    gateway: Option<String>,
     /// Requests per second, evenly spaced.
     #[arg(long, default_value_t = 20.0)]
     rate: f64,
@@ -63,7 +67,10 @@ pub(crate) fn run(cmd: DemoCommand) -> Result<(), Failure> {
     if args.duration.is_zero() {
         return Err(Failure::Usage("--duration must be above 0".into()));
     }
-    let gateway = args.gateway.trim_end_matches('/').to_owned();
+    let gateway = match &args.gateway {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => configured_gateway()?,
+    };
     if !gateway.starts_with("http://") {
         return Err(Failure::Usage(format!(
             "--gateway {gateway:?} must start with http://"
@@ -72,6 +79,17 @@ pub(crate) fn run(cmd: DemoCommand) -> Result<(), Failure> {
     super::runtime()?
         .block_on(load(args, gateway))
         .map_err(Failure::Runtime)
+}
+
+/// The gateway `flotilla up` would listen on with the configuration found as the admin
+/// commands find theirs.
+fn configured_gateway() -> Result<String, Failure> {
+    let file = std::env::var_os("FLOTILLA_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("flotilla.toml")).filter(|p| p.exists()));
+    let config = PlatformConfig::load(file.as_deref())?;
+    let listen = crate::locate::reachable(config.gateway.listen);
+    Ok(format!("http://{listen}"))
 }
 
 /// Who and what the mix works with: users and orders created so far.
