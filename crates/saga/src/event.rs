@@ -124,6 +124,15 @@ pub enum SagaEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// Orchestrator `owner` drives the instance from now on: it opened it, or took it over
+    /// after its previous owner's lease ran out. Appended with the expected version like any
+    /// transition, so of two orchestrators claiming at once exactly one wins.
+    Claimed {
+        /// The orchestrator's lease name.
+        owner: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// A compensation (or, after the pivot, a step) ran out of attempts: an operator must act.
     Stuck {
         /// The step that could not be finished or undone.
@@ -151,6 +160,7 @@ impl SagaEvent {
             Self::Compensated { .. } => "SagaCompensated",
             Self::Stuck { .. } => "SagaStuck",
             Self::Retried { .. } => "SagaRetried",
+            Self::Claimed { .. } => "SagaClaimed",
         }
     }
 

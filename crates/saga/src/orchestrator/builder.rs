@@ -1,6 +1,7 @@
 //! Configuring an orchestrator: its store, clock, discovery source, functions and sagas.
 
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use flotilla_core::Clock;
 use flotilla_discovery::Discovery;
@@ -19,6 +20,7 @@ pub struct OrchestratorBuilder {
     executor: Executor,
     sagas: Vec<SagaDefinition>,
     observers: Vec<Arc<dyn SagaObserver>>,
+    lease: Option<(String, Duration)>,
 }
 
 impl OrchestratorBuilder {
@@ -59,8 +61,22 @@ impl OrchestratorBuilder {
         self
     }
 
-    /// The orchestrator; refuses definitions it could not run, naming the field.
+    /// Shares the store with other orchestrators under leases: this one is `owner` (unique
+    /// among them, stable across its restarts), drives the instances it starts, and takes
+    /// over those of an orchestrator whose lease has not been renewed for `ttl`. Every
+    /// orchestrator on a store uses a lease, or none does. See docs/sagas.md.
+    pub fn lease(mut self, owner: impl Into<String>, ttl: Duration) -> Self {
+        self.lease = Some((owner.into(), ttl));
+        self
+    }
+
+    /// The orchestrator; refuses definitions it could not run, naming the field, and a
+    /// lease owner that cannot name a stream.
     pub fn build(self) -> Result<Orchestrator> {
+        let lease = self
+            .lease
+            .map(|(owner, ttl)| super::lease::Lease::new(owner, ttl))
+            .transpose()?;
         let orch = Orchestrator {
             shared: Arc::new(Shared {
                 store: self.store,
@@ -69,6 +85,7 @@ impl OrchestratorBuilder {
                 definitions: RwLock::default(),
                 running: Mutex::default(),
                 observers: self.observers,
+                lease,
             }),
             tasks: Arc::default(),
         };
@@ -88,6 +105,7 @@ impl Orchestrator {
             executor: Executor::default(),
             sagas: Vec::new(),
             observers: Vec::new(),
+            lease: None,
         }
     }
 }

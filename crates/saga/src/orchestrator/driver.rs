@@ -28,6 +28,10 @@ impl Driver {
     pub(super) async fn run(mut self) {
         let id = self.state.id.clone();
         loop {
+            if self.lost_lease() {
+                tracing::info!(saga = %id, owner = ?self.state.owner, "saga taken over elsewhere");
+                break;
+            }
             let effect = state::decide(&self.state, &self.def, self.shared.now());
             let step = match effect {
                 Effect::Finish if self.leave() => return,
@@ -58,6 +62,14 @@ impl Driver {
         running.remove(&self.state.id);
         self.tx.send_replace(self.state.clone());
         true
+    }
+
+    /// Whether another orchestrator has claimed the instance (this one's lease ran out).
+    fn lost_lease(&self) -> bool {
+        let Some(lease) = &self.shared.lease else {
+            return false;
+        };
+        self.state.owner.as_ref().is_some_and(|o| *o != lease.owner)
     }
 
     async fn carry_out(&mut self, effect: Effect) -> crate::Result<()> {

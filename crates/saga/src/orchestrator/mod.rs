@@ -3,6 +3,7 @@
 
 mod builder;
 mod driver;
+mod lease;
 mod ops;
 mod recover;
 mod stream;
@@ -70,6 +71,8 @@ pub(crate) struct Shared {
     definitions: RwLock<BTreeMap<(String, u32), Arc<SagaDefinition>>>,
     running: Mutex<HashMap<String, Running>>,
     observers: Vec<Arc<dyn crate::SagaObserver>>,
+    /// Set when orchestrators share the store: who drives which instance.
+    lease: Option<lease::Lease>,
 }
 
 #[derive(Debug)]
@@ -145,8 +148,9 @@ impl Orchestrator {
         Ok(id)
     }
 
-    /// The events that open instance `id` (its `SagaStarted` and the first step's start, to
-    /// be appended in one write) and the state they make.
+    /// The events that open instance `id` (its `SagaStarted`, its claim by this
+    /// orchestrator's lease if it has one, and the first step's start, to be appended in one
+    /// write) and the state they make.
     fn opening(
         &self,
         id: &str,
@@ -165,6 +169,17 @@ impl Orchestrator {
         let mut state =
             SagaState::start(id, &started).map_err(|r| Error::definition("steps", r))?;
         let mut events = vec![started];
+        if let Some(lease) = &self.shared.lease {
+            let claimed = SagaEvent::Claimed {
+                owner: lease.owner.clone(),
+                at: now,
+            };
+            state = state
+                .apply(&claimed)
+                .map_err(|r| Error::definition("steps", r))?;
+            state.stream_version += 1;
+            events.push(claimed);
+        }
         if let Effect::Record(first) = crate::state::decide(&state, def, now) {
             // Deciding on a fresh instance's own state cannot be refused by it.
             state = state

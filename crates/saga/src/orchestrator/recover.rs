@@ -35,7 +35,20 @@ impl Orchestrator {
     /// once; call it at start-up, not on a hot path. It sees what the store's `$all` shows up
     /// to its head: on a store shared with other processes, an instance started elsewhere a
     /// moment ago may not be visible yet, so a standby replica calls it periodically.
+    ///
+    /// With a [lease](super::OrchestratorBuilder::lease) it renews the lease, resumes only
+    /// this orchestrator's instances and those whose owner's lease has run out (claiming
+    /// them), and starts the task that does so again every third of the lease's time to live;
+    /// instances it could not take are logged, not reported.
     pub async fn recover(&self) -> Result<Recovery> {
+        if let Some(lease) = &self.shared.lease {
+            let resumed = self.keep(lease).await?;
+            self.start_keeper(lease);
+            return Ok(Recovery {
+                resumed,
+                skipped: Vec::new(),
+            });
+        }
         let mut report = Recovery::default();
         for id in self.unfinished().await? {
             match self.resume(&id).await {

@@ -32,6 +32,7 @@ impl SagaState {
             abort_reason: None,
             steps: steps.iter().cloned().map(StepState::new).collect(),
             finished_at: None,
+            owner: None,
             stream_version: 1,
         })
     }
@@ -51,6 +52,7 @@ impl SagaState {
                 self.finish(status, *at);
             }
             SagaEvent::Retried { at } => self.retry(*at)?,
+            SagaEvent::Claimed { owner, .. } => self.owner = Some(owner.clone()),
             step_event => self.apply_step(step_event)?,
         }
         Ok(self)

@@ -169,6 +169,9 @@ pub struct SagaState {
     pub steps: Vec<StepState>,
     /// When it ended.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The orchestrator that drives it, when orchestrators share the store under leases
+    /// (its last `SagaClaimed`).
+    pub owner: Option<String>,
     /// The stream's version this state includes: the expected version of the next append.
     pub stream_version: u64,
 }

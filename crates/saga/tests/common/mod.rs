@@ -90,6 +90,17 @@ impl Participants {
             .unwrap();
     }
 
+    /// Waits until `functions` together have been called `n` times.
+    pub async fn called_any(&self, functions: &[&str], n: usize) {
+        let mut rx = self.calls.subscribe();
+        let count = |c: &Vec<Call>| {
+            c.iter()
+                .filter(|c| functions.contains(&c.function.as_str()))
+                .count()
+        };
+        rx.wait_for(|c| count(c) >= n).await.unwrap();
+    }
+
     async fn handle(&self, function: &str, call: StepCall) -> Result<Value, StepError> {
         self.calls.send_modify(|c| {
             c.push(Call {
