@@ -147,6 +147,8 @@ pub(crate) async fn observe(
     let response = CURRENT
         .scope(ctx.clone(), next.run(req))
         .instrument(span.clone())
+        // Spans the handler opens (a publish, an append) are children of the exported one.
+        .instrument(exported.clone())
         .await;
     state.metrics.in_flight.dec();
     let mut response = CURRENT.sync_scope(ctx, || normalize_error(response));
