@@ -15,10 +15,6 @@ use flotilla_sqlite::{Database, Options};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-fn open(dir: &std::path::Path) -> Arc<SqliteBus> {
-    open_with(Options::new(dir.join("bench.db"))).0
-}
-
 fn open_with(options: Options) -> (Arc<SqliteBus>, Database) {
     let db = Database::open(options).unwrap();
     let bus = Arc::new(SqliteBus::open(db.clone(), BusOptions::default()).unwrap());
@@ -80,9 +76,11 @@ fn micros_now() -> u64 {
 
 /// Publishes `total` single events at `rate`/s through the engine to a handler; answers the
 /// publish-to-handler latencies (p50, p99) in microseconds.
-async fn latency(total: usize, rate: u64) -> (u64, u64) {
+async fn latency(total: usize, rate: u64, gather: Duration) -> (u64, u64) {
     let dir = tempfile::tempdir().unwrap();
-    let backend = open(dir.path());
+    let mut options = Options::new(dir.path().join("bench.db"));
+    options.gather_wait = gather;
+    let (backend, _) = open_with(options);
     let bus = Bus::new(backend);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let sub = bus
@@ -171,6 +169,10 @@ async fn main() {
     }
     let bare = bare_sqlite(200_000, 500);
     println!("baseline bare rusqlite, 1 thread, batch=500, synchronous=FULL events/s={bare:.0}");
-    let (p50, p99) = latency(5_000, 1_000).await;
-    println!("latency  rate=1000/s events=5000 publish-to-handler p50={p50}us p99={p99}us");
+    for wait in [Duration::ZERO, gather] {
+        let (p50, p99) = latency(5_000, 1_000, wait).await;
+        println!(
+            "latency  rate=1000/s events=5000 gather={wait:?} publish-to-handler p50={p50}us p99={p99}us"
+        );
+    }
 }
