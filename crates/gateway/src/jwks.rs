@@ -30,7 +30,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The usable keys of one fetched set, by `kid`.
 #[derive(Default)]
-struct KeySet(HashMap<String, Arc<DecodingKey>>, Option<Arc<DecodingKey>>);
+pub(crate) struct KeySet(HashMap<String, Arc<DecodingKey>>, Option<Arc<DecodingKey>>);
 
 impl KeySet {
     /// The key named `kid`; a token without `kid` gets the set's only key, if it has one.
@@ -236,7 +236,7 @@ async fn refresh_loop(jwks: Weak<Jwks>, stop: CancellationToken) {
 }
 
 /// The keys of a JWKS document usable with `alg`; an error when none is.
-fn parse(body: &[u8], alg: Algorithm) -> Result<KeySet, String> {
+pub(crate) fn parse(body: &[u8], alg: Algorithm) -> Result<KeySet, String> {
     #[derive(serde::Deserialize)]
     struct Doc {
         keys: Vec<serde_json::Value>,

@@ -22,6 +22,9 @@ pub mod cache;
 pub mod config;
 pub mod cors;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod headers;
 mod jwks;
 pub mod matcher;

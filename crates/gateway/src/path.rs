@@ -71,8 +71,10 @@ pub fn encode_segments<'a>(segments: impl Iterator<Item = &'a str>, trailing: bo
 
 fn decode_segment(raw: &str) -> Result<String, Error> {
     if !raw.contains('%') {
-        if raw.contains('\\') {
-            return Err(Error::BadPath("backslash in path".into()));
+        // A raw NUL is refused like an encoded one: a template or path holding it would
+        // otherwise be accepted once and refused in its own normal form.
+        if raw.contains(['\\', '\0']) {
+            return Err(Error::BadPath("backslash or NUL in path".into()));
         }
         return Ok(raw.to_owned());
     }
@@ -126,6 +128,14 @@ mod tests {
 
     fn norm(s: &str) -> String {
         NormalPath::parse(s).unwrap().encoded()
+    }
+
+    /// Found by the `gateway_path` fuzz target: a raw NUL was accepted, its normal form
+    /// (`%00`) refused.
+    #[test]
+    fn a_raw_nul_is_refused_like_an_encoded_one() {
+        assert!(NormalPath::parse("/v1/a\0b").is_err());
+        assert!(NormalPath::parse("/v1/a%00b").is_err());
     }
 
     #[test]
