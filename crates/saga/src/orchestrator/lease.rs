@@ -90,7 +90,7 @@ impl Lease {
         let event = NewEvent::new("LeaseRenewed", json!({ "until": until }));
         let r =
             stream::append_durably(store, &self.stream, ExpectedVersion::Any, vec![event]).await?;
-        if r.last_version % KEEP == 0 {
+        if r.last_version.is_multiple_of(KEEP) {
             store.truncate_stream(&self.stream, r.last_version).await?;
         }
         Ok(())
