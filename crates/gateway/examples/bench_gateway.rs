@@ -37,6 +37,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: &str, addr: &str) -> anyhow::Result<()> {
+    // Spans are exported only when the `OTEL_*` variables ask (bench/tracing/run.sh).
+    let tracing =
+        flotilla_telemetry::TracingOptions::default().with_env(|k| std::env::var(k).ok())?;
+    let logs = flotilla_telemetry::Logs {
+        json: false,
+        filter: "warn".into(),
+    };
+    flotilla_telemetry::init(&logs, &tracing, "gateway")?;
     let text = std::fs::read_to_string(config).with_context(|| format!("reading {config}"))?;
     let gw = Gateway::new(
         GatewayOptions::from_toml(&text)?,
