@@ -56,31 +56,105 @@ async fn plain_concurrent(db: &Database, tasks: usize, per: usize, rows: usize) 
     .await
 }
 
-/// Plain select of the event rows, same columns, no JSON decoding: rows per second.
-async fn plain_read(db: &Database) -> f64 {
+const PAGE: &str = "SELECT position, id, stream, version, type, data, metadata, recorded_at \
+     FROM es_events WHERE position > ?1 ORDER BY position LIMIT 1000";
+
+type PlainRow = (i64, Vec<u8>, String, i64, String, String, String, i64);
+
+fn plain_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PlainRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+}
+
+/// The bare rusqlite loop: one read connection of its own on this thread, the same paged
+/// select and row copies as [`plain_read`], no pool or thread hand-off: rows read.
+fn bare_read(c: &rusqlite::Connection) -> usize {
+    let (mut after, mut n) = (0i64, 0usize);
+    let mut st = c.prepare_cached(PAGE).expect("statement");
+    loop {
+        let page: Vec<PlainRow> =
+            st.query_map([after], plain_row).and_then(Iterator::collect).expect("bare read");
+        let Some(last) = page.last() else { break };
+        after = last.0;
+        n += page.len();
+    }
+    n
+}
+
+/// `$all` in pages of 1,000 with data and metadata left as raw JSON: events read.
+async fn raw_read(store: &SqliteEventStore) -> usize {
+    let (mut after, mut n) = (0, 0);
+    loop {
+        let page = store
+            .read_all_raw(flotilla_eventstore::ReadAll::after(after, 1000))
+            .await
+            .expect("raw read");
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        n += page.len();
+    }
+    n
+}
+
+/// Events per second of whole passes over `$all` repeated for at least a second: one pass
+/// takes a fraction of a second, too short to measure on a shared machine.
+async fn sustained<F: std::future::Future<Output = usize>>(mut pass: impl FnMut() -> F) -> f64 {
     let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed().as_secs_f64() < 1.0 {
+        n += pass().await;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The four ways of reading `$all`, measured in turn three times over; the median of each.
+async fn reads(
+    db: &Database,
+    path: &std::path::Path,
+    es: &Arc<SqliteEventStore>,
+    store: &Arc<dyn EventStore>,
+) -> [f64; 4] {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let bare = Arc::new(std::sync::Mutex::new(
+        rusqlite::Connection::open_with_flags(path, flags).expect("read connection"),
+    ));
+    let mut runs: [Vec<f64>; 4] = Default::default();
+    for _ in 0..3 {
+        runs[0].push(sustained(|| plain_read(db)).await);
+        runs[1].push(sustained(|| async { crate::read_all(store).await.0 }).await);
+        runs[2].push(sustained(|| raw_read(es)).await);
+        let c = bare.clone();
+        let bare_rate = tokio::task::spawn_blocking(move || {
+            let c = c.lock().expect("bare connection");
+            blocking_sustained(|| bare_read(&c))
+        });
+        runs[3].push(bare_rate.await.expect("bare read"));
+    }
+    runs.map(|mut r| {
+        r.sort_by(f64::total_cmp);
+        r[1]
+    })
+}
+
+/// [`sustained`] for a blocking pass.
+fn blocking_sustained(mut pass: impl FnMut() -> usize) -> f64 {
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed().as_secs_f64() < 1.0 {
+        n += pass();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Plain select of the event rows, same columns, no JSON decoding, through the read pool: rows
+/// read.
+async fn plain_read(db: &Database) -> usize {
     let (mut after, mut n) = (0i64, 0usize);
     loop {
         let page = db
             .reads()
             .read(move |c| {
-                let mut st = c.prepare_cached(
-                    "SELECT position, id, stream, version, type, data, metadata, recorded_at \
-                     FROM es_events WHERE position > ?1 ORDER BY position LIMIT 1000",
-                )?;
-                let rows = st.query_map([after], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, Vec<u8>>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, String>(5)?,
-                        r.get::<_, String>(6)?,
-                        r.get::<_, i64>(7)?,
-                    ))
-                })?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                let mut st = c.prepare_cached(PAGE)?;
+                Ok(st.query_map([after], plain_row)?.collect::<Result<Vec<_>, _>>()?)
             })
             .await
             .expect("plain read");
@@ -88,7 +162,7 @@ async fn plain_read(db: &Database) -> f64 {
         after = last.0;
         n += page.len();
     }
-    n as f64 / start.elapsed().as_secs_f64()
+    n
 }
 
 /// Runs every SQLite measurement.
@@ -99,8 +173,8 @@ pub async fn run(sizes: Sizes) -> Vec<Row> {
         .write(|c| c.execute_batch(PLAIN).map_err(Error::from))
         .await
         .expect("plain table");
-    let es = SqliteEventStore::open(db.clone(), None).await.expect("event store");
-    let store: Arc<dyn EventStore> = Arc::new(es);
+    let es = Arc::new(SqliteEventStore::open(db.clone(), None).await.expect("event store"));
+    let store: Arc<dyn EventStore> = es.clone();
     let b = sizes;
     let mut rows = vec![
         Row {
@@ -119,9 +193,15 @@ pub async fn run(sizes: Sizes) -> Vec<Row> {
             plain: plain_concurrent(&db, b.batch_tasks, b.batches, b.batch).await,
         },
     ];
-    let plain = plain_read(&db).await;
-    let (n, read) = crate::read_all(&store).await;
+    let (n, _) = crate::read_all(&store).await;
+    let [plain, read, raw, bare] = reads(&db, &dir.path().join("bench.db"), &es, &store).await;
     rows.push(Row { what: "read $all, pages of 1,000 (events/s)", store: read, plain });
+    rows.push(Row { what: "read $all raw JSON, pages of 1,000 (events/s)", store: raw, plain });
+    rows.push(Row {
+        what: "read $all raw JSON (events/s; baseline: bare rusqlite loop, own connection)",
+        store: raw,
+        plain: bare,
+    });
     rows.push(Row {
         what: "subscription from the start (events/s; baseline: plain read)",
         store: crate::subscription(&store, n).await,
