@@ -67,6 +67,7 @@ pub(crate) async fn build(
                 bus_engine,
                 discovery.clone(),
                 metrics,
+                config.sagas.lease.as_ref(),
             )
             .await?;
             (
@@ -156,6 +157,7 @@ pub(crate) fn check(config: &PlatformConfig) -> anyhow::Result<()> {
         bus,
         discovery,
         Default::default(),
+        config.sagas.lease.as_ref(),
     )?;
     Ok(())
 }

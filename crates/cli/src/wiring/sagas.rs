@@ -15,7 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::platform::SagasConfig;
+use crate::platform::{SagaLeaseConfig, SagasConfig};
 
 /// Every definition the patterns name, each with the file it came from. Fails on a pattern
 /// that matches nothing and on a file that does not parse or validate, naming the file and
@@ -63,10 +63,18 @@ pub(crate) async fn start(
     bus: flotilla_bus::Bus,
     discovery: Arc<dyn Discovery>,
     metrics: &flotilla::metrics::Metrics,
+    lease: Option<&SagaLeaseConfig>,
 ) -> anyhow::Result<Orchestrator> {
     let mut counters = None;
     metrics.register(|r| counters = Some(SagaMetrics::register(r)));
-    let orchestrator = build(defs, store, bus, discovery, counters.unwrap_or_default())?;
+    let orchestrator = build(
+        defs,
+        store,
+        bus,
+        discovery,
+        counters.unwrap_or_default(),
+        lease,
+    )?;
     let recovery = orchestrator
         .recover()
         .await
@@ -86,17 +94,22 @@ pub(crate) fn build(
     bus: flotilla_bus::Bus,
     discovery: Arc<dyn Discovery>,
     metrics: SagaMetrics,
+    lease: Option<&SagaLeaseConfig>,
 ) -> anyhow::Result<Orchestrator> {
     let announcer = Announcer {
         bus: bus.clone(),
         metrics,
     };
-    let orchestrator = Orchestrator::builder(store)
+    let mut builder = Orchestrator::builder(store)
         .discovery(discovery)
         .bus(bus)
-        .observer(Arc::new(announcer))
+        .observer(Arc::new(announcer));
+    if let Some(lease) = lease {
+        builder = builder.lease(lease.owner.clone(), lease.ttl);
+    }
+    let orchestrator = builder
         .build()
-        .context("cannot build the saga orchestrator")?;
+        .context("sagas.lease: cannot build the saga orchestrator")?;
     for (path, def) in defs {
         orchestrator.register(def).with_context(|| {
             format!(

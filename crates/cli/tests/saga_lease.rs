@@ -1,0 +1,74 @@
+//! `[sagas.lease]` in `flotilla up`: a control plane with a lease opens each saga it starts
+//! with its claim, and a lease owner that cannot name a stream stops `config check` naming
+//! the setting.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{http, start_role, stop};
+
+/// One HTTP step on a service nobody registered: the saga turns back, but its opening
+/// (with the claim) is written first.
+const DEFINITION: &str = r#"
+name = "order"
+version = 1
+
+[[steps]]
+name = "reserve"
+retry = { max_attempts = 1 }
+
+[steps.action.http]
+service = "shop"
+method = "POST"
+path = "/reservations"
+"#;
+
+#[test]
+fn a_control_plane_with_a_lease_claims_the_sagas_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let defs = dir.path().join("order.toml");
+    std::fs::write(&defs, DEFINITION).unwrap();
+    let routes = dir.path().join("routes.toml");
+    std::fs::write(&routes, "").unwrap();
+    let pattern = format!("[{:?}]", defs.display().to_string());
+    let env = [
+        ("FLOTILLA_SAGAS__DEFINITIONS", pattern.as_str()),
+        ("FLOTILLA_SAGAS__LEASE__OWNER", "cp-1"),
+        ("FLOTILLA_SAGAS__LEASE__TTL", "2s"),
+    ];
+    let up = start_role("up", &dir.path().join("data"), &routes, &env);
+    let body = json!({ "id": "leased-1", "data": {} }).to_string();
+    let (status, text) = http(up.api, "POST", "/api/v1/sagas/order", &body);
+    assert_eq!(status, 201, "{text}");
+    let (status, text) = http(up.api, "GET", "/api/v1/sagas/leased-1", "");
+    assert_eq!(status, 200, "{text}");
+    let shown: Value = serde_json::from_str(&text).unwrap();
+    let claims: Vec<_> = shown["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "SagaClaimed")
+        .map(|e| e["event"]["owner"].clone())
+        .collect();
+    assert_eq!(claims, [json!("cp-1")], "{shown}");
+    stop(up);
+}
+
+#[test]
+fn a_lease_owner_that_cannot_name_a_stream_stops_config_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("flotilla.toml");
+    std::fs::write(&config, "[sagas.lease]\nowner = \"control plane 1\"\n").unwrap();
+    let out = support::flotilla()
+        .args(["config", "check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("sagas.lease") && stderr.contains("control plane 1"),
+        "{stderr}"
+    );
+}
