@@ -179,6 +179,15 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_scrape_on_the_runtime_counts_its_live_tasks() {
+        let parked = tokio::spawn(std::future::pending::<()>());
+        let text = Metrics::new().encode();
+        let samples = flotilla_testkit::prometheus::parse(&text).unwrap();
+        assert!(flotilla_testkit::prometheus::sum(&samples, "tokio_alive_tasks", &[]) >= 1.0);
+        parked.abort();
+    }
+
     #[test]
     fn status_classes() {
         assert_eq!(status_class(204), "2xx");

@@ -1,4 +1,4 @@
-//! Process metrics read from `/proc/self` at scrape time.
+//! Process metrics read from `/proc/self` at scrape time, and the runtime's live task count.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -45,6 +45,19 @@ impl Collector for ProcessCollector {
             let e = encoder.encode_descriptor(
                 "process_open_fds",
                 "Number of open file descriptors.",
+                None,
+                g.metric_type(),
+            )?;
+            g.encode(e)?;
+        }
+        // Scrapes run on the service's runtime; a task count that only grows is a leak the
+        // soak test (bench/soak) watches for.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let tasks = i64::try_from(runtime.metrics().num_alive_tasks()).unwrap_or(i64::MAX);
+            let g = ConstGauge::new(tasks);
+            let e = encoder.encode_descriptor(
+                "tokio_alive_tasks",
+                "Tasks alive on the process's Tokio runtime.",
                 None,
                 g.metric_type(),
             )?;
