@@ -22,7 +22,9 @@ pub(crate) fn run(args: &ConfigArgs, role: Role, demo: Option<Demo>) -> Result<(
     if let Some(demo) = &demo {
         demo.prepare(&mut config)?;
     }
-    flotilla::telemetry::init(config.server.log_format, &config.server.log_level);
+    let (format, level) = (config.server.log_format, &config.server.log_level);
+    flotilla::telemetry::init_with_tracing(format, level, &config.tracing, "flotilla")
+        .map_err(|e| Failure::Usage(format!("tracing: {e}")))?;
     super::runtime()?.block_on(serve(config, role, demo))
 }
 
