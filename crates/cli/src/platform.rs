@@ -162,6 +162,24 @@ pub(crate) struct SagasConfig {
     /// loaded at start. A pattern that matches nothing, or a file that does not parse or
     /// validate, stops `up` and `config check`. Default: none (the API still answers).
     pub(crate) definitions: Vec<String>,
+    /// Set when several control planes share one event store (PostgreSQL): each drives the
+    /// sagas it started and takes over those of one whose lease ran out (docs/sagas.md).
+    pub(crate) lease: Option<SagaLeaseConfig>,
+}
+
+/// `[sagas.lease]`: this orchestrator's lease among those sharing the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SagaLeaseConfig {
+    /// Unique among the orchestrators sharing the store, stable across restarts.
+    pub(crate) owner: String,
+    /// How long the lease lasts unrenewed (renewed every third of it); default 10s.
+    #[serde(default = "default_saga_lease_ttl", with = "humantime_serde")]
+    pub(crate) ttl: std::time::Duration,
+}
+
+fn default_saga_lease_ttl() -> std::time::Duration {
+    std::time::Duration::from_secs(10)
 }
 
 /// The whole configuration of `flotilla up`.
