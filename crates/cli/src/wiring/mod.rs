@@ -59,10 +59,9 @@ pub(crate) async fn build(
                 metrics,
             );
             let discovery: Arc<dyn Discovery> = Arc::new(registry.clone());
-            let definitions = sagas::load(&config.sagas)?;
             let bus_engine = flotilla_bus::Bus::new(bus.clone());
             let orchestrator = sagas::start(
-                definitions,
+                &config.sagas,
                 events.clone(),
                 bus_engine,
                 discovery.clone(),

@@ -56,15 +56,17 @@ fn read(path: &Path) -> anyhow::Result<SagaDefinition> {
 }
 
 /// The orchestrator on `store`, with `bus` for bus steps and announcements and `discovery`
-/// for HTTP steps, having resumed every unfinished instance in the store.
+/// for HTTP steps, having resumed every unfinished instance in the store; the definition
+/// files are read again every [`RELOAD_EVERY`] from then on.
 pub(crate) async fn start(
-    defs: Vec<(PathBuf, SagaDefinition)>,
+    config: &SagasConfig,
     store: Arc<dyn EventStore>,
     bus: flotilla_bus::Bus,
     discovery: Arc<dyn Discovery>,
     metrics: &flotilla::metrics::Metrics,
     lease: Option<&SagaLeaseConfig>,
 ) -> anyhow::Result<Orchestrator> {
+    let defs = load(config)?;
     let mut counters = None;
     metrics.register(|r| counters = Some(SagaMetrics::register(r)));
     let orchestrator = build(
@@ -84,7 +86,53 @@ pub(crate) async fn start(
         skipped = recovery.skipped.len(),
         "sagas recovered"
     );
+    tokio::spawn(reload(config.clone(), orchestrator.clone()));
     Ok(orchestrator)
+}
+
+/// How often the definition files are read again.
+pub(crate) const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Registers the definitions the files gain while the control plane runs: a new saga, or a
+/// new version of one (new instances use it; running ones finish on theirs). A file that does
+/// not parse, or that changes a version already registered, is logged and left out, and the
+/// definitions already registered keep running; the log repeats only when the problem changes.
+async fn reload(config: SagasConfig, orchestrator: Orchestrator) {
+    let mut last_problem = String::new();
+    loop {
+        tokio::time::sleep(RELOAD_EVERY).await;
+        let problem = match reload_once(&config, &orchestrator) {
+            Ok(()) => String::new(),
+            Err(e) => format!("{e:#}"),
+        };
+        if !problem.is_empty() && problem != last_problem {
+            tracing::warn!(error = %problem, "saga definitions not reloaded");
+        }
+        last_problem = problem;
+    }
+}
+
+fn reload_once(config: &SagasConfig, orchestrator: &Orchestrator) -> anyhow::Result<()> {
+    let known: std::collections::HashSet<_> = orchestrator
+        .definitions()
+        .iter()
+        .map(|d| (d.name.clone(), d.version))
+        .collect();
+    let mut refused = Vec::new();
+    for (path, def) in load(config)? {
+        let (name, version) = (def.name.clone(), def.version);
+        match orchestrator.register(def) {
+            Ok(()) if !known.contains(&(name.clone(), version)) => {
+                tracing::info!(saga = %name, version, file = %path.display(), "saga definition registered");
+            }
+            Ok(()) => {}
+            Err(e) => refused.push(format!("{}: {e}", path.display())),
+        }
+    }
+    if !refused.is_empty() {
+        bail!("sagas.definitions: {}", refused.join("; "));
+    }
+    Ok(())
 }
 
 /// Definitions are registered one by one so a refusal names its file.
