@@ -1,6 +1,7 @@
 //! Flotilla's Redis Streams backend vs the redis crate on the same workload and durability
 //! (in memory; this server keeps nothing on disk): publish throughput (native: pipelined
-//! XADDs) and publish-to-handler latency of single events (native: XADD, XREADGROUP BLOCK,
+//! XADDs; and a second native side deduping as the bus does, `SET NX PX` then `XADD`) and
+//! publish-to-handler latency of single events (native: XADD, XREADGROUP BLOCK,
 //! XACK). The workload and the Flotilla side are `flotilla_bus::bench`'s. Run by
 //! `bench/bus-brokers/run.sh`.
 
@@ -23,6 +24,36 @@ async fn native_throughput(conn: &MultiplexedConnection, key: &str) -> f64 {
         async move {
             let mut pipe = redis::pipe();
             for e in batch {
+                let e = e.to_json_value().to_string();
+                pipe.xadd(&key, "*", &[("t", "bench.events"), ("e", e.as_str())]);
+            }
+            let _: Vec<String> = pipe.query_async(&mut conn).await.unwrap();
+        }
+    })
+    .await
+}
+
+/// The native client doing the dedupe the bus does: `SET <source id> NX PX <window>` for
+/// every event of a batch in one pipeline, then one pipeline of `XADD`s for those not seen.
+async fn native_dedupe_throughput(conn: &MultiplexedConnection, key: &str) -> f64 {
+    let window = Options::default().dedupe_window.as_millis() as u64;
+    let (conn, key) = (conn.clone(), key.to_owned());
+    bench::throughput(move |batch: Vec<CloudEvent>| {
+        let (mut conn, key) = (conn.clone(), key.clone());
+        async move {
+            let mut seen = redis::pipe();
+            for e in &batch {
+                let dedupe = format!("{key}:dd:{} {}", e.source, e.id);
+                seen.cmd("SET")
+                    .arg(dedupe)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(window);
+            }
+            let fresh: Vec<Option<String>> = seen.query_async(&mut conn).await.unwrap();
+            let mut pipe = redis::pipe();
+            for (e, _) in batch.iter().zip(fresh).filter(|(_, f)| f.is_some()) {
                 let e = e.to_json_value().to_string();
                 pipe.xadd(&key, "*", &[("t", "bench.events"), ("e", e.as_str())]);
             }
@@ -111,6 +142,14 @@ async fn main() {
         "redis-rs",
         || bench::flotilla_throughput(b.clone(), &topic),
         || native_throughput(&conn, &native_key),
+    )
+    .await;
+    let dedupe_key = format!("{native_key}_dd");
+    bench::compare_publish(
+        "redis",
+        "+dedupe",
+        || bench::flotilla_throughput(b.clone(), &topic),
+        || native_dedupe_throughput(&conn, &dedupe_key),
     )
     .await;
     let lt = TopicName::new("bench.latency").unwrap();

@@ -40,12 +40,23 @@ local function targets(topic)
   return found
 end
 
--- Appends the event to the stream of every group whose pattern matches its topic.
+-- Events routed per topic by this call, added to the topic counters once at its end.
+local routed = {}
+
+-- Appends the event to the stream of every group whose pattern matches its topic. A script
+-- that routes calls count_routed() before it returns.
 local function route(topic, event)
   for _, stream in ipairs(targets(topic)) do
     redis.call('XADD', stream, '*', 't', topic, 'e', event)
   end
-  redis.call('HINCRBY', k('topics'), topic, 1)
+  routed[topic] = (routed[topic] or 0) + 1
+end
+
+-- Adds this call's routed events to the topic counters: one HINCRBY per topic, not per event.
+local function count_routed()
+  for topic, n in pairs(routed) do
+    redis.call('HINCRBY', k('topics'), topic, n)
+  end
 end
 
 -- The caller still holds lease number ARGV[4] on entry ARGV[3] of group ARGV[2].

@@ -8,6 +8,7 @@ for _, m in ipairs(due) do
   route(string.sub(m, a + 1, b - 1), string.sub(m, b + 1))
   redis.call('ZREM', k('delayed'), m)
 end
+count_routed()
 local nxt = redis.call('ZRANGE', k('delayed'), 0, 0, 'WITHSCORES')
 if #nxt == 0 then return -1 end
 return math.max(0, tonumber(nxt[2]) - now)

@@ -17,4 +17,5 @@ for i = 3, #ARGV, 4 do
     out[#out + 1] = 0
   end
 end
+count_routed()
 return out
