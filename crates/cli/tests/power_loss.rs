@@ -10,10 +10,13 @@
 //! there but was never sent (`unexpected`). A control run with a disk that ignores fsync must
 //! lose acknowledged writes, so a model that undoes nothing fails the test.
 //!
-//! `FLOTILLA_POWERLOSS_ROUNDS` sets the rounds (default 10).
+//! `FLOTILLA_POWERLOSS_ROUNDS` sets the rounds (default 20).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod powerloss;
 mod support;
+
+use powerloss::{Cut, shim, undo_unsynced, wait_for_exit};
 
 use support::{Up, http, start_role, stop};
 
@@ -21,10 +24,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, RandomState};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::FileExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,23 +38,6 @@ const SUITE: &str = "power_loss";
 const WRITERS: usize = 2;
 
 const KINDS: [&str; 3] = ["bus", "store", "registry"];
-
-/// The shim, compiled into `dir`; `None` (skipped, or failed when required) without a C
-/// compiler.
-fn shim(dir: &Path) -> Option<PathBuf> {
-    let cc = flotilla_testkit::tool("cc", SUITE)?;
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/powerloss/undo.c");
-    let out = dir.join("undo.so");
-    let status = Command::new(cc)
-        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .arg("-ldl")
-        .status()
-        .unwrap();
-    assert!(status.success(), "compiling {} failed", src.display());
-    Some(out)
-}
 
 /// One scenario's directories and what its clients saw, across rounds.
 struct Run {
@@ -209,23 +193,6 @@ impl Run {
     }
 }
 
-/// When the power is cut: `delay` after every kind has had an acknowledgement, the shim is
-/// told (through `file`) to SIGKILL the platform right after its `writes`-th write from then.
-struct Cut {
-    delay: Duration,
-    writes: u64,
-    file: PathBuf,
-}
-
-impl Cut {
-    /// Arms the shim; written under another name first so it never reads half a number.
-    fn arm(&self) {
-        let tmp = self.file.with_extension("tmp");
-        std::fs::write(&tmp, self.writes.to_string()).unwrap();
-        std::fs::rename(&tmp, &self.file).unwrap();
-    }
-}
-
 /// Runs writers until the cut kills the platform.
 fn load_then_kill(up: &mut Up, round: usize, cut: &Cut) -> Seen {
     let stop = Arc::new(AtomicBool::new(false));
@@ -257,7 +224,7 @@ fn load_then_kill(up: &mut Up, round: usize, cut: &Cut) -> Seen {
     );
     std::thread::sleep(cut.delay);
     cut.arm();
-    let status = wait_for_exit(up);
+    let status = wait_for_exit(&mut up.child);
     assert_eq!(
         status.signal(),
         Some(9),
@@ -268,17 +235,6 @@ fn load_then_kill(up: &mut Up, round: usize, cut: &Cut) -> Seen {
         t.join().unwrap();
     }
     Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap()
-}
-
-/// The platform's exit status once the shim has killed it; fails after a minute.
-fn wait_for_exit(up: &mut Up) -> std::process::ExitStatus {
-    for _ in 0..1200 {
-        if let Some(status) = up.child.try_wait().unwrap() {
-            return status;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("the armed shim did not kill the platform within a minute");
 }
 
 /// Sends one kind of write in a loop, recording each id before it is sent and once answered.
@@ -351,51 +307,6 @@ fn try_http(port: u16, method: &str, path: &str, ctype: &str, body: &str) -> Opt
     let mut res = Vec::new();
     s.read_to_end(&mut res).ok()?;
     std::str::from_utf8(res.get(9..12)?).ok()?.parse().ok()
-}
-
-/// Applies every undo log backwards: each file as it was at its last fsync. A file that is
-/// gone was unlinked after its last write (SQLite's rollback journal); directory entries are
-/// not modelled, so it stays gone.
-fn undo_unsynced(logs: &Path, data: &Path) -> usize {
-    let mut undone = 0;
-    for entry in std::fs::read_dir(logs).unwrap() {
-        let log = entry.unwrap().path();
-        let name = log.file_name().unwrap().to_str().unwrap();
-        let target = data.join(name.trim_end_matches(".undo").replace('%', "/"));
-        let records = undo_records(&std::fs::read(&log).unwrap());
-        if records.is_empty() || !target.exists() {
-            continue;
-        }
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&target)
-            .unwrap();
-        for (offset, old_size, pre) in records.iter().rev() {
-            file.write_all_at(pre, *offset).unwrap();
-            file.set_len(*old_size).unwrap();
-        }
-        file.sync_all().unwrap();
-        undone += records.len();
-    }
-    undone
-}
-
-/// (offset, size before, pre-image) records; a record cut short at the end is dropped (its
-/// write never started).
-fn undo_records(mut bytes: &[u8]) -> Vec<(u64, u64, Vec<u8>)> {
-    let mut out = Vec::new();
-    let field = |b: &[u8], i: usize| i64::from_ne_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
-    while bytes.len() >= 24 {
-        let (offset, old_size, len) = (field(bytes, 0), field(bytes, 1), field(bytes, 2));
-        let end = 24 + usize::try_from(len).unwrap();
-        if bytes.len() < end {
-            break;
-        }
-        let pre = bytes[24..end].to_vec();
-        out.push((offset as u64, old_size as u64, pre));
-        bytes = &bytes[end..];
-    }
-    out
 }
 
 /// Every event id in `group`, pulled (and kept leased for a day) until none is left.
@@ -487,7 +398,7 @@ fn rounds() -> usize {
 /// Runs `rounds` rounds and returns the totals per kind, printing each round's counts.
 fn run(ignore_fsync: bool, rounds: usize) -> Option<BTreeMap<&'static str, Counts>> {
     let dir = tempfile::tempdir().unwrap();
-    let shim = shim(dir.path())?;
+    let shim = shim(SUITE, dir.path())?;
     let mut run = Run::new(dir.path(), shim, ignore_fsync);
     // The store is created by a normal start and stop, as an operator's first `flotilla up`
     // would: a power cut before the new file's first sync is not what is measured here.
