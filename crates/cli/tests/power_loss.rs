@@ -392,7 +392,7 @@ fn registered(up: &Up) -> BTreeSet<String> {
 
 fn rounds() -> usize {
     std::env::var("FLOTILLA_POWERLOSS_ROUNDS")
-        .map_or(6, |v| v.parse().expect("FLOTILLA_POWERLOSS_ROUNDS"))
+        .map_or(20, |v| v.parse().expect("FLOTILLA_POWERLOSS_ROUNDS"))
 }
 
 /// Runs `rounds` rounds and returns the totals per kind, printing each round's counts.
