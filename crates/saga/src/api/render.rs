@@ -53,6 +53,7 @@ pub(super) fn definition(def: &SagaDefinition) -> Value {
                 "compensation": s.compensation.as_ref().map(action),
                 "policy": policy(&s.policy),
                 "compensation_policy": policy(&s.compensation_policy),
+                "group": s.group,
             })
         })
         .collect();

@@ -90,6 +90,7 @@ impl StepBuilder {
                 compensation: None,
                 policy: StepPolicy::STEP,
                 compensation_policy: StepPolicy::COMPENSATION,
+                group: None,
             },
         }
     }
@@ -103,6 +104,13 @@ impl StepBuilder {
     /// Timeout and retries of the action.
     pub fn policy(mut self, policy: StepPolicy) -> Self {
         self.step.policy = policy;
+        self
+    }
+
+    /// Runs the step at the same time as the steps next to it with the same `group` (and
+    /// compensates them together).
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.step.group = Some(group.into());
         self
     }
 

@@ -36,6 +36,8 @@ struct StepFile {
     compensation_timeout: Option<Dur>,
     #[serde(default)]
     compensation_retry: Option<RetryFile>,
+    #[serde(default)]
+    group: Option<String>,
 }
 
 /// The same keys as the resilience policy's `[retry]` section.
@@ -118,6 +120,7 @@ fn step(s: StepFile, at: &str) -> Result<StepDefinition> {
             "compensation_",
         )?,
         name: s.name,
+        group: s.group,
     })
 }
 

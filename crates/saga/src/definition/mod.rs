@@ -44,6 +44,9 @@ pub struct StepDefinition {
     pub policy: StepPolicy,
     /// Timeout and retries of the compensation; when they run out the saga is stuck.
     pub compensation_policy: StepPolicy,
+    /// Consecutive steps with the same group run at the same time, and are compensated at
+    /// the same time; none may use another's result.
+    pub group: Option<String>,
 }
 
 /// What a step or compensation does.
@@ -138,6 +141,17 @@ impl SagaDefinition {
     /// The index of the step named `name`.
     pub fn step_index(&self, name: &str) -> Option<usize> {
         self.steps.iter().position(|s| s.name == name)
+    }
+
+    /// The steps that run together with step `i` (its group, or itself alone), as a range.
+    pub fn group_of(&self, i: usize) -> std::ops::Range<usize> {
+        let Some(g) = self.steps.get(i).and_then(|s| s.group.as_deref()) else {
+            return i..i + 1;
+        };
+        let same = |j: &usize| self.steps[*j].group.as_deref() == Some(g);
+        let start = (0..i).rev().take_while(same).last().unwrap_or(i);
+        let end = (i..self.steps.len()).take_while(same).last().unwrap_or(i) + 1;
+        start..end
     }
 
     /// The index of the pivot step.

@@ -44,7 +44,10 @@ pub(super) fn definition(def: &SagaDefinition) -> Result<()> {
         }
         policy(&step.policy, &at, "")?;
         policy(&step.compensation_policy, &at, "compensation_")?;
-        action(def, &step.action, &format!("{at}.action"), i)?;
+        group(def, i)?;
+        // A step in a group may not use its siblings' results: they run at the same time.
+        let before = def.group_of(i).start;
+        action(def, &step.action, &format!("{at}.action"), before)?;
         if let Some(c) = &step.compensation {
             // A compensation may use its own step's result.
             action(def, c, &format!("{at}.compensation"), i + 1)?;
@@ -54,6 +57,28 @@ pub(super) fn definition(def: &SagaDefinition) -> Result<()> {
         && def.step_index(p).is_none()
     {
         return Err(Error::definition("pivot", format!("{p:?} is not a step")));
+    }
+    if let Some(p) = def.pivot_index()
+        && def.group_of(p).len() > 1
+    {
+        let reason = "the pivot must be a step of its own, not one of a group";
+        return Err(Error::definition("pivot", reason));
+    }
+    Ok(())
+}
+
+/// A group's steps stand next to each other: a group name is not used again further on.
+fn group(def: &SagaDefinition, i: usize) -> Result<()> {
+    let Some(g) = &def.steps[i].group else {
+        return Ok(());
+    };
+    check_name(g, &format!("steps[{i}].group"))?;
+    if def.group_of(i).start != i {
+        return Ok(());
+    }
+    if def.steps[..i].iter().any(|s| s.group.as_ref() == Some(g)) {
+        let reason = format!("{g:?} is used by steps that are not next to this one");
+        return Err(Error::definition(format!("steps[{i}].group"), reason));
     }
     Ok(())
 }

@@ -87,6 +87,9 @@ impl Driver {
                 attempt,
                 until,
             } => self.run_action(step, attempt, until, true).await?,
+            Effect::RunGroup { compensation, runs } => {
+                self.run_group(runs, compensation).await?;
+            }
             Effect::Wait { until } => {
                 tokio::select! {
                     () = tokio::time::sleep(self.until(until)) => {}
@@ -128,6 +131,52 @@ impl Driver {
             tracing::debug!(saga = %self.state.id, step, "another writer recorded first");
         }
         Ok(())
+    }
+
+    /// Runs the attempts of a group at the same time and records each outcome as it comes.
+    /// It stops — dropping the attempts still running, which count as possibly done — once
+    /// an outcome turns the saga (back, or to its end), another writer recorded first, or a
+    /// cancel woke it; deciding again takes it from there. An attempt that runs past its
+    /// `until` is left for deciding again to record as timed out.
+    async fn run_group(
+        &mut self,
+        runs: Vec<(usize, u32, DateTime<Utc>)>,
+        compensation: bool,
+    ) -> crate::Result<()> {
+        let status = self.state.status.clone();
+        let mut attempts = tokio::task::JoinSet::new();
+        for (step, attempt, until) in runs {
+            let action = self.action(&self.def, step, compensation)?.clone();
+            let call = StepCall::new(&self.state, step, attempt, compensation);
+            let (shared, def, left) = (self.shared.clone(), self.def.clone(), self.until(until));
+            attempts.spawn(async move {
+                let run = shared.executor.run(&def, &action, call);
+                (step, attempt, tokio::time::timeout(left, run).await)
+            });
+        }
+        loop {
+            let joined = tokio::select! {
+                joined = attempts.join_next() => joined,
+                () = self.wake.notified() => return self.refresh().await,
+            };
+            let Some(joined) = joined else {
+                return Ok(());
+            };
+            let Ok((step, attempt, Ok(outcome))) = joined else {
+                continue;
+            };
+            let now = self.shared.now();
+            let def = self.def.clone();
+            let event = if compensation {
+                state::compensation_outcome(&self.state, &def, step, attempt, outcome, now)
+            } else {
+                state::step_outcome(&self.state, &def, step, attempt, outcome, now)
+            };
+            let lost = matches!(self.record(event).await?, Appended::Lost);
+            if lost || self.state.status != status {
+                return Ok(());
+            }
+        }
     }
 
     /// Appends `event` with the transitions that follow it at once (one write), and tells

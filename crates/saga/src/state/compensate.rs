@@ -18,10 +18,16 @@ pub(super) fn decide(state: &SagaState, def: &SagaDefinition, now: DateTime<Utc>
         .enumerate()
         .rev()
         .find(|(i, s)| needs_undo(def, *i, s) && s.compensation != Phase::Succeeded);
-    match pending {
-        Some((i, step)) => undo(state, def, i, step, now),
-        None => Effect::Record(SagaEvent::Compensated { at: now }),
-    }
+    let Some((i, _)) = pending else {
+        return Effect::Record(SagaEvent::Compensated { at: now });
+    };
+    // A group's members are undone together.
+    let members = def.group_of(i).filter_map(|j| {
+        let s = &state.steps[j];
+        (needs_undo(def, j, s) && s.compensation != Phase::Succeeded)
+            .then(|| undo(state, def, j, s, now))
+    });
+    super::together(members, true)
 }
 
 fn needs_undo(def: &SagaDefinition, i: usize, s: &StepState) -> bool {

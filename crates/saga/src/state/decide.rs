@@ -35,6 +35,18 @@ fn forward(state: &SagaState, def: &SagaDefinition, now: DateTime<Utc>) -> Effec
     let Some(i) = state.steps.iter().position(|s| s.phase != Phase::Succeeded) else {
         return Effect::Record(SagaEvent::Completed { at: now });
     };
+    let members = def.group_of(i).map(|j| one_step(state, def, j, deadline, now));
+    super::together(members, false)
+}
+
+/// What step `i` would do next on its own (`Finish` once it has succeeded).
+fn one_step(
+    state: &SagaState,
+    def: &SagaDefinition,
+    i: usize,
+    deadline: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Effect {
     let cap = |t: DateTime<Utc>| deadline.map_or(t, |d| d.min(t));
     let step = &state.steps[i];
     match step.phase {
@@ -65,7 +77,7 @@ fn forward(state: &SagaState, def: &SagaDefinition, now: DateTime<Utc>) -> Effec
             until: cap(retry_at),
         },
         Phase::Failed => give_up(state, def, i, now),
-        Phase::Succeeded => unreachable!("position() found a step that has not succeeded"),
+        Phase::Succeeded => Effect::Finish,
     }
 }
 

@@ -199,6 +199,14 @@ pub enum Effect {
         /// Its timeout.
         until: DateTime<Utc>,
     },
+    /// Run these attempts at the same time — steps of one group, or their compensations
+    /// (`compensation`) — and record each outcome as it comes.
+    RunGroup {
+        /// Compensations rather than steps.
+        compensation: bool,
+        /// Each attempt: step index, attempt, when to stop waiting for it.
+        runs: Vec<(usize, u32, DateTime<Utc>)>,
+    },
     /// Nothing to do before `until` (a durable timer: the time comes from the stream).
     Wait {
         /// When to decide again.
@@ -206,6 +214,53 @@ pub enum Effect {
     },
     /// The instance has ended.
     Finish,
+}
+
+/// What a group does next, from what each of its members would do alone: anything to
+/// record comes first (so the members' starts are written together, and a member that failed
+/// for good turns the saga back while the others still run); then whatever runs, together;
+/// else a wait until the earliest member's timer.
+pub(crate) fn together(effects: impl Iterator<Item = Effect>, compensation: bool) -> Effect {
+    let mut runs = Vec::new();
+    let mut wait: Option<DateTime<Utc>> = None;
+    for effect in effects {
+        match effect {
+            Effect::RunStep {
+                step,
+                attempt,
+                until,
+            }
+            | Effect::RunCompensation {
+                step,
+                attempt,
+                until,
+            } => runs.push((step, attempt, until)),
+            Effect::Wait { until } => wait = Some(wait.map_or(until, |w| w.min(until))),
+            Effect::Finish => {}
+            other => return other,
+        }
+    }
+    match (runs.len(), wait) {
+        (0, Some(until)) => Effect::Wait { until },
+        (0, None) => Effect::Finish,
+        (1, _) if compensation => {
+            let (step, attempt, until) = runs[0];
+            Effect::RunCompensation {
+                step,
+                attempt,
+                until,
+            }
+        }
+        (1, _) => {
+            let (step, attempt, until) = runs[0];
+            Effect::RunStep {
+                step,
+                attempt,
+                until,
+            }
+        }
+        _ => Effect::RunGroup { compensation, runs },
+    }
 }
 
 /// `now + d`, saturating.

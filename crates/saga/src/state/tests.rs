@@ -265,3 +265,99 @@ fn a_failure_to_retry_later_is_recorded_alone_and_a_final_one_turns_back_at_once
         "c failed for good and b has no compensation: {batch:?}"
     );
 }
+
+/// a, then b and c together (both undoable), then d.
+fn grouped() -> SagaDefinition {
+    let policy = StepPolicy {
+        timeout: Duration::from_secs(1),
+        max_attempts: 1,
+        base_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(1),
+    };
+    let step = |n: &str| {
+        StepBuilder::new(n, Action::function(n))
+            .policy(policy)
+            .compensate(Action::function("undo"))
+    };
+    SagaDefinition::builder("s", 1)
+        .step(step("a"))
+        .step(step("b").group("pay"))
+        .step(step("c").group("pay"))
+        .step(step("d"))
+        .build()
+        .unwrap()
+}
+
+fn apply_all(state: SagaState, events: &[SagaEvent]) -> SagaState {
+    events.iter().fold(state, |s, e| s.apply(e).unwrap())
+}
+
+#[test]
+fn a_groups_steps_start_in_one_write_and_run_together() {
+    let d = grouped();
+    let state = run(started(&d), &d, &[0]);
+    let ok_a = step_outcome(&state, &d, 0, 1, Ok(json!(1)), t(0));
+    let batch = with_follow_ups(&state, &d, ok_a, t(0));
+    assert_eq!(
+        kinds(&batch),
+        ["StepSucceeded", "StepStarted", "StepStarted"]
+    );
+    let state = apply_all(state, &batch);
+    match decide(&state, &d, t(0)) {
+        Effect::RunGroup {
+            compensation: false,
+            runs,
+        } => assert_eq!(runs.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2]),
+        other => panic!("expected b and c together, got {other:?}"),
+    }
+    // c answers first: b still runs, so nothing follows c's success.
+    let ok_c = step_outcome(&state, &d, 2, 1, Ok(json!(3)), t(0));
+    assert_eq!(
+        kinds(&with_follow_ups(&state, &d, ok_c.clone(), t(0))),
+        ["StepSucceeded"]
+    );
+    let state = state.apply(&ok_c).unwrap();
+    assert!(matches!(
+        decide(&state, &d, t(0)),
+        Effect::RunStep { step: 1, .. }
+    ));
+}
+
+#[test]
+fn a_groups_steps_are_compensated_together_and_a_failing_member_undoes_its_running_sibling() {
+    let d = grouped();
+    let state = succeed(run(started(&d), &d, &[0]), "a");
+    let state = run(succeed(succeed(run(state, &d, &[0]), "b"), "c"), &d, &[0]);
+    let e = crate::StepError::permanent("no");
+    let failed = step_outcome(&state, &d, 3, 1, Err(e), t(0));
+    let batch = with_follow_ups(&state, &d, failed, t(0));
+    assert_eq!(
+        kinds(&batch),
+        [
+            "StepFailed",
+            "SagaCancelled",
+            "CompensationStarted",
+            "CompensationStarted"
+        ]
+    );
+    let state = apply_all(state, &batch);
+    assert!(matches!(
+        decide(&state, &d, t(0)),
+        Effect::RunGroup {
+            compensation: true,
+            ..
+        }
+    ));
+
+    // Another instance: c fails for good while b is in flight; b may have taken effect.
+    let state = run(succeed(run(started(&d), &d, &[0]), "a"), &d, &[0, 0]);
+    let e = crate::StepError::permanent("no");
+    let failed = step_outcome(&state, &d, 2, 1, Err(e), t(0));
+    let state = apply_all(state.clone(), &with_follow_ups(&state, &d, failed, t(0)));
+    assert!(state.steps[1].possibly_done);
+    assert!(
+        matches!(state.steps[1].compensation, Phase::Running { .. }),
+        "{state:?}"
+    );
+    assert_eq!(state.steps[2].compensation, Phase::Pending);
+}
