@@ -132,6 +132,10 @@ fn round(shim: &Path, dir: &Path, durability: Durability, n: usize) -> BTreeSet<
         "round {n}: {} acknowledged, {undone} unsynced writes undone",
         acked.len()
     );
+    assert!(
+        undone > 0,
+        "the cut right after a write left nothing to undo"
+    );
     acked
 }
 
