@@ -172,3 +172,16 @@ fn a_group_split_apart_or_using_a_siblings_result_is_refused() {
         .to_string();
     assert!(err.contains("steps[1].action.http.path"), "{err}");
 }
+
+#[test]
+fn the_guides_group_example_loads() {
+    let guide = include_str!("../../../docs/sagas.md");
+    let start = guide.find("### Parallel groups").unwrap();
+    let snippet = &guide[start..];
+    let body = snippet.split("```toml\n").nth(1).unwrap();
+    let body = body.split("```").next().unwrap();
+    let def = SagaDefinition::from_toml(&format!("name = \"order\"\nversion = 1\n{body}")).unwrap();
+    let groups: Vec<_> = def.steps.iter().map(|s| s.group.as_deref()).collect();
+    assert_eq!(groups, [Some("fulfil"), Some("fulfil")]);
+    assert_eq!(def.group_of(1), 0..2);
+}
