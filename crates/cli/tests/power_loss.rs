@@ -16,7 +16,7 @@
 mod powerloss;
 mod support;
 
-use powerloss::{Cut, shim, undo_unsynced, wait_for_exit};
+use powerloss::{Cut, Undone, shim, undo_unsynced, wait_for_exit};
 
 use support::{Up, http, start_role, stop};
 
@@ -50,8 +50,8 @@ struct Run {
     seen: Seen,
     /// Per earlier round: its bus group and how many events it held when first checked.
     groups: Vec<(String, u64)>,
-    /// Unsynced writes undone, over all rounds.
-    undone: usize,
+    /// What the cuts took, over all rounds.
+    undone: Undone,
     /// Ids already counted lost or unexpected, per kind.
     reported: BTreeMap<&'static str, BTreeSet<String>>,
 }
@@ -86,7 +86,7 @@ impl Run {
             seen: Seen::default(),
             groups: Vec::new(),
             reported: BTreeMap::new(),
-            undone: 0,
+            undone: Undone::default(),
         }
     }
 
@@ -134,12 +134,14 @@ impl Run {
             self.seen.acked.entry(kind).or_default().extend(ids);
         }
         let undone = undo_unsynced(&self.logs, &self.data);
-        eprintln!("round {n}: {undone} unsynced writes undone");
+        let Undone { writes, files } = undone;
+        eprintln!("round {n}: {writes} unsynced writes undone, {files} unsynced files removed");
         assert!(
-            undone > 0,
+            writes > 0,
             "the cut right after a write left nothing to undo"
         );
-        self.undone += undone;
+        self.undone.writes += writes;
+        self.undone.files += files;
         let up = start_role("up", &self.data, &self.routes, &[]);
         let counts = self.count(&up, n, &group);
         stop(up);
@@ -419,8 +421,11 @@ fn run(ignore_fsync: bool, rounds: usize) -> Option<BTreeMap<&'static str, Count
     } else {
         "synchronous=FULL"
     };
-    let undone = run.undone;
-    eprintln!("power loss, {label}, {rounds} rounds, {undone} unsynced writes undone: {totals:?}");
+    let Undone { writes, files } = run.undone;
+    eprintln!(
+        "power loss, {label}, {rounds} rounds, {writes} unsynced writes undone, \
+         {files} unsynced files removed: {totals:?}"
+    );
     Some(totals)
 }
 

@@ -52,15 +52,30 @@ pub(crate) fn wait_for_exit(child: &mut Child) -> ExitStatus {
     panic!("the armed shim did not kill the process within a minute");
 }
 
-/// Applies every undo log backwards: each file as it was at its last fsync. A file that is
-/// gone was unlinked after its last write (SQLite's rollback journal); directory entries are
-/// not modelled, so it stays gone.
-pub(crate) fn undo_unsynced(logs: &Path, data: &Path) -> usize {
-    let mut undone = 0;
+/// What a power cut took: writes undone and files whose directory entry was lost.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Undone {
+    pub(crate) writes: usize,
+    pub(crate) files: usize,
+}
+
+/// Applies every undo log backwards — each file as it was at its last fsync — then deletes
+/// the files created since the data directory's last fsync. A file already gone was unlinked
+/// after its last write (SQLite's rollback journal); unlinks are not undone.
+pub(crate) fn undo_unsynced(logs: &Path, data: &Path) -> Undone {
+    let mut undone = Undone::default();
     for entry in std::fs::read_dir(logs).unwrap() {
         let log = entry.unwrap().path();
-        let name = log.file_name().unwrap().to_str().unwrap();
-        let target = data.join(name.trim_end_matches(".undo").replace('%', "/"));
+        let Some(name) = log
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .strip_suffix(".undo")
+        else {
+            continue;
+        };
+        let target = data.join(name.replace('%', "/"));
         let records = undo_records(&std::fs::read(&log).unwrap());
         if records.is_empty() || !target.exists() {
             continue;
@@ -74,7 +89,13 @@ pub(crate) fn undo_unsynced(logs: &Path, data: &Path) -> usize {
             file.set_len(*old_size).unwrap();
         }
         file.sync_all().unwrap();
-        undone += records.len();
+        undone.writes += records.len();
+    }
+    let created = std::fs::read_to_string(logs.join("created")).unwrap_or_default();
+    for name in created.lines().collect::<std::collections::BTreeSet<_>>() {
+        if std::fs::remove_file(data.join(name)).is_ok() {
+            undone.files += 1;
+        }
     }
     undone
 }

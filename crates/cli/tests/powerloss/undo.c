@@ -12,6 +12,10 @@
  * to its recorded size), leaving every file as it was at its last fsync: a power loss that
  * drops every write the disk was not told to make durable.
  *
+ * A file created under $UNDO_TRACK_DIR is listed in $UNDO_LOG_DIR/created until the directory
+ * itself is fsynced: before that, a power cut may lose its directory entry, and the test
+ * deletes it.
+ *
  * When the file named by UNDO_KILL_FILE appears, holding a number K, the process SIGKILLs
  * itself right after its K-th tracked write from then on: the power cut lands after a write
  * that is not yet synced, never in a quiet moment.
@@ -42,6 +46,9 @@
 
 /* The undo log of each tracked descriptor, -1 when the descriptor is not tracked. */
 static int undo_fd[MAX_FDS];
+/* Whether each descriptor is the data directory itself. */
+static char dir_fd[MAX_FDS];
+static char created_log[PATH_MAX];
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static char track_dir[PATH_MAX];
 static char log_dir[PATH_MAX];
@@ -91,6 +98,7 @@ __attribute__((constructor)) static void init(void) {
     if (t && l && strlen(t) + 2 < PATH_MAX && strlen(l) + 2 < PATH_MAX) {
         snprintf(track_dir, sizeof track_dir, "%s/", t);
         snprintf(log_dir, sizeof log_dir, "%s", l);
+        snprintf(created_log, sizeof created_log, "%s/created", l);
     }
     const char *k = getenv("UNDO_KILL_FILE");
     if (k && strlen(k) < PATH_MAX)
@@ -117,30 +125,6 @@ static int log_path_for(const char *path, char *out) {
     return 1;
 }
 
-/* Starts tracking `fd`, just opened at `path` (relative to `dirfd` unless absolute). */
-static void track(int dirfd, const char *path, int fd) {
-    if (fd < 0 || fd >= MAX_FDS || !track_dir[0])
-        return;
-    char full[PATH_MAX], logp[PATH_MAX];
-    if (path[0] == '/') {
-        snprintf(full, sizeof full, "%s", path);
-    } else if (dirfd == AT_FDCWD && getcwd(full, sizeof full)) {
-        size_t n = strlen(full);
-        snprintf(full + n, sizeof full - n, "/%s", path);
-    } else {
-        return;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !log_path_for(full, logp))
-        return;
-    int lfd = real_open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    pthread_mutex_lock(&lock);
-    if (undo_fd[fd] >= 0)
-        real_close(undo_fd[fd]);
-    undo_fd[fd] = lfd;
-    pthread_mutex_unlock(&lock);
-}
-
 static void write_all(int fd, const char *buf, size_t len) {
     while (len > 0) {
         ssize_t w = real_write(fd, buf, len);
@@ -152,6 +136,69 @@ static void write_all(int fd, const char *buf, size_t len) {
         len -= (size_t)w;
     }
 }
+
+/* `path` (relative to `dirfd` unless absolute) as an absolute path in `full`; 0 if unknown. */
+static int resolve(int dirfd, const char *path, char *full) {
+    if (path[0] == '/') {
+        snprintf(full, PATH_MAX, "%s", path);
+        return 1;
+    }
+    if (dirfd == AT_FDCWD && getcwd(full, PATH_MAX)) {
+        size_t n = strlen(full);
+        snprintf(full + n, PATH_MAX - n, "/%s", path);
+        return 1;
+    }
+    return 0;
+}
+
+/* Starts tracking `fd`, just opened for writing at `full`. */
+static void track(const char *full, int fd) {
+    char logp[PATH_MAX];
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !log_path_for(full, logp))
+        return;
+    int lfd = real_open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    pthread_mutex_lock(&lock);
+    if (undo_fd[fd] >= 0)
+        real_close(undo_fd[fd]);
+    undo_fd[fd] = lfd;
+    pthread_mutex_unlock(&lock);
+}
+
+/*
+ * A file this process created exists after a power cut only once its directory was synced:
+ * its name goes to $UNDO_LOG_DIR/created until an fsync of the data directory.
+ */
+static void note_created(const char *full) {
+    char logp[PATH_MAX], line[PATH_MAX + 1];
+    if (!log_path_for(full, logp))
+        return;
+    int n = snprintf(line, sizeof line, "%s\n", full + strlen(track_dir));
+    pthread_mutex_lock(&lock);
+    int fd = real_open(created_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0)
+        abort();
+    write_all(fd, line, (size_t)n);
+    real_close(fd);
+    pthread_mutex_unlock(&lock);
+}
+
+/* Records what an open that returned `fd` means for the model. */
+static void opened(int dirfd, const char *path, int flags, int fresh, int fd) {
+    char full[PATH_MAX];
+    if (fd < 0 || fd >= MAX_FDS || !track_dir[0] || !resolve(dirfd, path, full))
+        return;
+    size_t n = strlen(track_dir);
+    if (strncmp(full, track_dir, n - 1) == 0 && (full[n - 1] == 0 || strcmp(full + n - 1, "/") == 0)) {
+        dir_fd[fd] = 1; /* the data directory itself: its fsync makes new names durable */
+        return;
+    }
+    if ((flags & O_ACCMODE) != O_RDONLY)
+        track(full, fd);
+    if (fresh)
+        note_created(full);
+}
+
 
 /*
  * Appends the undo record for a change of `len` bytes at `offset` of `fd`. Called with
@@ -230,10 +277,10 @@ static int64_t current_offset(int fd) {
         mode = va_arg(ap, mode_t);                                                             \
         va_end(ap);                                                                            \
     }                                                                                          \
+    int fresh = (flags & O_CREAT) && faccessat(dirfd, path, F_OK, 0) != 0;                    \
     int fd = call;                                                                             \
     int saved = errno;                                                                         \
-    if (fd >= 0 && (flags & O_ACCMODE) != O_RDONLY)                                            \
-        track(dirfd, path, fd);                                                                \
+    opened(dirfd, path, flags, fresh, fd);                                                     \
     errno = saved;                                                                             \
     return fd;
 
@@ -252,14 +299,16 @@ int openat64(int dirfd, const char *path, int flags, ...) {
     OPEN_BODY(real_openat64(dirfd, path, flags, mode))
 }
 int creat(const char *path, mode_t mode) {
+    int fresh = access(path, F_OK) != 0;
     int fd = real_creat(path, mode), saved = errno;
-    track(AT_FDCWD, path, fd);
+    opened(AT_FDCWD, path, O_WRONLY, fresh, fd);
     errno = saved;
     return fd;
 }
 int creat64(const char *path, mode_t mode) {
+    int fresh = access(path, F_OK) != 0;
     int fd = real_creat64(path, mode), saved = errno;
-    track(AT_FDCWD, path, fd);
+    opened(AT_FDCWD, path, O_WRONLY, fresh, fd);
     errno = saved;
     return fd;
 }
@@ -319,6 +368,14 @@ int ftruncate64(int fd, off64_t len) { return truncated(fd, len, real_ftruncate6
  * durability point, and leaving its writes undoable is the right model.
  */
 static int flushed(int fd, int r) {
+    if (r == 0 && !ignore_fsync && fd >= 0 && fd < MAX_FDS && dir_fd[fd]) {
+        pthread_mutex_lock(&lock);
+        int c = real_open(created_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (c < 0)
+            abort();
+        real_close(c);
+        pthread_mutex_unlock(&lock);
+    }
     if (r == 0 && !ignore_fsync && tracked(fd)) {
         pthread_mutex_lock(&lock);
         if (undo_fd[fd] >= 0 && real_ftruncate(undo_fd[fd], 0) != 0)
@@ -341,6 +398,8 @@ int fdatasync(int fd) {
 }
 
 int close(int fd) {
+    if (fd >= 0 && fd < MAX_FDS)
+        dir_fd[fd] = 0;
     if (fd >= 0 && fd < MAX_FDS && undo_fd[fd] >= 0) {
         pthread_mutex_lock(&lock);
         if (undo_fd[fd] >= 0) {
