@@ -46,6 +46,9 @@ pub(crate) enum Command {
     Up(UpArgs),
     /// Run the service registry alone (its HTTP and Consul-compatible API on `server.listen`).
     Registry(ConfigArgs),
+    /// Run the saga orchestrator alone: its API on `server.listen`, on the configured event
+    /// store and bus, with a registry for its HTTP steps (`[sagas]`; docs/sagas.md).
+    Orchestrator(ConfigArgs),
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),

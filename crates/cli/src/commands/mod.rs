@@ -24,6 +24,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Up(args) => up::run(&args.config, Role::All, demo::Demo::from_args(&args)?),
         Command::Registry(args) => up::run(&args, Role::Registry, None),
+        Command::Orchestrator(args) => up::run(&args, Role::Orchestrator, None),
         Command::Config(ConfigCommand::Check(args)) => config::check(&args),
         Command::Services { command, api } => admin::services(command, &api),
         Command::Topics { command, api } => bus::topics(command, &api),

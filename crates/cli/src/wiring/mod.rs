@@ -19,6 +19,9 @@ pub(crate) enum Role {
     All,
     /// The registry alone (`flotilla registry`).
     Registry,
+    /// The saga orchestrator and its API on the configured event store and bus, with a
+    /// registry its HTTP steps discover services in (`flotilla orchestrator`).
+    Orchestrator,
 }
 
 /// Every component of the command, built and ready to serve.
@@ -52,6 +55,16 @@ pub(crate) async fn build(
     metrics.register(|r| registry.register_metrics(r));
     let (broker, store, gateway, sagas) = match role {
         Role::Registry => (None, None, None, None),
+        Role::Orchestrator => {
+            let bus = backends::bus(&config.bus, &storage).await?;
+            let events = instrumented(
+                backends::event_store(&config.eventstore, &storage).await?,
+                metrics,
+            );
+            let discovery: Arc<dyn Discovery> = Arc::new(registry.clone());
+            let orchestrator = orchestrator(config, bus, events, discovery, metrics).await?;
+            (None, None, None, Some(orchestrator))
+        }
         Role::All => {
             let bus = backends::bus(&config.bus, &storage).await?;
             let events = instrumented(
@@ -59,14 +72,12 @@ pub(crate) async fn build(
                 metrics,
             );
             let discovery: Arc<dyn Discovery> = Arc::new(registry.clone());
-            let bus_engine = flotilla_bus::Bus::new(bus.clone());
-            let orchestrator = sagas::start(
-                &config.sagas,
+            let orchestrator = orchestrator(
+                config,
+                bus.clone(),
                 events.clone(),
-                bus_engine,
                 discovery.clone(),
                 metrics,
-                config.sagas.lease.as_ref(),
             )
             .await?;
             (
@@ -103,6 +114,18 @@ pub(crate) async fn build(
         db: storage.database(),
         summary,
     })
+}
+
+async fn orchestrator(
+    config: &PlatformConfig,
+    bus: Arc<dyn flotilla_bus::Backend>,
+    events: Arc<dyn flotilla_eventstore::EventStore>,
+    discovery: Arc<dyn Discovery>,
+    metrics: &flotilla::metrics::Metrics,
+) -> anyhow::Result<flotilla_saga::Orchestrator> {
+    let bus = flotilla_bus::Bus::new(bus);
+    let lease = config.sagas.lease.as_ref();
+    sagas::start(&config.sagas, events, bus, discovery, metrics, lease).await
 }
 
 fn broker(
