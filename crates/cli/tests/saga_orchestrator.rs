@@ -150,7 +150,7 @@ fn the_orchestrator_takes_over_the_sagas_of_a_killed_control_plane_on_postgres()
         ("FLOTILLA_EVENTSTORE__KIND", "postgres"),
         ("FLOTILLA_EVENTSTORE__URL", url.as_str()),
         ("FLOTILLA_EVENTSTORE__SCHEMA", schema.as_str()),
-        ("FLOTILLA_SAGAS__LEASE__TTL", "1s"),
+        ("FLOTILLA_SAGAS__LEASE__TTL", "2s"),
     ];
     let with = |owner: &'static str| {
         let mut env = shared.to_vec();

@@ -21,7 +21,7 @@ use flotilla_testkit::{Backend, backend, unique_name};
 use serde_json::json;
 use tokio::sync::watch;
 
-const TTL: Duration = Duration::from_millis(600);
+const TTL: Duration = Duration::from_millis(1500);
 
 /// The instances that ended on an orchestrator.
 #[derive(Debug)]

@@ -132,8 +132,16 @@ impl Orchestrator {
     /// Renews the lease, then drives every unfinished instance that is this orchestrator's
     /// or whose owner's lease has run out; answers the instances it now drives.
     pub(super) async fn keep(&self, lease: &Lease) -> Result<Vec<String>> {
+        lease
+            .renew(self.shared.store.as_ref(), self.shared.now())
+            .await?;
+        self.take_over(lease).await
+    }
+
+    /// Drives every unfinished instance that is this orchestrator's or whose owner's lease
+    /// has run out; answers the instances it now drives.
+    async fn take_over(&self, lease: &Lease) -> Result<Vec<String>> {
         let store = self.shared.store.as_ref();
-        lease.renew(store, self.shared.now()).await?;
         let mut scan = lease.scan.lock().await;
         scan.read(store).await?;
         let mut owners = Owners {
@@ -203,32 +211,56 @@ impl Orchestrator {
         Ok(Taken::Driven)
     }
 
-    /// Starts the task that renews the lease and takes over orphaned instances, once. It
-    /// holds the orchestrator weakly, so dropping the last clone still stops everything.
+    /// Starts, once, the task that renews the lease and the one that takes over orphaned
+    /// instances: apart, so a long take-over (many instances to read) never delays a renewal.
+    /// They hold the orchestrator weakly, so dropping the last clone still stops everything.
     pub(super) fn start_keeper(&self, lease: &Lease) {
         if lease.keeper_started.swap(true, Ordering::SeqCst) {
             return;
         }
+        let renewer = self.every_tick(lease.tick(), "saga lease not renewed", |orch| async move {
+            let Some(lease) = &orch.shared.lease else {
+                return Ok(());
+            };
+            lease
+                .renew(orch.shared.store.as_ref(), orch.shared.now())
+                .await
+        });
+        let taker = self.every_tick(lease.tick(), "sagas not taken over", |orch| async move {
+            let Some(lease) = &orch.shared.lease else {
+                return Ok(());
+            };
+            orch.take_over(lease).await.map(|_| ())
+        });
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.spawn(renewer);
+        tasks.spawn(taker);
+    }
+
+    /// A loop running `work` every `tick` while the orchestrator lives, logging its failures.
+    fn every_tick<F, Fut>(
+        &self,
+        tick: Duration,
+        failed: &'static str,
+        work: F,
+    ) -> impl Future<Output = ()> + Send + 'static + use<F, Fut>
+    where
+        F: Fn(Orchestrator) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<()>> + Send,
+    {
         let shared = Arc::downgrade(&self.shared);
         let tasks = Arc::downgrade(&self.tasks);
-        let tick = lease.tick();
-        let keeper = async move {
+        async move {
             loop {
                 tokio::time::sleep(tick).await;
                 let (Some(shared), Some(tasks)) = (shared.upgrade(), tasks.upgrade()) else {
                     return;
                 };
-                let orch = Orchestrator { shared, tasks };
-                let Some(lease) = orch.shared.lease.as_ref() else {
-                    return;
-                };
-                if let Err(e) = orch.keep(lease).await {
-                    tracing::warn!(owner = %lease.owner, error = %e, "saga lease not kept");
+                if let Err(e) = work(Orchestrator { shared, tasks }).await {
+                    tracing::warn!(error = %e, "{failed}");
                 }
             }
-        };
-        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        tasks.spawn(keeper);
+        }
     }
 }
 

@@ -35,7 +35,9 @@ fn forward(state: &SagaState, def: &SagaDefinition, now: DateTime<Utc>) -> Effec
     let Some(i) = state.steps.iter().position(|s| s.phase != Phase::Succeeded) else {
         return Effect::Record(SagaEvent::Completed { at: now });
     };
-    let members = def.group_of(i).map(|j| one_step(state, def, j, deadline, now));
+    let members = def
+        .group_of(i)
+        .map(|j| one_step(state, def, j, deadline, now));
     super::together(members, false)
 }
 
