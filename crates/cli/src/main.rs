@@ -11,6 +11,7 @@ mod out;
 mod platform;
 mod report;
 mod settings;
+mod signals;
 mod table;
 mod wiring;
 

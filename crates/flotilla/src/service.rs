@@ -406,8 +406,9 @@ impl Microservice {
                 source,
             })?;
         let token = self.shutdown.clone();
+        let signalled = crate::lifecycle_signals::listen();
         tokio::spawn(async move {
-            crate::lifecycle_signals::wait().await;
+            signalled.await;
             token.cancel();
         });
         self.serve(listener).await

@@ -60,6 +60,7 @@ async fn tail(api: &Api, stream: Option<String>, from: Option<u64>) -> anyhow::R
             .as_u64()
             .context("the control plane reported no head position")?,
     };
+    let stop = crate::signals::stop_signal();
     eprintln!("following $all after position {start} (Ctrl-C to stop)");
     let path = format!("/api/v1/streams/$all/subscribe?after={start}");
     let reader_gone = std::cell::Cell::new(false);
@@ -81,31 +82,6 @@ async fn tail(api: &Api, stream: Option<String>, from: Option<u64>) -> anyhow::R
             }
             bail!("the control plane ended the event stream (is it shutting down?)")
         }
-        () = stop_signal() => Ok(()),
-    }
-}
-
-/// Ctrl-C, or SIGTERM on Unix: how a user or a supervisor stops a tail.
-async fn stop_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+        () = stop => Ok(()),
     }
 }

@@ -23,6 +23,8 @@ pub(super) fn run(pattern: &str, ty: Option<&str>, args: &ApiArgs) -> Result<(),
     TopicPattern::new(pattern)
         .map_err(|e| Failure::Usage(format!("pattern {pattern:?} is invalid: {e}")))?;
     run_with(args, async |api| {
+        // Before the group exists, so a signal at any point after removes it on the way out.
+        let signalled = crate::signals::stop_signal();
         let group = format!("tail-{:016x}", rand::random::<u64>());
         let path = format!("/api/v1/bus/groups/{}", seg(&group));
         let declare = json!({ "pattern": pattern });
@@ -35,7 +37,7 @@ pub(super) fn run(pattern: &str, ty: Option<&str>, args: &ApiArgs) -> Result<(),
         .context("cannot declare the tail's group")?;
         let outcome = tokio::select! {
             r = follow(&api, &group, ty, args.json) => r,
-            () = signalled() => Ok(()),
+            () = signalled => Ok(()),
         };
         // A reader that stopped (`| head`) ends the tail; it is not a failure.
         let outcome = outcome.or_else(|e| match crate::out::is_closed(&e) {
@@ -50,22 +52,6 @@ pub(super) fn run(pattern: &str, ty: Option<&str>, args: &ApiArgs) -> Result<(),
         }
         outcome
     })
-}
-
-/// Ctrl-C or SIGTERM.
-async fn signalled() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }
 
 async fn follow(api: &Api, group: &str, ty: Option<&str>, json: bool) -> anyhow::Result<()> {
