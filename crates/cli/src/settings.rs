@@ -24,6 +24,13 @@ const CLI_VARIABLES: &[&str] = &[
     "DEMO_TOKEN",
 ];
 
+/// `FLOTILLA_SHOP__*` configures the example shop's services, which `up --demo` starts with
+/// its own environment: settings of theirs, not of the platform.
+fn is_demo_service_setting(key: &str) -> bool {
+    key.get(..6)
+        .is_some_and(|section| section.eq_ignore_ascii_case("SHOP__"))
+}
+
 /// Loads `T` from defaults, the optional TOML `file` and the environment, then validates it.
 pub(crate) fn load<T>(file: Option<&Path>) -> Result<T, ConfigError>
 where
@@ -37,7 +44,10 @@ where
         }
         figment = figment.merge(Toml::file_exact(path));
     }
-    let env = Env::prefixed(ENV_PREFIX).split("__").ignore(CLI_VARIABLES);
+    let env = Env::prefixed(ENV_PREFIX)
+        .filter(|key| !is_demo_service_setting(key.as_str()))
+        .split("__")
+        .ignore(CLI_VARIABLES);
     let value: T = figment.merge(env).extract().map_err(from_figment)?;
     value.validate()?;
     Ok(value)

@@ -48,7 +48,9 @@ fn names(services: &[(String, u32)]) -> Vec<String> {
 #[test]
 fn up_demo_runs_the_shop_as_supervised_registered_services_and_ctrl_c_stops_them_all() {
     let data = tempfile::tempdir().unwrap();
-    let demo = Demo::start(data.path(), &[]);
+    // `[shop]` settings reach the services (and are no setting of the platform's).
+    let decline_all = [("FLOTILLA_SHOP__PAYMENT_FAILURE_RATE", "1")];
+    let demo = Demo::start(data.path(), &decline_all);
     for wanted in [demo.gateway_url(), format!("{}/ui/", demo.url())] {
         assert!(demo.banner.contains(&wanted), "{}", demo.banner);
     }
@@ -77,10 +79,11 @@ fn up_demo_runs_the_shop_as_supervised_registered_services_and_ctrl_c_stops_them
         "{products}"
     );
 
-    // A few seconds of load: every request answered as the mix expects.
+    // A few seconds of load: every request answered as the mix expects; with every charge
+    // declined, no order is confirmed.
     let out = flotilla()
         .args(["demo", "load", "--gateway", &demo.gateway_url()])
-        .args(["--rate", "10", "--duration", "3s", "--json"])
+        .args(["--rate", "10", "--duration", "5s", "--json"])
         .output()
         .unwrap();
     assert!(
@@ -97,6 +100,8 @@ fn up_demo_runs_the_shop_as_supervised_registered_services_and_ctrl_c_stops_them
         .map(|k| orders[*k].as_u64().unwrap())
         .sum::<u64>();
     assert_eq!(orders["placed"].as_u64(), Some(settled), "{summary}");
+    assert!(orders["placed"].as_u64() > Some(0), "{summary}");
+    assert_eq!(orders["confirmed"], 0, "{summary}");
 
     // The gateway's routes, with their upstream's breakers.
     let routes = admin_json(&demo, &["routes", "ls", "--window", "200ms", "--json"]);
