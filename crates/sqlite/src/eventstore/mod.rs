@@ -10,6 +10,7 @@
 //! on [`EventStore::head`] by this process; appends by another process on the same file are
 //! picked up by subscribers within `Options::poll_interval`.
 
+mod job;
 mod raw;
 mod rows;
 mod schema;
@@ -74,6 +75,19 @@ impl SqliteEventStore {
             ));
         }
         Ok(store)
+    }
+
+    /// Runs `f` as a job of the shared writer; corruption SQLite reports during it makes the
+    /// writer refuse every later write.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.db
+            .writer()
+            .write(job::job(f))
+            .await
+            .map_err(|e| e.error)
     }
 
     fn advance_head(&self, to: Position) {

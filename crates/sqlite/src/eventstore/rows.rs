@@ -13,6 +13,9 @@ pub(super) const COLUMNS: &str = "position, id, stream, version, type, data, met
 
 /// Maps an engine error onto the contract: a busy or locked database may pass on retry.
 pub(super) fn db(e: rusqlite::Error) -> Error {
+    if crate::integrity::is_corruption(&e) {
+        super::job::note_corruption(e.to_string());
+    }
     let retryable = matches!(
         e.sqlite_error_code(),
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)

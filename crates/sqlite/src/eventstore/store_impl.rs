@@ -13,8 +13,6 @@ impl EventStore for SqliteEventStore {
         validate_batch(&events)?;
         let s = stream.clone();
         let result = self
-            .db
-            .writer()
             .write(move |c| append_job(c, &s, expected, &events))
             .await?;
         self.advance_head(result.last_position);
@@ -49,66 +47,60 @@ impl EventStore for SqliteEventStore {
         expected: ExpectedVersion,
     ) -> Result<(), Error> {
         let s = stream.clone();
-        self.db
-            .writer()
-            .write(move |c| {
-                let state = rows::stream_state(c, &s).map_err(db)?;
-                if state.deleted {
-                    return Ok(());
-                }
-                if !expected.admits(state.version) {
-                    return Err(Error::WrongExpectedVersion {
-                        stream: s,
-                        expected,
-                        actual: state.version,
-                    });
-                }
-                c.execute(
-                    "INSERT INTO es_streams (stream, version, deleted) VALUES (?1, 0, 1) \
+        self.write(move |c| {
+            let state = rows::stream_state(c, &s).map_err(db)?;
+            if state.deleted {
+                return Ok(());
+            }
+            if !expected.admits(state.version) {
+                return Err(Error::WrongExpectedVersion {
+                    stream: s,
+                    expected,
+                    actual: state.version,
+                });
+            }
+            c.execute(
+                "INSERT INTO es_streams (stream, version, deleted) VALUES (?1, 0, 1) \
                      ON CONFLICT (stream) DO UPDATE SET deleted = 1",
-                    [s.as_str()],
-                )
-                .and_then(|_| c.execute("DELETE FROM es_snapshots WHERE stream = ?1", [s.as_str()]))
-                .map_err(db)?;
-                Ok(())
-            })
-            .await
+                [s.as_str()],
+            )
+            .and_then(|_| c.execute("DELETE FROM es_snapshots WHERE stream = ?1", [s.as_str()]))
+            .map_err(db)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn truncate_stream(&self, stream: &StreamId, before: Version) -> Result<u64, Error> {
         let s = stream.clone();
-        self.db
-            .writer()
-            .write(move |c| {
-                c.execute(
-                    "DELETE FROM es_events WHERE stream = ?1 AND version < ?2",
-                    params![s.as_str(), clamp(before)],
-                )
-                .map(|n| n as u64)
-                .map_err(db)
-            })
-            .await
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM es_events WHERE stream = ?1 AND version < ?2",
+                params![s.as_str(), clamp(before)],
+            )
+            .map(|n| n as u64)
+            .map_err(db)
+        })
+        .await
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), Error> {
-        self.db
-            .writer()
-            .write(move |c| {
-                check_snapshot_version(&snapshot, live_version(c, &snapshot.stream)?)?;
-                c.execute(
-                    "INSERT INTO es_snapshots (stream, version, state) VALUES (?1, ?2, ?3) \
+        self.write(move |c| {
+            check_snapshot_version(&snapshot, live_version(c, &snapshot.stream)?)?;
+            c.execute(
+                "INSERT INTO es_snapshots (stream, version, state) VALUES (?1, ?2, ?3) \
                      ON CONFLICT (stream) DO UPDATE SET version = excluded.version, \
                      state = excluded.state",
-                    params![
-                        snapshot.stream.as_str(),
-                        snapshot.version as i64,
-                        snapshot.state.to_string()
-                    ],
-                )
-                .map_err(db)?;
-                Ok(())
-            })
-            .await
+                params![
+                    snapshot.stream.as_str(),
+                    snapshot.version as i64,
+                    snapshot.state.to_string()
+                ],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, Error> {
@@ -194,18 +186,16 @@ impl EventStore for SqliteEventStore {
     async fn save_checkpoint(&self, subscriber: &str, position: Position) -> Result<(), Error> {
         validate_subscriber(subscriber)?;
         let name = subscriber.to_owned();
-        self.db
-            .writer()
-            .write(move |c| {
-                c.execute(
-                    "INSERT INTO es_checkpoints (subscriber, position) VALUES (?1, ?2) \
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO es_checkpoints (subscriber, position) VALUES (?1, ?2) \
                      ON CONFLICT (subscriber) DO UPDATE SET position = excluded.position",
-                    params![name, clamp(position)],
-                )
-                .map(|_| ())
-                .map_err(db)
-            })
-            .await
+                params![name, clamp(position)],
+            )
+            .map(|_| ())
+            .map_err(db)
+        })
+        .await
     }
 
     fn head(&self) -> watch::Receiver<Position> {
