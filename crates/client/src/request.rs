@@ -187,7 +187,7 @@ impl RequestBuilder {
             .instrument(span.clone())
             .await
             .map_err(|e| Error::from_stack(service.as_str(), e));
-        if flotilla_telemetry::enabled() {
+        if !span.is_none() {
             record_outcome(&span, resp.as_ref().map(|r| r.status()));
         }
         let (parts, body) = resp?.into_parts();
@@ -209,7 +209,7 @@ impl RequestBuilder {
     /// The exported client span, with OpenTelemetry HTTP semantic-convention fields; none
     /// (and nothing formatted) when spans are not exported.
     fn call_span(&self) -> tracing::Span {
-        if !flotilla_telemetry::enabled() {
+        if !flotilla_telemetry::enabled_for(self.parent.as_ref()) {
             return tracing::Span::none();
         }
         let service = self.service.as_ref().map_or("", |s| s.as_str());

@@ -123,7 +123,7 @@ pub(crate) async fn observe(
         .get(matched.map_or("unmatched", MatchedPath::as_str));
     // A duplicated or invalid traceparent starts a new trace (W3C trace-context §4.3).
     let incoming = headers::extract(req.headers());
-    let exported = server_span(&req, method, &route);
+    let exported = server_span(&req, method, &route, incoming.as_ref());
     let ctx = Arc::new(RequestContext::from_request(
         &req,
         flotilla_telemetry::continue_trace(&exported, incoming.as_ref()),
@@ -156,7 +156,7 @@ pub(crate) async fn observe(
         response.headers_mut().insert(REQUEST_ID, v);
     }
     let status = response.status().as_u16();
-    if flotilla_telemetry::enabled() {
+    if !exported.is_none() {
         record_status(&exported, status);
     }
     let elapsed = started.elapsed();
@@ -177,8 +177,13 @@ pub(crate) async fn observe(
 
 /// The exported server span, with OpenTelemetry HTTP semantic-convention fields; none (and
 /// nothing formatted) when spans are not exported.
-fn server_span(req: &Request, method: &'static str, route: &str) -> tracing::Span {
-    if !flotilla_telemetry::enabled() {
+fn server_span(
+    req: &Request,
+    method: &'static str,
+    route: &str,
+    incoming: Option<&TraceContext>,
+) -> tracing::Span {
+    if !flotilla_telemetry::enabled_for(incoming) {
         return tracing::Span::none();
     }
     tracing::info_span!(

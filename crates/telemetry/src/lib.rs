@@ -19,7 +19,7 @@ mod spans;
 
 pub use options::{Protocol, TracingOptions};
 pub use setup::{Logs, flush, init, shutdown};
-pub use spans::{continue_trace, enabled, link};
+pub use spans::{continue_trace, enabled, enabled_for, link};
 
 /// The `tracing` target of exported spans. Log lines never show them (their fields are for the
 /// collector); every other span stays a log-only span.

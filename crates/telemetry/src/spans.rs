@@ -28,6 +28,14 @@ pub(crate) fn set_enabled() {
     ENABLED.store(true, Ordering::Relaxed);
 }
 
+/// Whether a span continuing `parent` would be exported: spans are exported and the trace is
+/// sampled (or starts here). Call sites skip the spans of unsampled traces, so sampling also
+/// saves their cost.
+#[inline]
+pub fn enabled_for(parent: Option<&TraceContext>) -> bool {
+    enabled() && parent.is_none_or(|p| p.parent.sampled())
+}
+
 /// Makes `span` this hop's span in the caller's trace and returns the context the hop passes
 /// on: the span's own ids when spans are exported, else the caller's trace with a new span id
 /// (or a new trace when there was no caller's).

@@ -10,7 +10,9 @@ use crate::Outgoing;
 
 /// Opens the producer span of a publish and stamps its context on every event of the batch.
 pub(super) fn publish(system: &'static str, batch: &mut [Outgoing]) -> Span {
-    if !flotilla_telemetry::enabled() {
+    // A trace the publisher put on the event wins over the current span as the parent.
+    let carried: Option<TraceContext> = batch.first().and_then(|o| o.event.trace_context());
+    if !flotilla_telemetry::enabled_for(carried.as_ref()) {
         return Span::none();
     }
     let topic = batch.first().map_or("", |o| o.topic.as_str());
@@ -33,8 +35,6 @@ pub(super) fn publish(system: &'static str, batch: &mut [Outgoing]) -> Span {
     if let [one] = &*batch {
         span.record("messaging.message.id", one.event.id.as_str());
     }
-    // A trace the publisher put on the event wins over the current span as the parent.
-    let carried: Option<TraceContext> = batch.first().and_then(|o| o.event.trace_context());
     let ctx = flotilla_telemetry::continue_trace(&span, carried.as_ref());
     for out in batch.iter_mut() {
         out.event.set_trace_context(&ctx);
@@ -44,7 +44,8 @@ pub(super) fn publish(system: &'static str, batch: &mut [Outgoing]) -> Span {
 
 /// The consumer span of one delivery attempt.
 pub(super) fn process(system: &'static str, d: &crate::Delivery, group: &str) -> Span {
-    if !flotilla_telemetry::enabled() {
+    let producer = d.event.trace_context();
+    if !flotilla_telemetry::enabled_for(producer.as_ref()) {
         return Span::none();
     }
     let span = tracing::info_span!(
@@ -62,7 +63,7 @@ pub(super) fn process(system: &'static str, d: &crate::Delivery, group: &str) ->
         messaging.message.delivery_attempt = d.attempt,
         error.type = tracing::field::Empty,
     );
-    if let Some(producer) = d.event.trace_context() {
+    if let Some(producer) = producer {
         flotilla_telemetry::continue_trace(&span, Some(&producer));
         flotilla_telemetry::link(&span, &producer);
     }

@@ -141,7 +141,7 @@ impl Worker {
                 self.settings.handler_timeout
             ))),
         };
-        if outcome.is_err() && flotilla_telemetry::enabled() {
+        if outcome.is_err() && !span.is_none() {
             super::spans::record_failure(&span, "handler");
         }
         self.settle(&d, outcome).await;

@@ -48,16 +48,14 @@ pub(crate) async fn handle(
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let span = spans::request(&req);
+    // A duplicated or invalid traceparent starts a new trace (W3C trace-context §4.3).
+    let incoming = trace_headers::extract(req.headers());
+    let span = spans::request(&req, incoming.as_ref());
     let ctx = Ctx {
         request_id: header_str(&req, "x-request-id")
             .and_then(RequestId::parse)
             .unwrap_or_else(RequestId::generate),
-        // A duplicated or invalid traceparent starts a new trace (W3C trace-context §4.3).
-        trace: flotilla_telemetry::continue_trace(
-            &span,
-            trace_headers::extract(req.headers()).as_ref(),
-        ),
+        trace: flotilla_telemetry::continue_trace(&span, incoming.as_ref()),
         peer,
         started: Instant::now(),
         upgrade: is_upgrade(&req),
@@ -78,7 +76,7 @@ pub(crate) async fn handle(
             "_none"
         }
     };
-    if flotilla_telemetry::enabled() {
+    if !span.is_none() {
         spans::record_response(&span, route.map(|r| r.name.as_str()), status);
     }
     tracing::info!(
@@ -375,8 +373,8 @@ async fn forward(
         let this_body = body.take().filter(|_| !retryable).unwrap_or_else(empty);
         let mut attempt_req = Request::from_parts(head, this_body);
         *attempt_req.uri_mut() = upstream_uri(&chosen.target, &pq)?;
-        let attempt = spans::attempt(&attempt_req, &chosen.target, tried.len());
-        if flotilla_telemetry::enabled() {
+        let attempt = spans::attempt(&attempt_req, &chosen.target, tried.len(), &ctx.trace);
+        if !attempt.is_none() {
             // The upstream's span is a child of this attempt's, so retries show apart.
             let trace = flotilla_telemetry::continue_trace(&attempt, Some(&ctx.trace));
             trace_headers::inject(attempt_req.headers_mut(), &trace);
@@ -386,7 +384,7 @@ async fn forward(
         let result = tokio::time::timeout(route.timeout, client.request(attempt_req))
             .instrument(attempt.clone())
             .await;
-        if flotilla_telemetry::enabled() {
+        if !attempt.is_none() {
             spans::record_attempt(&attempt, &result);
         }
         let upstream_time = started.elapsed().as_secs_f64();

@@ -8,8 +8,8 @@ use tracing::Span;
 use crate::upstream::Target;
 
 /// The server span of a client request; its name gains the route once one matched.
-pub(super) fn request<B>(req: &Request<B>) -> Span {
-    if !flotilla_telemetry::enabled() {
+pub(super) fn request<B>(req: &Request<B>, incoming: Option<&flotilla_core::TraceContext>) -> Span {
+    if !flotilla_telemetry::enabled_for(incoming) {
         return Span::none();
     }
     tracing::info_span!(
@@ -39,8 +39,13 @@ pub(super) fn record_response(span: &Span, route: Option<&str>, status: u16) {
 
 /// A client span for one attempt at an upstream instance; `resend` counts the attempts
 /// before it (`http.request.resend_count`).
-pub(super) fn attempt<B>(req: &Request<B>, target: &Target, resend: usize) -> Span {
-    if !flotilla_telemetry::enabled() {
+pub(super) fn attempt<B>(
+    req: &Request<B>,
+    target: &Target,
+    resend: usize,
+    trace: &flotilla_core::TraceContext,
+) -> Span {
+    if !flotilla_telemetry::enabled_for(Some(trace)) {
         return Span::none();
     }
     let host = target.authority.host();
@@ -61,7 +66,6 @@ pub(super) fn attempt<B>(req: &Request<B>, target: &Target, resend: usize) -> Sp
         http.request.resend_count = resend,
         server.address = host,
         server.port = port,
-        url.full = tracing::field::display(req.uri()),
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
     )
