@@ -39,6 +39,8 @@ mod error;
 #[cfg(feature = "events")]
 mod event_handlers;
 pub mod health;
+#[cfg(feature = "eventsourcing")]
+pub mod idempotency;
 mod lifecycle;
 mod lifecycle_signals;
 mod limits;
