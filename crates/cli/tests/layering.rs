@@ -10,7 +10,10 @@ use std::process::Command;
 fn layer(name: &str) -> Option<u8> {
     Some(match name {
         "flotilla-core" => 0,
-        "flotilla-discovery" | "flotilla-bus" | "flotilla-eventstore" | "flotilla-resilience"
+        "flotilla-discovery"
+        | "flotilla-bus"
+        | "flotilla-eventstore"
+        | "flotilla-resilience"
         | "flotilla-telemetry" => 1,
         "flotilla-sqlite"
         | "flotilla-postgres"
