@@ -130,7 +130,8 @@ fn decide(entry: Entry, print: &str) -> Decision {
     }
 }
 
-/// Stores a 2xx–4xx answer for replays, or releases the key after a 5xx, then answers.
+/// Stores a final answer for replays, or releases the key after a passing failure, then
+/// answers.
 async fn record(config: &Config, stream: &StreamId, claimed: Version, res: Response) -> Response {
     let (parts, body) = res.into_parts();
     let body = match axum::body::to_bytes(body, usize::MAX).await {
@@ -145,7 +146,7 @@ async fn record(config: &Config, stream: &StreamId, claimed: Version, res: Respo
             return Problem::internal().into_response();
         }
     };
-    let outcome = match parts.status.is_server_error() {
+    let outcome = match passing(parts.status) {
         true => event(
             RELEASED,
             &Released {
@@ -162,6 +163,14 @@ async fn record(config: &Config, stream: &StreamId, claimed: Version, res: Respo
         tracing::warn!(error = %e, %stream, "the outcome under the key could not be recorded");
     }
     Response::from_parts(parts, Body::from(body))
+}
+
+/// A 5xx, 408 or 429: an answer a retry may change (callers retry exactly these), so it is
+/// not kept for replays.
+fn passing(status: StatusCode) -> bool {
+    status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
 }
 
 fn other_request() -> Response {

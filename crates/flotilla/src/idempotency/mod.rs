@@ -11,7 +11,8 @@
 //! - a repeat while the first still runs gets a problem+json with `Retry-After` (503 by default,
 //!   see [`IdempotencyLayer::in_progress_status`]);
 //! - a repeat with another method, path or body is a 422: a key names one request;
-//! - a 5xx answer is not stored: the key is released and a retry runs the handler again;
+//! - a 5xx, 408 or 429 answer is not stored: the key is released and a retry runs the
+//!   handler again;
 //! - a claim whose lease ran out (its process died mid-request) is taken over by the next
 //!   request; the store's expected-version check lets only one taker win.
 //!

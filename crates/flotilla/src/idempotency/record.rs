@@ -1,8 +1,8 @@
 //! What the key's stream holds, and what a request decides from it.
 //!
 //! `Started` claims the key until its lease ends; `Completed` stores the answer for replays;
-//! `Released` gives the key back after a 5xx, so a retry runs the handler again. Every record is
-//! appended at the version read before it, so two claimants never both win.
+//! `Released` gives the key back after a 5xx, 408 or 429, so a retry runs the handler again.
+//! Every record is appended at the version read before it, so two claimants never both win.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
