@@ -1,5 +1,6 @@
-//! `IdempotencyLayer` on the embedded SQLite event store: a step retried under one
-//! `Idempotency-Key` does its work once, whatever order and timing the retries come in.
+//! `IdempotencyLayer` on the embedded SQLite event store (and, for the races, on PostgreSQL):
+//! a step retried under one `Idempotency-Key` does its work once, whatever order and timing
+//! the retries come in.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -14,7 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use flotilla::eventsourcing::EventStore;
 use flotilla::idempotency::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, IdempotencyLayer};
+use flotilla_postgres::eventstore::PgEventStore;
 use flotilla_sqlite::eventstore::SqliteEventStore;
+use flotilla_testkit::{Backend, backend, unique_name};
 use http_body_util::BodyExt;
 use tokio::sync::{Notify, mpsc};
 use tower::ServiceExt;
@@ -111,14 +114,31 @@ async fn a_repeat_gets_the_stored_answer_and_the_step_runs_once() {
     assert_eq!(step.runs.load(Ordering::SeqCst), 1);
 }
 
+async fn postgres_store() -> Option<Arc<dyn EventStore>> {
+    let url = backend(Backend::Postgres, "idempotent steps on postgres")?;
+    let options = flotilla_postgres::Options {
+        schema: unique_name("idem"),
+        ..flotilla_postgres::Options::new(url)
+    };
+    Some(Arc::new(PgEventStore::open(&options).await.unwrap()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_duplicates_run_the_step_once() {
     let dir = tempfile::tempdir().unwrap();
+    twenty_concurrent_duplicates(sqlite_store(&dir).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_postgres_twenty_concurrent_duplicates_run_the_step_once() {
+    if let Some(store) = postgres_store().await {
+        twenty_concurrent_duplicates(store).await;
+    }
+}
+
+async fn twenty_concurrent_duplicates(store: Arc<dyn EventStore>) {
     let step = Step::default();
-    let router = routes(
-        IdempotencyLayer::new(sqlite_store(&dir).await, "inventory"),
-        step.clone(),
-    );
+    let router = routes(IdempotencyLayer::new(store, "inventory"), step.clone());
 
     let sends = (0..20).map(|_| {
         let router = router.clone();
@@ -223,6 +243,17 @@ async fn a_server_error_is_not_stored_and_the_retry_runs_the_step_again() {
 #[tokio::test]
 async fn a_claim_whose_lease_ran_out_is_taken_over() {
     let dir = tempfile::tempdir().unwrap();
+    expired_claim_is_taken_over(sqlite_store(&dir).await).await;
+}
+
+#[tokio::test]
+async fn on_postgres_a_claim_whose_lease_ran_out_is_taken_over() {
+    if let Some(store) = postgres_store().await {
+        expired_claim_is_taken_over(store).await;
+    }
+}
+
+async fn expired_claim_is_taken_over(store: Arc<dyn EventStore>) {
     let (started_tx, mut started) = mpsc::unbounded_channel();
     let release = Arc::new(Notify::new());
     let step = Step {
@@ -231,7 +262,7 @@ async fn a_claim_whose_lease_ran_out_is_taken_over() {
     };
     // A zero lease: the first request's claim has run out by the time the retry reads it, as
     // it would if its process had died mid-step.
-    let layer = IdempotencyLayer::new(sqlite_store(&dir).await, "inventory").lease(Duration::ZERO);
+    let layer = IdempotencyLayer::new(store, "inventory").lease(Duration::ZERO);
     let router = routes(layer, step.clone());
 
     let stuck = tokio::spawn({
