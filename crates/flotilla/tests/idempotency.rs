@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -26,8 +26,8 @@ use tower::ServiceExt;
 #[derive(Clone, Default)]
 struct Step {
     runs: Arc<AtomicU32>,
-    /// When set, each run answers 503 (a dependency is down).
-    failing: Arc<std::sync::atomic::AtomicBool>,
+    /// When not 0, each run answers this status (a dependency is down, a rate limit).
+    failing: Arc<AtomicU16>,
     /// When set, each run reports it started and waits to be let go.
     gate: Option<(mpsc::UnboundedSender<()>, Arc<Notify>)>,
 }
@@ -38,8 +38,8 @@ async fn reserve(State(step): State<Step>, body: String) -> Response {
         let _ = started.send(());
         release.notified().await;
     }
-    if step.failing.load(Ordering::SeqCst) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "ledger down").into_response();
+    if let Ok(status) = StatusCode::from_u16(step.failing.load(Ordering::SeqCst)) {
+        return (status, "ledger unavailable").into_response();
     }
     let answer = serde_json::json!({ "run": run, "request": body });
     (StatusCode::CREATED, axum::Json(answer)).into_response()
@@ -214,20 +214,51 @@ async fn the_same_key_with_another_body_is_refused() {
 
 #[tokio::test]
 async fn a_server_error_is_not_stored_and_the_retry_runs_the_step_again() {
+    failure_is_not_stored(StatusCode::SERVICE_UNAVAILABLE).await;
+}
+
+#[tokio::test]
+async fn a_too_many_requests_answer_is_not_stored_either() {
+    failure_is_not_stored(StatusCode::TOO_MANY_REQUESTS).await;
+}
+
+#[tokio::test]
+async fn a_refusal_is_final_and_replayed() {
     let dir = tempfile::tempdir().unwrap();
     let step = Step::default();
-    step.failing.store(true, Ordering::SeqCst);
+    step.failing.store(409, Ordering::SeqCst);
+    let router = routes(
+        IdempotencyLayer::new(sqlite_store(&dir).await, "inventory"),
+        step.clone(),
+    );
+
+    let refused = send(&router, request(Some("saga-7:reserve"), "sku")).await;
+    step.failing.store(0, Ordering::SeqCst);
+    let retried = send(&router, request(Some("saga-7:reserve"), "sku")).await;
+
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert_eq!(
+        (retried.status, retried.replayed),
+        (StatusCode::CONFLICT, true)
+    );
+    assert_eq!(step.runs.load(Ordering::SeqCst), 1);
+}
+
+async fn failure_is_not_stored(failure: StatusCode) {
+    let dir = tempfile::tempdir().unwrap();
+    let step = Step::default();
+    step.failing.store(failure.as_u16(), Ordering::SeqCst);
     let router = routes(
         IdempotencyLayer::new(sqlite_store(&dir).await, "payments"),
         step.clone(),
     );
 
     let failed = send(&router, request(Some("saga-5:charge"), "42")).await;
-    step.failing.store(false, Ordering::SeqCst);
+    step.failing.store(0, Ordering::SeqCst);
     let retried = send(&router, request(Some("saga-5:charge"), "42")).await;
     let replayed = send(&router, request(Some("saga-5:charge"), "42")).await;
 
-    assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(failed.status, failure);
     assert_eq!(
         (retried.status, retried.replayed),
         (StatusCode::CREATED, false)
