@@ -465,3 +465,30 @@ async fn a_shutdown_during_a_rebuild_makes_the_next_start_replay_from_zero() {
     );
     g.svc.stop().await.unwrap();
 }
+
+/// A read model in memory, hosted with `memory_projection`, holds the whole history after a
+/// restart; hosted with `projection` it would resume after the stored checkpoint, empty.
+#[tokio::test]
+async fn a_memory_projection_is_rebuilt_from_the_start_at_every_start() {
+    let store = Arc::new(MemoryEventStore::new());
+    let start = |store: Arc<MemoryEventStore>| async move {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let projection = Positions::new(tx, None);
+        let applied = Arc::clone(&projection.applied);
+        let builder = Microservice::builder("orders")
+            .unwrap()
+            .memory_projection(store, projection)
+            .config(test_config());
+        (TestService::start_with(builder).await, rx, applied)
+    };
+    let (svc, mut rx, _) = start(Arc::clone(&store)).await;
+    append(&store, 3).await;
+    assert_eq!(received(&mut rx, 3).await, [1, 2, 3]);
+    svc.stop().await.unwrap();
+
+    let (svc, mut rx, applied) = start(Arc::clone(&store)).await;
+    append(&store, 1).await;
+    assert_eq!(received(&mut rx, 4).await, [1, 2, 3, 4]);
+    assert_eq!(*applied.lock().unwrap(), [1, 2, 3, 4]);
+    svc.stop().await.unwrap();
+}

@@ -111,4 +111,21 @@ impl MicroserviceBuilder {
             .push((shared, Box::new(projection)));
         self
     }
+
+    /// Hosts a projection whose read model lives in memory, so starts empty: it is rebuilt
+    /// from the beginning of the store at every start, then follows the store live as
+    /// [`projection`](Self::projection) does. Resuming from the stored checkpoint instead
+    /// would leave it holding only what was appended since the last run.
+    pub fn memory_projection<P: Projection + 'static>(
+        self,
+        store: Arc<dyn EventStore>,
+        projection: P,
+    ) -> Self {
+        let hosted = self.projection(store, projection);
+        if let Some((shared, _)) = hosted.projections.entries.last() {
+            // A new projection is neither stopped nor rebuilding: the request is taken.
+            let _ = shared.request_rebuild();
+        }
+        hosted
+    }
 }

@@ -59,7 +59,7 @@ pub fn service(
         .with_state(state);
     builder
         .description("products and stock of the example shop")
-        .projection(store, catalog::CatalogProjection(catalog))
+        .memory_projection(store, catalog::CatalogProjection(catalog))
         .routes(routes)
 }
 

@@ -60,7 +60,7 @@ pub async fn service(
         .with_state(state);
     Ok(builder
         .description("orders of the example shop")
-        .projection(store, list::OrderListProjection(list))
+        .memory_projection(store, list::OrderListProjection(list))
         .on_event(
             "payment.*",
             "shop-orders",

@@ -62,7 +62,7 @@ pub fn service(
         .with_state(state);
     builder
         .description("charges and refunds of the example shop")
-        .projection(store, ledger::LedgerProjection(ledger))
+        .memory_projection(store, ledger::LedgerProjection(ledger))
         .routes(routes)
 }
 
