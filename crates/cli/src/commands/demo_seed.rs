@@ -46,12 +46,31 @@ async fn seed(banner: &Banner) -> anyhow::Result<()> {
             other => anyhow::bail!("creating product {sku}: {other} {answer}"),
         }
     }
+    // The list is a projection that follows the product streams; the gateway caches it, so
+    // the first list it fetches must already hold every product.
+    wait_for_catalog(&http, &format!("{inventory}/products")).await;
     // Every route answers once the gateway has found each service in the registry.
     for path in ["/api/products", "/api/orders", "/api/users/ada"] {
         wait_for(&http, &format!("{}{path}", banner.gateway)).await;
     }
     tracing::info!("demo ready");
     Ok(())
+}
+
+/// Polls the inventory's product list until it holds every seeded product.
+async fn wait_for_catalog(http: &Http, url: &str) {
+    loop {
+        if let Ok((StatusCode::OK, list)) = http.get(url).await {
+            let listed = |sku: &str| {
+                list.as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p["sku"].as_str() == Some(sku)))
+            };
+            if PRODUCTS.iter().all(|(sku, ..)| listed(sku)) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Polls `url` until it answers 200 (or, for a single user, the users service's own 404).
