@@ -18,6 +18,7 @@ use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -212,12 +213,14 @@ fn amount(i: usize) -> u64 {
     if i.is_multiple_of(3) { 500 } else { 40 }
 }
 
-/// Starts sagas `ids` on four threads; the ones whose start got no answer.
-fn start_all(api: u16, ids: Vec<usize>) -> Vec<usize> {
+/// Starts sagas `ids` on four threads, counting the answered starts in `answered`; the ones
+/// whose start got no answer.
+fn start_all(api: u16, ids: Vec<usize>, answered: Arc<AtomicUsize>) -> Vec<usize> {
     let queue = Arc::new(Mutex::new(ids));
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let queue = queue.clone();
+            let answered = answered.clone();
             std::thread::spawn(move || {
                 let mut unanswered = Vec::new();
                 while let Some(i) = queue.lock().unwrap().pop() {
@@ -226,7 +229,9 @@ fn start_all(api: u16, ids: Vec<usize>) -> Vec<usize> {
                         "data": { "order": format!("o-{i}"), "amount": amount(i) },
                     });
                     match try_http(api, "POST", "/api/v1/sagas/order", &body.to_string()) {
-                        Some((200 | 201, _)) => {}
+                        Some((200 | 201, _)) => {
+                            answered.fetch_add(1, Ordering::SeqCst);
+                        }
                         Some((status, text)) => panic!("start {i}: {status} {text}"),
                         None => unanswered.push(i),
                     }
@@ -274,10 +279,17 @@ fn sagas_survive_repeated_sigkills_of_the_binary_with_every_effect_once() {
     for round in 0..kills {
         let mut up = up(dir.path(), port);
         let batch = pending.split_off(pending.len().saturating_sub(per_round));
-        let api = up.api;
-        let starter = std::thread::spawn(move || start_all(api, batch));
-        // Kill while starts and steps are in flight: after a delay that varies by round.
-        std::thread::sleep(Duration::from_millis(150 + 97 * (round as u64 % 5)));
+        let (api, size) = (up.api, batch.len());
+        let answered = Arc::new(AtomicUsize::new(0));
+        let counted = answered.clone();
+        let starter = std::thread::spawn(move || start_all(api, batch, counted));
+        // Kill while starts and steps are in flight: once a share of the round's starts that
+        // varies by round has been answered, so the rest of the round meets a dead platform
+        // however fast this machine starts sagas.
+        let share = size * (2 + round % 3) / 5;
+        while answered.load(Ordering::SeqCst) < share.max(1) && !starter.is_finished() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         up.child.kill().unwrap();
         up.child.wait().unwrap();
         let unanswered = starter.join().unwrap();
@@ -285,7 +297,7 @@ fn sagas_survive_repeated_sigkills_of_the_binary_with_every_effect_once() {
         pending.extend(unanswered);
     }
     let last = up(dir.path(), port);
-    let unanswered = start_all(last.api, pending);
+    let unanswered = start_all(last.api, pending, Arc::default());
     assert!(unanswered.is_empty(), "starts failed with no kill");
     let deadline = Instant::now() + Duration::from_secs(120);
     while open_sagas(last.api) > 0 {
