@@ -50,19 +50,7 @@ impl Api {
 
     /// GETs `path` and returns the body as text (`/metrics`).
     pub(crate) async fn get_text(&self, path: &str) -> anyhow::Result<String> {
-        let url = format!("{}{}", self.base, path);
-        let req = Request::get(&url)
-            .body(Full::new(Bytes::new()))
-            .with_context(|| format!("bad URL {url}"))?;
-        let res = self
-            .client
-            .request(req)
-            .await
-            .map_err(|e| anyhow!("cannot reach {} at {}: {e}", self.peer, self.base))?;
-        if !res.status().is_success() {
-            bail!(describe_failure(res.status(), &Value::Null));
-        }
-        let bytes = res.into_body().collect().await?.to_bytes();
+        let bytes = self.open(path, None).await?.collect().await?.to_bytes();
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
@@ -128,20 +116,7 @@ impl Api {
         path: &str,
         mut on_data: impl FnMut(&str) -> bool,
     ) -> anyhow::Result<()> {
-        let url = format!("{}{}", self.base, path);
-        let req = Request::get(&url)
-            .header(header::ACCEPT, "text/event-stream")
-            .body(Full::new(Bytes::new()))
-            .with_context(|| format!("bad URL {url}"))?;
-        let res = self
-            .client
-            .request(req)
-            .await
-            .map_err(|e| anyhow!("cannot reach {} at {}: {e}", self.peer, self.base))?;
-        if !res.status().is_success() {
-            bail!(describe_failure(res.status(), &Value::Null));
-        }
-        let mut body = res.into_body();
+        let mut body = self.open_events(path).await?;
         let mut parser = flotilla_core::sse::SseParser::default();
         // The server sends a keep-alive comment every 15 s: silence this long means the
         // connection is gone without a close (a crashed host, a dropped route).
@@ -175,8 +150,21 @@ impl Api {
     /// Opens the server-sent-events stream at `path` (bearer token included) and returns its
     /// body; a refusal is an error quoting the problem's title and detail.
     pub(crate) async fn open_events(&self, path: &str) -> anyhow::Result<hyper::body::Incoming> {
+        self.open(path, Some("text/event-stream")).await
+    }
+
+    /// GETs `path` (with `accept`, and the token when set); the body of a 2xx answer, else
+    /// the failure described from the problem body.
+    async fn open(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+    ) -> anyhow::Result<hyper::body::Incoming> {
         let url = format!("{}{}", self.base, path);
-        let mut req = Request::get(&url).header(header::ACCEPT, "text/event-stream");
+        let mut req = Request::get(&url);
+        if let Some(a) = accept {
+            req = req.header(header::ACCEPT, a);
+        }
         if let Some(t) = &self.token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
