@@ -84,13 +84,18 @@ impl Storage {
     }
 }
 
-pub(crate) async fn bus(config: &BusConfig, storage: &Storage) -> anyhow::Result<Arc<dyn Backend>> {
+/// The bus `config` names; `storage` is opened only for the embedded engine, so a role on
+/// NATS, RabbitMQ or Redis creates no database file.
+pub(crate) async fn bus(
+    config: &BusConfig,
+    storage: impl FnOnce() -> anyhow::Result<Storage>,
+) -> anyhow::Result<Arc<dyn Backend>> {
     let url = config.url.clone().unwrap_or_default();
     Ok(match config.kind {
         BusKind::Sqlite => {
             let options = flotilla_sqlite::bus::BusOptions::default();
             Arc::new(
-                flotilla_sqlite::bus::SqliteBus::open(storage.db.clone(), options)
+                flotilla_sqlite::bus::SqliteBus::open(storage()?.db, options)
                     .context("cannot open the embedded bus")?,
             )
         }
@@ -182,16 +187,16 @@ async fn redis(_: String, _: &str) -> anyhow::Result<Arc<dyn Backend>> {
     anyhow::bail!(needs_feature("bus.kind = \"redis\"", "redis"))
 }
 
+/// The event store `config` names; `storage` is opened only for the embedded engine.
 pub(crate) async fn event_store(
     config: &EventStoreConfig,
-    storage: &Storage,
+    storage: impl FnOnce() -> anyhow::Result<Storage>,
 ) -> anyhow::Result<Arc<dyn EventStore>> {
     Ok(match config.kind {
         StoreKind::Sqlite => {
-            let store =
-                flotilla_sqlite::eventstore::SqliteEventStore::open(storage.db.clone(), None)
-                    .await
-                    .context("cannot open the embedded event store")?;
+            let store = flotilla_sqlite::eventstore::SqliteEventStore::open(storage()?.db, None)
+                .await
+                .context("cannot open the embedded event store")?;
             Arc::new(store)
         }
         StoreKind::Memory => Arc::new(flotilla_eventstore::memory::MemoryEventStore::new()),

@@ -56,9 +56,9 @@ pub(crate) async fn build(
     let (broker, store, gateway, sagas) = match role {
         Role::Registry => (None, None, None, None),
         Role::Orchestrator => {
-            let bus = backends::bus(&config.bus, &storage).await?;
+            let bus = backends::bus(&config.bus, || Ok(storage.clone())).await?;
             let events = instrumented(
-                backends::event_store(&config.eventstore, &storage).await?,
+                backends::event_store(&config.eventstore, || Ok(storage.clone())).await?,
                 metrics,
             );
             let discovery: Arc<dyn Discovery> = Arc::new(registry.clone());
@@ -66,9 +66,9 @@ pub(crate) async fn build(
             (None, None, None, Some(orchestrator))
         }
         Role::All => {
-            let bus = backends::bus(&config.bus, &storage).await?;
+            let bus = backends::bus(&config.bus, || Ok(storage.clone())).await?;
             let events = instrumented(
-                backends::event_store(&config.eventstore, &storage).await?,
+                backends::event_store(&config.eventstore, || Ok(storage.clone())).await?,
                 metrics,
             );
             let discovery: Arc<dyn Discovery> = Arc::new(registry.clone());
