@@ -15,6 +15,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
+use crate::dial::Connector;
+
 /// Longest answer read into memory (a page of 1,000 events of 1 MiB each is the worst the
 /// control plane sends); a wrong or hostile endpoint cannot exhaust the service's memory.
 const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
@@ -224,7 +226,7 @@ struct Inner {
     base: String,
     token: Option<HeaderValue>,
     timeout: Duration,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<Connector, Full<Bytes>>,
 }
 
 /// A connection pool to one control plane. Cheap to clone; the bus and the store share one.
@@ -245,6 +247,20 @@ impl ControlPlane {
     /// A client for `options.url` (`http://host:port`). Connects lazily: a control plane that
     /// is down now is reached when it comes up.
     pub fn new(options: ConnectOptions) -> Result<Self, CallError> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(options.timeout));
+        Self::with_connector(options, Connector::Tcp(connector))
+    }
+
+    /// A client that reaches the control plane through `dialer` instead of TCP: the same
+    /// client, over a simulated network in tests. The URL's host and port go to `dialer`.
+    #[cfg(feature = "dial")]
+    pub fn with_dialer(options: ConnectOptions, dialer: crate::Dialer) -> Result<Self, CallError> {
+        Self::with_connector(options, Connector::Dial(dialer))
+    }
+
+    fn with_connector(options: ConnectOptions, connector: Connector) -> Result<Self, CallError> {
         let uri: http::Uri = options
             .url
             .parse()
@@ -262,9 +278,6 @@ impl ControlPlane {
                 })?),
                 None => None,
             };
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(options.timeout));
         let http = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(options.max_idle_connections)
             .pool_idle_timeout(Duration::from_secs(30))

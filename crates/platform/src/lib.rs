@@ -14,6 +14,7 @@
 //! service cannot tell them from a linked engine, and moving it to NATS or PostgreSQL later
 //! is a configuration change. What HTTP cannot carry is said per backend in `docs/sdk.md`.
 
+mod dial;
 mod http;
 
 #[cfg(feature = "bus")]
@@ -22,3 +23,6 @@ pub mod bus;
 pub mod eventstore;
 
 pub use http::{CallError, ConnectOptions, ControlPlane, Problem};
+
+#[cfg(feature = "dial")]
+pub use dial::{Dialer, Stream};

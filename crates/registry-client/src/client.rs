@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
+use crate::dial::Connector;
 
 /// Longest registry answer read into memory. A catalog of 10,000 instances is a few MiB; the
 /// cap stops a wrong or hostile endpoint from exhausting the service's memory.
@@ -57,7 +58,7 @@ impl ClientOptions {
 pub(crate) struct Inner {
     pub(crate) options: ClientOptions,
     base: String,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<Connector, Full<Bytes>>,
     cache: Mutex<HashMap<ServiceName, watch::Sender<ServiceSet>>>,
     runtime: tokio::runtime::Handle,
     pub(crate) shutdown: CancellationToken,
@@ -102,6 +103,17 @@ pub(crate) struct InstancesPage {
 impl RegistryClient {
     /// A client for `options.url`. Must be called inside a Tokio runtime: followers run there.
     pub fn new(options: ClientOptions) -> Result<Self, Error> {
+        Self::with_connector(options, Connector::Tcp(HttpConnector::new()))
+    }
+
+    /// A client that reaches the registry through `dialer` instead of TCP: the same client,
+    /// over a simulated network in tests. The URL's host and port are handed to `dialer`.
+    #[cfg(feature = "dial")]
+    pub fn with_dialer(options: ClientOptions, dialer: crate::Dialer) -> Result<Self, Error> {
+        Self::with_connector(options, Connector::Dial(dialer))
+    }
+
+    fn with_connector(options: ClientOptions, connector: Connector) -> Result<Self, Error> {
         let uri: http::Uri = options
             .url
             .parse()
@@ -116,7 +128,7 @@ impl RegistryClient {
             Error::Options("RegistryClient::new must run inside a Tokio runtime".into())
         })?;
         let base = options.url.trim_end_matches('/').to_owned();
-        let http = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let http = Client::builder(TokioExecutor::new()).build(connector);
         let inner = Inner {
             options,
             base,

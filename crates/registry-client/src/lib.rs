@@ -13,9 +13,13 @@
 
 mod agent;
 mod client;
+mod dial;
 mod error;
 mod follower;
 
 pub use agent::{Agent, Check, Registration};
 pub use client::{ClientOptions, RegistryClient, ServiceSummary};
 pub use error::Error;
+
+#[cfg(feature = "dial")]
+pub use dial::{Dialer, Stream};
