@@ -7,6 +7,16 @@
 //!
 //! Entries are opaque JSON documents keyed by service and instance id: the registry owns their
 //! shape (instance, status, check definition), the store only keeps them durably.
+//!
+//! A store several registry replicas share (PostgreSQL) also implements [`SharedCatalog`]
+//! and returns it from [`CatalogStore::shared`]; the registry then takes its indexes from the
+//! store and follows the other replicas' changes. See [`shared`].
+
+pub mod shared;
+mod shared_suite;
+
+pub use shared::{SharedCatalog, SharedEntry, WriteError};
+pub use shared_suite::shared_conformance;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -62,6 +72,12 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
         id: String,
         index: u64,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// The replication side, when several registries share this store; `None` (the default)
+    /// for a store one registry owns, which then hands out indexes itself.
+    fn shared(&self) -> Option<&dyn SharedCatalog> {
+        None
+    }
 }
 
 type Documents = BTreeMap<(ServiceName, String), String>;

@@ -2,12 +2,16 @@
 //!
 //! This crate owns the connection pool ([`Options`], [`connect`]) and the contract
 //! implementations that run on PostgreSQL: the event store ([`eventstore`], feature
-//! `eventstore`) and the bus's transactional outbox and inbox ([`outbox`], feature `outbox`). Every table lives in one schema named by the options, so several Flotilla
-//! installations (or test runs) can share a database.
+//! `eventstore`), the bus's transactional outbox and inbox ([`outbox`], feature `outbox`), and
+//! the registry catalog that several registry replicas share ([`catalog`], feature `catalog`).
+//! Every table lives in one schema named by the options, so several Flotilla installations
+//! (or test runs) can share a database.
 //!
 //! It does not own the contracts (those are the L1 crates) or any HTTP surface. Only the
 //! binary (`flotilla-cli`), the SDK's features and tests depend on it.
 
+#[cfg(feature = "catalog")]
+pub mod catalog;
 #[cfg(feature = "eventstore")]
 pub mod eventstore;
 #[cfg(feature = "outbox")]
