@@ -221,14 +221,12 @@ impl PgEventStore {
         (first_position, first): (i64, Version),
         events: &[NewEvent],
     ) -> Result<AppendResult, Error> {
-        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
-        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-        let data: Vec<&serde_json::Value> = events.iter().map(|e| &e.data).collect();
-        let metadata = events
-            .iter()
-            .map(|e| serde_json::to_value(&e.metadata))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(Error::storage)?;
+        let Columns {
+            ids,
+            types,
+            data,
+            metadata,
+        } = Columns::of(events)?;
         let last_version = first + events.len() as u64 - 1;
         let (s, cat, first_i) = (stream.as_str(), stream.category(), first as i64);
         let (insert, upsert) = tokio::try_join!(
@@ -273,6 +271,29 @@ impl PgEventStore {
             });
         }
         Ok(state.version)
+    }
+}
+
+/// A batch as the array parameters of an insert.
+struct Columns<'a> {
+    ids: Vec<uuid::Uuid>,
+    types: Vec<&'a str>,
+    data: Vec<&'a serde_json::Value>,
+    metadata: Vec<serde_json::Value>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(events: &'a [NewEvent]) -> Result<Self, Error> {
+        Ok(Self {
+            ids: events.iter().map(|e| e.id).collect(),
+            types: events.iter().map(|e| e.event_type.as_str()).collect(),
+            data: events.iter().map(|e| &e.data).collect(),
+            metadata: events
+                .iter()
+                .map(|e| serde_json::to_value(&e.metadata))
+                .collect::<Result<_, _>>()
+                .map_err(Error::storage)?,
+        })
     }
 }
 

@@ -42,6 +42,52 @@ CREATE TABLE IF NOT EXISTS {s}.es_checkpoints (
     subscriber text PRIMARY KEY,
     position   bigint NOT NULL
 );
+-- The whole of an ordinary append in one call (see `append_once` in `store_impl.rs`).
+-- It writes only when the stream is live, none of the ids is stored and the expected version
+-- admits the stream's version; otherwise it writes nothing and returns written = false, and
+-- the caller decides the answer on the general path. `p_kind`: 0 any, 1 no stream, 2 stream
+-- exists, 3 exact `p_expected` (the rule of `ExpectedVersion::admits`).
+CREATE OR REPLACE FUNCTION {s}.es_append(
+    p_stream text, p_category text, p_seed bigint, p_kind smallint, p_expected bigint,
+    p_ids uuid[], p_types text[], p_data jsonb[], p_meta jsonb[],
+    OUT written boolean, OUT first_version bigint, OUT last_position bigint)
+LANGUAGE plpgsql AS $append$
+DECLARE
+    current bigint;
+    gone boolean;
+    admitted boolean;
+    base bigint;
+    n bigint := cardinality(p_ids);
+BEGIN
+    written := false;
+    -- The stream's lock first, then the transaction id: the id is then above that of every
+    -- earlier append to the stream, which committed before the lock was free.
+    PERFORM pg_advisory_xact_lock(hashtextextended(p_stream, p_seed));
+    SELECT version, deleted INTO current, gone FROM {s}.es_streams WHERE stream = p_stream;
+    IF gone OR EXISTS (SELECT 1 FROM {s}.es_events WHERE id = ANY(p_ids)) THEN
+        RETURN;
+    END IF;
+    -- (An assignment: an IF condition may not hold a CASE, whose THEN would end it.)
+    admitted := CASE p_kind
+        WHEN 0 THEN true
+        WHEN 1 THEN current IS NULL
+        WHEN 2 THEN current IS NOT NULL
+        ELSE CASE WHEN current IS NULL THEN p_expected = 0 ELSE current = p_expected END
+    END;
+    IF NOT admitted THEN
+        RETURN;
+    END IF;
+    base := pg_current_xact_id()::text::bigint * {span};
+    first_version := coalesce(current, 0) + 1;
+    INSERT INTO {s}.es_events (position, id, stream, version, category, type, data, metadata)
+    SELECT base + x.ord, x.i, p_stream, first_version + x.ord - 1, p_category, x.t, x.d, x.m
+    FROM unnest(p_ids, p_types, p_data, p_meta) WITH ORDINALITY AS x(i, t, d, m, ord);
+    INSERT INTO {s}.es_streams (stream, version) VALUES (p_stream, first_version + n - 1)
+    ON CONFLICT (stream) DO UPDATE SET version = excluded.version;
+    written := true;
+    last_position := base + n;
+END
+$append$;
 DO $retire$
 DECLARE last bigint;
 BEGIN
@@ -68,6 +114,7 @@ $retire$;
 pub(super) fn ddl(schema: &str) -> String {
     DDL.replace("{s}", schema)
         .replace("{lock}", &legacy_lock_key(schema).to_string())
+        .replace("{span}", &TX_SPAN.to_string())
 }
 
 /// The advisory-lock key every append of the previous release took in `schema` (a stable

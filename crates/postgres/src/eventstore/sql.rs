@@ -33,6 +33,7 @@ const READ_ALL: &str = "(SELECT p.*, NULL::bigint, NULL::bigint FROM \
 /// The statements of one schema, formatted once.
 #[derive(Debug)]
 pub(super) struct Sql {
+    pub append: String,
     pub stream_lock: String,
     pub tx_slot: String,
     pub by_ids: String,
@@ -66,6 +67,9 @@ impl Sql {
         };
         let read = |filter: &str| f(&READ_ALL.replace("{filter}", filter));
         Self {
+            // An ordinary append in one statement (the function is in `schema.rs`).
+            append: f("SELECT written, first_version, last_position \
+                 FROM {s}.es_append($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
             // One lock per stream (a 64-bit hash of its name, seeded per schema): appends to
             // one stream take turns, appends to different streams do not wait for each other.
             stream_lock: f("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))"),

@@ -3,6 +3,11 @@
 use super::*;
 
 impl PgEventStore {
+    /// One round trip when nothing is in the way: the function `es_append` locks the stream,
+    /// checks, inserts and commits in one statement (an implicit transaction). When it
+    /// declines — a deleted stream, a stored id, a version the expectation does not admit — the
+    /// general path decides the answer (an error, or the stored batch's result), so the
+    /// idempotency rules stay in `plan_append`.
     async fn append_once(
         &self,
         stream: &StreamId,
@@ -10,10 +15,52 @@ impl PgEventStore {
         events: &[NewEvent],
     ) -> Result<AppendResult, Error> {
         let mut client = self.pool.get().await.map_err(unavailable)?;
+        if let Some(result) = self.append_fast(&client, stream, expected, events).await? {
+            return Ok(result);
+        }
         let tx = client.transaction().await.map_err(pg)?;
         let result = self.append_in(&tx, stream, expected, events).await?;
         tx.commit().await.map_err(pg)?;
         Ok(result)
+    }
+
+    async fn append_fast(
+        &self,
+        client: &deadpool_postgres::Client,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<Option<AppendResult>, Error> {
+        let (kind, version): (i16, i64) = match expected {
+            ExpectedVersion::Any => (0, 0),
+            ExpectedVersion::NoStream => (1, 0),
+            ExpectedVersion::StreamExists => (2, 0),
+            ExpectedVersion::Exact(v) => (3, clamp(v)),
+        };
+        let cols = Columns::of(events)?;
+        let stmt = client.prepare_cached(&self.sql.append).await.map_err(pg)?;
+        let (name, category) = (stream.as_str(), stream.category());
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
+            &name,
+            &category,
+            &self.stream_seed,
+            &kind,
+            &version,
+            &cols.ids,
+            &cols.types,
+            &cols.data,
+            &cols.metadata,
+        ];
+        let row = client.query_one(&stmt, &params).await.map_err(pg)?;
+        if !row.try_get::<_, bool>(0).map_err(pg)? {
+            return Ok(None);
+        }
+        let first = row.try_get::<_, i64>(1).map_err(pg)? as u64;
+        Ok(Some(AppendResult {
+            first_version: first,
+            last_version: first + events.len() as u64 - 1,
+            last_position: row.try_get::<_, i64>(2).map_err(pg)? as u64,
+        }))
     }
 }
 
