@@ -12,11 +12,13 @@
 
 mod export;
 pub mod headers;
+mod hop;
 pub mod metrics;
 mod options;
 mod setup;
 mod spans;
 
+pub use hop::Hop;
 pub use options::{Protocol, TracingOptions};
 pub use setup::{Logs, flush, init, shutdown};
 pub use spans::{continue_trace, enabled, enabled_for, link};

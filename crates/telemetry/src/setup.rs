@@ -18,6 +18,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer, Registry};
 
 use crate::export::{Bounded, OnRuntime, Queued};
+use crate::hop::{self, PresetTraceIds};
 use crate::options::{Protocol, TracingOptions};
 use crate::{Error, spans};
 
@@ -147,11 +148,12 @@ fn provider(opts: &TracingOptions, service: &str) -> Result<SdkTracerProvider, E
         .service_name
         .clone()
         .unwrap_or_else(|| service.to_owned());
+    let root = Sampler::TraceIdRatioBased(opts.sample_ratio);
+    hop::set_root_sampler(root.clone());
     Ok(SdkTracerProvider::builder()
         .with_span_processor(processor)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            opts.sample_ratio,
-        ))))
+        .with_sampler(Sampler::ParentBased(Box::new(root)))
+        .with_id_generator(PresetTraceIds::default())
         .with_resource(Resource::builder().with_service_name(name).build())
         .build())
 }

@@ -30,7 +30,8 @@ pub(crate) fn set_enabled() {
 
 /// Whether a span continuing `parent` would be exported: spans are exported and the trace is
 /// sampled (or starts here). Call sites skip the spans of unsampled traces, so sampling also
-/// saves their cost.
+/// saves their cost. A trace that starts here is sampled by the exporter once its span
+/// exists; hops that often start traces decide before, with [`crate::Hop`].
 #[inline]
 pub fn enabled_for(parent: Option<&TraceContext>) -> bool {
     enabled() && parent.is_none_or(|p| p.parent.sampled())
