@@ -20,7 +20,7 @@ use crate::cors::Cors;
 use crate::headers::{ClientInfo, add_forwarding, strip_hop_by_hop};
 use crate::matcher::{RequestView, host_of, request_authority};
 use crate::path::NormalPath;
-use crate::problem::{Body, problem, problem_status};
+use crate::problem::{Body, RequestIds, problem, problem_status};
 use crate::ratelimit::Allowed;
 use crate::state::Shared;
 use crate::table::{Route, RouteTable};
@@ -42,6 +42,15 @@ struct Ctx {
     upgrade: bool,
 }
 
+impl Ctx {
+    fn ids(&self) -> RequestIds<'_> {
+        RequestIds {
+            request_id: self.request_id.as_str(),
+            trace: &self.trace.parent,
+        }
+    }
+}
+
 /// Handles one client request; never fails (errors become problem+json responses).
 pub(crate) async fn handle(
     shared: Arc<Shared>,
@@ -50,12 +59,14 @@ pub(crate) async fn handle(
 ) -> Response<Body> {
     // A duplicated or invalid traceparent starts a new trace (W3C trace-context §4.3).
     let incoming = trace_headers::extract(req.headers());
-    let span = spans::request(&req, incoming.as_ref());
+    // Sampled before any span exists: an unsampled request builds none.
+    let hop = flotilla_telemetry::Hop::begin(incoming.as_ref());
+    let span = spans::request(&req, &hop);
     let ctx = Ctx {
         request_id: header_str(&req, "x-request-id")
             .and_then(RequestId::parse)
             .unwrap_or_else(RequestId::generate),
-        trace: flotilla_telemetry::continue_trace(&span, incoming.as_ref()),
+        trace: hop.continue_trace(&span),
         peer,
         started: Instant::now(),
         upgrade: is_upgrade(&req),
@@ -495,7 +506,7 @@ fn error_response(ctx: &Ctx, err: &Error) -> Response<Body> {
     if let Error::Internal(detail) | Error::Upstream(detail) = err {
         tracing::warn!(request_id = %ctx.request_id, error = %detail, "request failed");
     }
-    problem(err, ctx.request_id.as_str())
+    problem(err, ctx.ids())
 }
 
 fn uri_too_long(ctx: &Ctx) -> Response<Body> {
@@ -503,7 +514,7 @@ fn uri_too_long(ctx: &Ctx) -> Response<Body> {
     problem_status(
         StatusCode::URI_TOO_LONG,
         "request target too long",
-        ctx.request_id.as_str(),
+        ctx.ids(),
         &err,
     )
 }
@@ -513,7 +524,7 @@ fn head_too_large(ctx: &Ctx) -> Response<Body> {
     problem_status(
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         "the request has more header fields, or more header bytes, than this gateway accepts",
-        ctx.request_id.as_str(),
+        ctx.ids(),
         &err,
     )
 }

@@ -8,8 +8,8 @@ use tracing::Span;
 use crate::upstream::Target;
 
 /// The server span of a client request; its name gains the route once one matched.
-pub(super) fn request<B>(req: &Request<B>, incoming: Option<&flotilla_core::TraceContext>) -> Span {
-    if !flotilla_telemetry::enabled_for(incoming) {
+pub(super) fn request<B>(req: &Request<B>, hop: &flotilla_telemetry::Hop<'_>) -> Span {
+    if !hop.records() {
         return Span::none();
     }
     tracing::info_span!(
