@@ -50,6 +50,7 @@ mod parts;
 #[cfg(feature = "platform")]
 pub mod platform;
 pub mod problem;
+mod problem_ids;
 #[cfg(feature = "eventsourcing")]
 mod projections;
 #[cfg(feature = "registry")]

@@ -123,10 +123,12 @@ pub(crate) async fn observe(
         .get(matched.map_or("unmatched", MatchedPath::as_str));
     // A duplicated or invalid traceparent starts a new trace (W3C trace-context §4.3).
     let incoming = headers::extract(req.headers());
-    let exported = server_span(&req, method, &route, incoming.as_ref());
+    // Sampled before any span exists: an unsampled request builds none.
+    let hop = flotilla_telemetry::Hop::begin(incoming.as_ref());
+    let exported = server_span(&req, method, &route, &hop);
     let ctx = Arc::new(RequestContext::from_request(
         &req,
-        flotilla_telemetry::continue_trace(&exported, incoming.as_ref()),
+        hop.continue_trace(&exported),
     ));
     let request_id = HeaderValue::from_str(ctx.request_id.as_str()).ok();
     if let Some(v) = &request_id {
@@ -151,7 +153,8 @@ pub(crate) async fn observe(
         .instrument(exported.clone())
         .await;
     state.metrics.in_flight.dec();
-    let mut response = CURRENT.sync_scope(ctx, || normalize_error(response));
+    let response = CURRENT.sync_scope(ctx.clone(), || normalize_error(response));
+    let mut response = crate::problem_ids::name(response, &ctx).await;
     if let Some(v) = request_id {
         response.headers_mut().insert(REQUEST_ID, v);
     }
@@ -181,9 +184,9 @@ fn server_span(
     req: &Request,
     method: &'static str,
     route: &str,
-    incoming: Option<&TraceContext>,
+    hop: &flotilla_telemetry::Hop<'_>,
 ) -> tracing::Span {
-    if !flotilla_telemetry::enabled_for(incoming) {
+    if !hop.records() {
         return tracing::Span::none();
     }
     tracing::info_span!(

@@ -45,6 +45,9 @@ pub struct Problem {
     /// The request id, to quote when reporting the problem.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The W3C trace id of the request (32 hex digits), to paste into a tracing UI.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub trace_id: Option<String>,
     /// Field errors of a 422.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub errors: Vec<FieldError>,
@@ -60,6 +63,7 @@ impl Problem {
             detail: None,
             instance: None,
             request_id: None,
+            trace_id: None,
             errors: Vec::new(),
         }
     }
@@ -136,9 +140,12 @@ impl Problem {
 
 impl IntoResponse for Problem {
     fn into_response(mut self) -> Response {
-        if let Some(ctx) = crate::middleware::RequestContext::current() {
+        let ctx = crate::middleware::RequestContext::current();
+        if let Some(ctx) = &ctx {
             self.request_id
                 .get_or_insert_with(|| ctx.request_id.to_string());
+            self.trace_id
+                .get_or_insert_with(|| ctx.trace.trace_id_hex());
             self.instance.get_or_insert_with(|| ctx.path.clone());
         }
         let status = self.status_code();
@@ -146,6 +153,9 @@ impl IntoResponse for Problem {
         let mut res = (status, body).into_response();
         res.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        if ctx.is_some() {
+            res.extensions_mut().insert(crate::problem_ids::Named);
+        }
         res
     }
 }
