@@ -49,6 +49,24 @@ pub(crate) enum Command {
     /// Run the saga orchestrator alone: its API on `server.listen`, on the configured event
     /// store and bus, with a registry for its HTTP steps (`[sagas]`; docs/sagas.md).
     Orchestrator(ConfigArgs),
+    /// Run the API gateway alone: client traffic on `gateway.listen`, upstreams from the
+    /// registry at `[discovery] registry_url`, its admin API on `server.listen`.
+    Gateway(ConfigArgs),
+    /// Run the event bus's HTTP API alone (`/api/v1/bus` on `server.listen`) over the engine
+    /// `[bus]` names.
+    Bus(ConfigArgs),
+    /// Run the event store's HTTP API alone (`/api/v1/streams` on `server.listen`) over the
+    /// engine `[eventstore]` names.
+    Store(ConfigArgs),
+    /// GET a URL; exit 0 on a 2xx answer, 1 otherwise (a container health check that needs no
+    /// curl).
+    Probe {
+        /// The URL, e.g. `http://127.0.0.1:4400/health`.
+        url: String,
+        /// The longest wait for the answer.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),

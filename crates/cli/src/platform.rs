@@ -154,6 +154,17 @@ fn default_shared_timeout() -> std::time::Duration {
     std::time::Duration::from_millis(50)
 }
 
+/// `[discovery]`: the registry that roles running without one of their own
+/// (`flotilla gateway`, `flotilla bus`) discover services in, through a local cache each
+/// followed service's changes are pushed into.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct DiscoveryConfig {
+    /// The registry's base URL (`http://registry:4400`). Unset: a gateway resolves static
+    /// upstreams only and the bus pushes to `url` subscriptions only.
+    pub(crate) registry_url: Option<String>,
+}
+
 /// `[sagas]`: the saga orchestrator of the control plane.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -200,6 +211,8 @@ pub(crate) struct PlatformConfig {
     pub(crate) gateway: GatewayConfig,
     /// The saga orchestrator (`[sagas]`).
     pub(crate) sagas: SagasConfig,
+    /// The remote registry of the gateway and bus roles (`[discovery]`).
+    pub(crate) discovery: DiscoveryConfig,
     /// Span export over OTLP (`[tracing]`; off by default; docs/observability.md).
     pub(crate) tracing: flotilla::telemetry::TracingOptions,
 }
@@ -218,6 +231,7 @@ impl Default for PlatformConfig {
             eventstore: EventStoreConfig::default(),
             gateway: GatewayConfig::default(),
             sagas: SagasConfig::default(),
+            discovery: DiscoveryConfig::default(),
             tracing: Default::default(),
         }
     }
@@ -273,6 +287,14 @@ impl Validate for PlatformConfig {
             return Err(ConfigError::invalid(
                 "eventstore.url",
                 "is required when eventstore.kind = \"postgres\"",
+            ));
+        }
+        if let Some(url) = &self.discovery.registry_url
+            && !url.starts_with("http://")
+        {
+            return Err(ConfigError::invalid(
+                "discovery.registry_url",
+                format!("{url:?} must be http://host:port"),
             ));
         }
         if let Some(shared) = &self.gateway.shared_rate_limits

@@ -3,6 +3,7 @@
 mod admin;
 mod backup;
 mod bus;
+mod bus_role;
 mod config;
 mod demo;
 mod demo_http;
@@ -10,9 +11,13 @@ pub(crate) mod demo_load;
 mod demo_load_stats;
 mod demo_seed;
 mod demo_supervise;
+mod gateway;
+mod probe;
 mod rebuild;
+mod role;
 mod routes;
 mod sagas;
+mod store_role;
 mod streams;
 mod up;
 
@@ -25,6 +30,10 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
         Command::Up(args) => up::run(&args.config, Role::All, demo::Demo::from_args(&args)?),
         Command::Registry(args) => up::run(&args, Role::Registry, None),
         Command::Orchestrator(args) => up::run(&args, Role::Orchestrator, None),
+        Command::Gateway(args) => gateway::run(&args),
+        Command::Bus(args) => bus_role::run(&args),
+        Command::Store(args) => store_role::run(&args),
+        Command::Probe { url, timeout } => probe::run(&url, timeout),
         Command::Config(ConfigCommand::Check(args)) => config::check(&args),
         Command::Services { command, api } => admin::services(command, &api),
         Command::Topics { command, api } => bus::topics(command, &api),

@@ -7,9 +7,10 @@
 
 use axum::Router;
 use axum::routing::get;
-use flotilla::{Microservice, MicroserviceBuilder};
+use flotilla::MicroserviceBuilder;
 
 use super::demo::Demo;
+use super::role;
 use crate::Failure;
 use crate::cli::ConfigArgs;
 use crate::platform::PlatformConfig;
@@ -22,28 +23,35 @@ pub(crate) fn run(args: &ConfigArgs, role: Role, demo: Option<Demo>) -> Result<(
     if let Some(demo) = &demo {
         demo.prepare(&mut config)?;
     }
-    let (format, level) = (config.server.log_format, &config.server.log_level);
-    flotilla::telemetry::init_with_tracing(format, level, &config.tracing, "flotilla")
-        .map_err(|e| Failure::Usage(format!("tracing: {e}")))?;
+    role::init_telemetry(&config, "flotilla")?;
     super::runtime()?.block_on(serve(config, role, demo))
 }
 
 async fn serve(config: PlatformConfig, role: Role, demo: Option<Demo>) -> Result<(), Failure> {
-    let builder = Microservice::builder("flotilla")
-        .map_err(|e| Failure::Runtime(e.into()))?
-        .version(env!("CARGO_PKG_VERSION"))
-        .description("Flotilla control plane")
-        .config(config.server.clone());
+    let builder = role::builder("flotilla", "Flotilla control plane", &config)?;
     let platform = wiring::build(&config, role, builder.metrics()).await?;
     tracing::info!(components = %platform.summary, "platform wired");
     let summary = platform.summary.clone();
-    let mut routes = Router::new()
+    let routes = Router::new()
         .route(
             "/api/v1/platform",
             get(move || async move { axum::Json(summary) }),
         )
         .merge(platform.registry.router())
-        .merge(flotilla_dashboard::router());
+        .merge(flotilla_dashboard::router())
+        .merge(role::guard_writes(guarded(&platform, &builder), &config));
+    let db = platform.db.clone();
+    let mut builder = background(builder.routes(routes), platform, &config).await?;
+    if let Some(demo) = demo {
+        builder = demo.attach(builder, &config)?;
+    }
+    let served = role::run(builder).await;
+    role::checkpoint(&db).await;
+    served
+}
+
+/// The APIs whose writes need the registry's token.
+fn guarded(platform: &Platform, builder: &MicroserviceBuilder) -> Router {
     let mut guarded = Router::new();
     if let Some(broker) = &platform.broker {
         guarded = guarded.merge(broker.router());
@@ -60,38 +68,7 @@ async fn serve(config: PlatformConfig, role: Role, demo: Option<Demo>) -> Result
     if let Some(sagas) = &platform.sagas {
         guarded = guarded.merge(flotilla_saga::api::router(sagas.clone()));
     }
-    guarded = guarded.merge(wiring::backup::router(platform.db.clone()));
-    let db = platform.db.clone();
-    // The registry checks its own token; the other APIs' writes need the same one.
-    let token = config
-        .registry
-        .token
-        .clone()
-        .map(std::sync::Arc::<str>::from);
-    routes = routes.merge(guarded.layer(axum::middleware::from_fn(move |req, next| {
-        crate::auth::require_token_for_writes(token.clone(), req, next)
-    })));
-    let mut builder = background(builder.routes(routes), platform, &config).await?;
-    if let Some(demo) = demo {
-        builder = demo.attach(builder, &config)?;
-    }
-    let service = builder.build().map_err(|e| Failure::Usage(e.to_string()))?;
-    let served = service.run().await.map_err(|e| Failure::Runtime(e.into()));
-    checkpoint(&db).await;
-    served
-}
-
-/// Moves the WAL into the database file, so after a clean shutdown `flotilla.db` alone holds
-/// everything (a copy of it is a whole backup). A failure loses nothing: the WAL stays and is
-/// replayed at the next start.
-async fn checkpoint(db: &flotilla_sqlite::Database) {
-    match db.checkpoint().await {
-        Ok(true) => tracing::info!("database checkpointed: flotilla.db holds every write"),
-        Ok(false) => tracing::warn!("database checkpoint incomplete: keep flotilla.db-wal with it"),
-        Err(e) => {
-            tracing::warn!(error = %e, "database checkpoint failed: keep flotilla.db-wal with it")
-        }
-    }
+    guarded.merge(wiring::backup::router(platform.db.clone()))
 }
 
 /// The registry's health checker and the gateway run as background tasks of the control plane,
@@ -106,51 +83,11 @@ async fn background(
         "registry",
         move |token| async move { registry.run(token).await },
     );
-    if let Some(broker) = platform.broker.clone() {
-        builder
-            .metrics()
-            .register(|registry| broker.register_metrics(registry));
-        builder = builder.task("bus", move |token| async move {
-            if let Err(e) = broker.run(token).await {
-                tracing::error!(error = %e, "push subscriptions stopped");
-            }
-        });
+    if let Some(broker) = platform.broker {
+        builder = role::attach_broker(builder, broker);
     }
-    let Some(gateway) = platform.gateway else {
-        return Ok(builder);
-    };
-    gateway_metrics(&builder, &gateway);
-    let addr = config.gateway.listen;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        Failure::Runtime(anyhow::anyhow!(
-            "cannot listen on gateway.listen {addr}: {e}"
-        ))
-    })?;
-    tracing::info!(%addr, "gateway listening");
-    let (serving, upkeep) = (gateway.clone(), gateway.clone());
-    builder = builder
-        .task("gateway", move |token| async move {
-            if let Err(e) = serving.serve(listener, token).await {
-                tracing::error!(error = %e, "gateway stopped");
-            }
-        })
-        .task("gateway-upkeep", move |token| async move {
-            upkeep.run(token).await
-        });
-    if let Some(path) = config.gateway.routes_file.clone() {
-        // SIGHUP or a change to the file reloads the routes; an invalid file is refused and
-        // the running routes keep serving.
-        builder = builder.task("gateway-reload", move |token| async move {
-            gateway
-                .watch_config(path, std::time::Duration::from_secs(2), token)
-                .await;
-        });
+    match platform.gateway {
+        Some(gateway) => role::attach_gateway(builder, gateway, config).await,
+        None => Ok(builder),
     }
-    Ok(builder)
-}
-
-fn gateway_metrics(builder: &MicroserviceBuilder, gateway: &flotilla_gateway::Gateway) {
-    builder
-        .metrics()
-        .register(|registry| gateway.register_metrics(registry));
 }

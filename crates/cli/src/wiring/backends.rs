@@ -84,9 +84,14 @@ impl Storage {
     }
 }
 
+/// The bus `config` names, on the already open `storage` when it is the embedded one.
+pub(crate) async fn bus(config: &BusConfig, storage: &Storage) -> anyhow::Result<Arc<dyn Backend>> {
+    bus_opening(config, || Ok(storage.clone())).await
+}
+
 /// The bus `config` names; `storage` is opened only for the embedded engine, so a role on
 /// NATS, RabbitMQ or Redis creates no database file.
-pub(crate) async fn bus(
+pub(crate) async fn bus_opening(
     config: &BusConfig,
     storage: impl FnOnce() -> anyhow::Result<Storage>,
 ) -> anyhow::Result<Arc<dyn Backend>> {
@@ -187,8 +192,16 @@ async fn redis(_: String, _: &str) -> anyhow::Result<Arc<dyn Backend>> {
     anyhow::bail!(needs_feature("bus.kind = \"redis\"", "redis"))
 }
 
-/// The event store `config` names; `storage` is opened only for the embedded engine.
+/// The event store `config` names, on the already open `storage` when it is the embedded one.
 pub(crate) async fn event_store(
+    config: &EventStoreConfig,
+    storage: &Storage,
+) -> anyhow::Result<Arc<dyn EventStore>> {
+    event_store_opening(config, || Ok(storage.clone())).await
+}
+
+/// The event store `config` names; `storage` is opened only for the embedded engine.
+pub(crate) async fn event_store_opening(
     config: &EventStoreConfig,
     storage: impl FnOnce() -> anyhow::Result<Storage>,
 ) -> anyhow::Result<Arc<dyn EventStore>> {

@@ -2,6 +2,8 @@
 
 mod backends;
 pub(crate) mod backup;
+mod remote;
+pub(crate) mod roles;
 mod sagas;
 
 use std::sync::Arc;
@@ -56,9 +58,9 @@ pub(crate) async fn build(
     let (broker, store, gateway, sagas) = match role {
         Role::Registry => (None, None, None, None),
         Role::Orchestrator => {
-            let bus = backends::bus(&config.bus, || Ok(storage.clone())).await?;
+            let bus = backends::bus(&config.bus, &storage).await?;
             let events = instrumented(
-                backends::event_store(&config.eventstore, || Ok(storage.clone())).await?,
+                backends::event_store(&config.eventstore, &storage).await?,
                 metrics,
             );
             let discovery: Arc<dyn Discovery> = Arc::new(registry.clone());
@@ -66,9 +68,9 @@ pub(crate) async fn build(
             (None, None, None, Some(orchestrator))
         }
         Role::All => {
-            let bus = backends::bus(&config.bus, || Ok(storage.clone())).await?;
+            let bus = backends::bus(&config.bus, &storage).await?;
             let events = instrumented(
-                backends::event_store(&config.eventstore, || Ok(storage.clone())).await?,
+                backends::event_store(&config.eventstore, &storage).await?,
                 metrics,
             );
             let discovery: Arc<dyn Discovery> = Arc::new(registry.clone());
