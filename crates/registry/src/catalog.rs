@@ -4,6 +4,11 @@
 //! Writes to one service are serialized by that service's async lock, so the store sees them in
 //! order; writes to different services proceed (and group-commit) together. Readers never wait
 //! for a write: they read the slot's current map.
+//!
+//! Over a store several replicas share, writes and the changes other replicas make take the
+//! path in [`shared`] instead.
+
+mod shared;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,6 +134,8 @@ pub(crate) struct Catalog {
     slots: Mutex<Slots>,
     index: AtomicU64,
     index_tx: watch::Sender<u64>,
+    /// With a shared store: the index of the last change applied from it.
+    cursor: tokio::sync::Mutex<u64>,
     events: broadcast::Sender<Change>,
     store: Arc<dyn CatalogStore>,
     clock: Arc<dyn Clock>,
@@ -140,15 +147,13 @@ impl Catalog {
         store: Arc<dyn CatalogStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
+        if store.shared().is_some() {
+            let catalog = Self::empty(store, clock, 0);
+            catalog.sync().await?;
+            return Ok(catalog);
+        }
         let stored = store.load().await?;
-        let catalog = Self {
-            slots: Mutex::default(),
-            index: AtomicU64::new(stored.index),
-            index_tx: watch::channel(stored.index).0,
-            events: broadcast::channel(1024).0,
-            store,
-            clock,
-        };
+        let catalog = Self::empty(store, clock, stored.index);
         for entry in stored.entries {
             let record: InstanceRecord = serde_json::from_str(&entry.document).map_err(|e| {
                 Error::Invalid(format!(
@@ -168,6 +173,18 @@ impl Catalog {
             slot.publish(revision);
         }
         Ok(catalog)
+    }
+
+    fn empty(store: Arc<dyn CatalogStore>, clock: Arc<dyn Clock>, index: u64) -> Self {
+        Self {
+            slots: Mutex::default(),
+            index: AtomicU64::new(index),
+            index_tx: watch::channel(index).0,
+            cursor: tokio::sync::Mutex::new(0),
+            events: broadcast::channel(1024).0,
+            store,
+            clock,
+        }
     }
 
     /// The slot of `service`, created empty if unknown (so watchers can wait for it).
@@ -248,6 +265,7 @@ impl Catalog {
         let service = instance.name.clone();
         let id = instance.id.clone();
         self.update(&service, &id, true, move |existing| {
+            let (instance, check) = (instance.clone(), check.clone());
             let same = existing.is_some_and(|r| r.instance == instance && r.check == check);
             let ends_drain = existing.is_some_and(ends_on_register);
             if same && !explicit_status && !ends_drain {
@@ -288,8 +306,14 @@ impl Catalog {
         service: &ServiceName,
         id: &str,
         create: bool,
-        change: impl FnOnce(Option<&InstanceRecord>) -> Option<InstanceRecord>,
+        change: impl FnMut(Option<&InstanceRecord>) -> Option<InstanceRecord>,
     ) -> Result<InstanceRecord, Error> {
+        if self.shared().is_some() {
+            let slot = self.slot(service);
+            let _write = slot.write.lock().await;
+            return self.update_shared(&slot, service, id, create, change).await;
+        }
+        let mut change = change;
         let slot = if create {
             Some(self.slot(service))
         } else {
@@ -340,6 +364,11 @@ impl Catalog {
         service: &ServiceName,
         id: &str,
     ) -> Result<InstanceRecord, Error> {
+        if self.shared().is_some() {
+            let slot = self.slot(service);
+            let _write = slot.write.lock().await;
+            return self.deregister_shared(&slot, service, id).await;
+        }
         let slot = self
             .existing_slot(service)
             .ok_or_else(|| not_found(service, id))?;
@@ -377,17 +406,25 @@ impl Catalog {
         status: Option<HealthStatus>,
     ) {
         slot.publish(index);
-        self.index_tx.send_if_modified(|i| {
-            let changed = index > *i;
-            *i = (*i).max(index);
-            changed
-        });
+        self.raise_index(index);
         // No subscribers is fine: the stream is optional.
         let _ = self.events.send(Change {
             service: service.clone(),
             revision: slot.revision(),
             id: id.to_owned(),
             status,
+        });
+    }
+}
+
+impl Catalog {
+    /// Raises the catalog-wide index to `index`, waking catalog-wide watchers if it grew.
+    fn raise_index(&self, index: u64) {
+        self.index.fetch_max(index, Ordering::SeqCst);
+        self.index_tx.send_if_modified(|i| {
+            let changed = index > *i;
+            *i = (*i).max(index);
+            changed
         });
     }
 }

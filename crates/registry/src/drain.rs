@@ -49,7 +49,7 @@ impl Registry {
                 }
                 let drain = Some(Drain {
                     kind,
-                    reason,
+                    reason: reason.clone(),
                     checked,
                 });
                 if r.drain == drain && r.status == HealthStatus::Draining {

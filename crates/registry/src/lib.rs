@@ -23,11 +23,12 @@ mod metrics;
 mod options;
 mod record;
 mod registry;
+mod replica;
 
 pub use catalog::Change;
 pub use check::{CheckKind, CheckSpec, Counters, Outcome};
 pub use error::Error;
 pub use http::REVISION_HEADER;
-pub use options::Options;
+pub use options::{CatalogKind, CatalogOptions, Options};
 pub use record::{Drain, DrainKind, InstanceRecord, Registration};
 pub use registry::{Registry, ServiceSummary};

@@ -29,6 +29,56 @@ pub struct Options {
     pub datacenter: String,
     /// Node name reported on the Consul-compatible endpoints. Default `flotilla`.
     pub node_name: String,
+    /// Where the catalog is stored (`[registry.catalog]`). The registry only carries this
+    /// setting; the binary opens the store it names.
+    pub catalog: CatalogOptions,
+    /// With a catalog shared by several replicas: how long a replica that stops renewing its
+    /// lease keeps its share of the health checks before the others take them over. Renewed
+    /// every third of it. Default 15 s.
+    #[serde(with = "humantime_serde")]
+    pub replica_lease: Duration,
+    /// With a shared catalog: how often a replica reads the others' changes even when no
+    /// notification arrived (a lost notification delays a change by at most this). Default 1 s.
+    #[serde(with = "humantime_serde")]
+    pub catch_up_interval: Duration,
+}
+
+/// Which engine stores the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogKind {
+    /// The embedded SQLite database in `storage.data_dir` (the default): one registry.
+    #[default]
+    Sqlite,
+    /// In memory: lost on exit; for trials and tests.
+    Memory,
+    /// PostgreSQL at `url`, shareable by several registry replicas (build feature `postgres`).
+    Postgres,
+}
+
+/// `[registry.catalog]`: the catalog's storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogOptions {
+    /// The engine. Default `sqlite`.
+    pub kind: CatalogKind,
+    /// PostgreSQL URL, required for `postgres`.
+    pub url: Option<String>,
+    /// PostgreSQL schema of the catalog's tables. Default `flotilla`.
+    pub schema: String,
+    /// Most pooled PostgreSQL connections. Default 8.
+    pub pool_size: usize,
+}
+
+impl Default for CatalogOptions {
+    fn default() -> Self {
+        Self {
+            kind: CatalogKind::Sqlite,
+            url: None,
+            schema: "flotilla".into(),
+            pool_size: 8,
+        }
+    }
 }
 
 impl Default for Options {
@@ -41,6 +91,9 @@ impl Default for Options {
             default_wait: Duration::from_secs(300),
             datacenter: "dc1".into(),
             node_name: "flotilla".into(),
+            catalog: CatalogOptions::default(),
+            replica_lease: Duration::from_secs(15),
+            catch_up_interval: Duration::from_secs(1),
         }
     }
 }
@@ -66,6 +119,33 @@ impl Options {
             return Err(Error::Invalid(
                 "registry.default_wait must not exceed registry.max_wait".into(),
             ));
+        }
+        self.validate_replication()
+    }
+
+    fn validate_replication(&self) -> Result<(), Error> {
+        let c = &self.catalog;
+        if c.kind == CatalogKind::Postgres && c.url.as_deref().is_none_or(str::is_empty) {
+            return Err(Error::Invalid(
+                "registry.catalog.url is required when registry.catalog.kind = \"postgres\"".into(),
+            ));
+        }
+        if c.pool_size == 0 {
+            return Err(Error::Invalid(
+                "registry.catalog.pool_size must be at least 1".into(),
+            ));
+        }
+        if self.replica_lease < Duration::from_secs(1) {
+            return Err(Error::Invalid(format!(
+                "registry.replica_lease = {:?} is below the minimum of 1s",
+                self.replica_lease
+            )));
+        }
+        if self.catch_up_interval < Duration::from_millis(10) {
+            return Err(Error::Invalid(format!(
+                "registry.catch_up_interval = {:?} is below the minimum of 10ms",
+                self.catch_up_interval
+            )));
         }
         Ok(())
     }
@@ -120,5 +200,19 @@ mod tests {
             o.validate().is_err(),
             "default_wait 5m exceeds max_wait 30s"
         );
+    }
+
+    #[test]
+    fn a_postgres_catalog_needs_a_url() {
+        let o: Options =
+            serde_json::from_str(r#"{"catalog":{"kind":"postgres","schema":"reg"}}"#).unwrap();
+        let e = o.validate().unwrap_err().to_string();
+        assert!(e.contains("registry.catalog.url"), "{e}");
+        let o: Options = serde_json::from_str(
+            r#"{"catalog":{"kind":"postgres","url":"postgres://h/db"},"replica_lease":"5s"}"#,
+        )
+        .unwrap();
+        assert!(o.validate().is_ok());
+        assert!(serde_json::from_str::<Options>(r#"{"catalog":{"kind":"mysql"}}"#).is_err());
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use flotilla_core::{Clock, ServiceName, SystemClock};
+use flotilla_core::{Clock, ServiceInstance, ServiceName, SystemClock};
 use flotilla_discovery::catalog::CatalogStore;
 use flotilla_discovery::{Discovery, HealthStatus, Query, ServiceSet};
 use serde::Serialize;
@@ -13,19 +13,23 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, Slot};
+use crate::check::CheckSpec;
 use crate::check::probe::{self, HttpClient};
 use crate::check::runner::FirstProbe;
 use crate::metrics::Metrics;
 use crate::record::{InstanceRecord, Registration};
+use crate::replica::{Replica, StopOnDrop};
 use crate::{Error, Options};
 
 type Key = (ServiceName, String);
 
-/// A running check task and the handle that wakes it on a heartbeat.
+/// A running check task, the handle that wakes it on a heartbeat, and what it was started
+/// for (a change to either restarts it).
 #[derive(Debug)]
 pub(crate) struct CheckTask {
     pub(crate) abort: AbortHandle,
     pub(crate) heartbeat: Arc<Notify>,
+    pub(crate) basis: (ServiceInstance, CheckSpec),
 }
 
 #[derive(Debug)]
@@ -37,6 +41,7 @@ pub(crate) struct Inner {
     pub(crate) permits: Semaphore,
     pub(crate) client: HttpClient,
     pub(crate) metrics: Metrics,
+    pub(crate) replica: Replica,
     prometheus: Mutex<prometheus_client::registry::Registry>,
 }
 
@@ -78,6 +83,7 @@ impl Registry {
         let mut prometheus = prometheus_client::registry::Registry::default();
         let metrics = Metrics::new(&mut prometheus);
         let inner = Inner {
+            replica: Replica::new(&options.node_name),
             permits: Semaphore::new(options.max_concurrent_checks),
             options,
             catalog,
@@ -99,22 +105,32 @@ impl Registry {
 
     /// Runs the health checks of every instance until `shutdown` is cancelled. Instances loaded
     /// from storage keep their stored status until their check says otherwise.
+    ///
+    /// Over a shared catalog it also follows the other replicas' changes, renews this
+    /// replica's lease, and runs only the checks this replica owns; on shutdown it ends its
+    /// lease so the others take them over at once. Dropping the future instead stops
+    /// everything without ending the lease, as a crash would.
     pub async fn run(&self, shutdown: CancellationToken) {
         *self.inner.running.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        for slot in self.inner.catalog.all_slots().into_values() {
-            for record in slot.records() {
-                // Spread the catalog's checks over their intervals: a restart must not fire
-                // thousands of probes on one tick.
-                self.start_check(&record, FirstProbe::Jittered);
+        let mut guard = StopOnDrop {
+            registry: self.clone(),
+            tasks: Vec::new(),
+        };
+        if self.is_shared() {
+            let tasks = self.start_replica().await;
+            guard.tasks = tasks.iter().map(|t| t.abort_handle()).collect();
+        } else {
+            for slot in self.inner.catalog.all_slots().into_values() {
+                for record in slot.records() {
+                    // Spread the catalog's checks over their intervals: a restart must not
+                    // fire thousands of probes on one tick.
+                    self.start_check(&record, FirstProbe::Jittered);
+                }
             }
         }
         shutdown.cancelled().await;
-        *self.inner.running.lock().unwrap_or_else(|p| p.into_inner()) = false;
-        let tasks =
-            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        for task in tasks.into_values() {
-            task.abort.abort();
-        }
+        drop(guard);
+        self.leave().await;
     }
 
     /// Registers (or replaces) an instance and starts its check.
@@ -132,7 +148,8 @@ impl Registry {
         // An unchanged re-registration (Consul clients and agents repeat them) keeps the
         // running check, its counters and its deregister timer. A new or changed one is probed
         // at once, so a healthy instance is routable within one probe, not one interval.
-        if before != Some(record.modify_index) {
+        // Over a shared catalog the owner starts it, when the change reaches it.
+        if before != Some(record.modify_index) && !self.is_shared() {
             self.start_check(&record, FirstProbe::Now);
         }
         Ok(record)
@@ -172,13 +189,14 @@ impl Registry {
             .update(service, id, false, |r| {
                 let mut r = r?.clone();
                 let moved = r.set_checked(status);
-                if let Some(o) = output {
-                    r.output = o;
+                if let Some(o) = &output {
+                    r.output.clone_from(o);
                 }
                 r.last_check_unix_ms = Some(now);
                 moved.then_some(r)
             })
             .await?;
+        self.share_beat(service, id).await?;
         let output = note.unwrap_or_else(|| record.output.clone());
         self.inner.catalog.note_output(service, id, output);
         self.notify_heartbeat(service, id);

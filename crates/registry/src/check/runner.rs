@@ -119,11 +119,18 @@ async fn ttl_loop(
     heartbeat: Arc<Notify>,
 ) {
     let mut critical = CriticalTimer::default();
+    let mut next_wait = ttl;
     loop {
         let wait = critical
             .remaining(spec.deregister_after)
-            .map_or(ttl, |r| r.min(ttl));
-        let expired = timeout(wait, heartbeat.notified()).await.is_err();
+            .map_or(next_wait, |r| r.min(next_wait));
+        next_wait = ttl;
+        let mut expired = timeout(wait, heartbeat.notified()).await.is_err();
+        // Over a shared catalog the heartbeat may have reached another replica.
+        if expired && let Some(left) = registry.ttl_left(&service, &id, ttl).await {
+            expired = false;
+            next_wait = left.max(Duration::from_millis(10));
+        }
         let Some(record) = registry.record(&service, &id) else {
             return;
         };

@@ -75,6 +75,33 @@ impl Registry {
             .remove(&(service.clone(), id.to_owned()));
     }
 
+    /// Starts the check of `record` unless one runs for the same instance and check.
+    pub(crate) fn ensure_check(&self, record: &InstanceRecord, first: FirstProbe) {
+        let key = (record.instance.name.clone(), record.instance.id.clone());
+        let same = self
+            .inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .is_some_and(|t| {
+                t.basis.0 == record.instance && Some(&t.basis.1) == record.check.as_ref()
+            });
+        if !same {
+            self.start_check(record, first);
+        }
+    }
+
+    /// Stops every check (the registry stops running).
+    pub(crate) fn stop_all_checks(&self) {
+        *self.inner.running.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        let tasks =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks.into_values() {
+            task.abort.abort();
+        }
+    }
+
     pub(crate) fn start_check(&self, record: &InstanceRecord, first: FirstProbe) {
         let key = (record.instance.name.clone(), record.instance.id.clone());
         let running = *self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -85,6 +112,7 @@ impl Registry {
         let (true, Some(spec)) = (running, record.check.clone()) else {
             return;
         };
+        let basis = (record.instance.clone(), spec.clone());
         let heartbeat = Arc::new(Notify::new());
         let task = tokio::spawn(runner::run(
             self.clone(),
@@ -99,6 +127,7 @@ impl Registry {
             CheckTask {
                 abort: task.abort_handle(),
                 heartbeat,
+                basis,
             },
         );
     }

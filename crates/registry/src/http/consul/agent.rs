@@ -178,8 +178,9 @@ pub(super) async fn register(
     Ok(().into_response())
 }
 
-fn owner(r: &Registry, id: &str) -> Result<ServiceName, Error> {
-    r.find_by_id(id)
+async fn owner(r: &Registry, id: &str) -> Result<ServiceName, Error> {
+    r.locate(id)
+        .await
         .ok_or_else(|| Error::NotFound(format!("service ID {id:?}")))
 }
 
@@ -187,7 +188,7 @@ pub(super) async fn deregister(
     State(r): State<Registry>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    r.deregister(&owner(&r, &id)?, &id).await?;
+    r.deregister(&owner(&r, &id).await?, &id).await?;
     Ok(().into_response())
 }
 
@@ -199,7 +200,7 @@ pub(super) async fn maintenance(
     Path(id): Path<String>,
     axum::extract::Query(pairs): Pairs,
 ) -> Result<Response, Error> {
-    let service = owner(&r, &id)?;
+    let service = owner(&r, &id).await?;
     let get = |key: &str| {
         pairs
             .iter()
@@ -244,7 +245,8 @@ pub(super) async fn check_update(
     };
     let id = check_id.strip_prefix("service:").unwrap_or(&check_id);
     let service = r
-        .find_by_id(id)
+        .locate(id)
+        .await
         .ok_or_else(|| Error::NotFound(format!("check ID {check_id:?}")))?;
     let note = pairs.into_iter().find(|(k, _)| k == "note").map(|(_, v)| v);
     if note.as_ref().is_some_and(|n| n.len() > 4096) {
