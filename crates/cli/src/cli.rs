@@ -126,6 +126,11 @@ pub(crate) enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Copy a stopped `flotilla up`'s data (event store, bus groups with their undelivered
+    /// events and dead letters, registry catalog) into the engines a target configuration
+    /// names (PostgreSQL, NATS, ...), then verify the copy. Resumable: run it again after an
+    /// interruption. Exit 1 when source and target differ (docs/deployment.md).
+    Migrate(MigrateArgs),
     /// Event-store streams.
     Streams {
         #[command(subcommand)]
@@ -156,6 +161,26 @@ pub(crate) enum Command {
         /// users, orders, inventory or payments.
         service: String,
     },
+}
+
+/// `flotilla migrate`'s options.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct MigrateArgs {
+    /// The stopped platform's data directory (its `storage.data_dir`). Progress is kept there
+    /// in `migrate-progress.json`.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: PathBuf,
+    /// The target configuration (TOML), e.g. `eventstore.kind = "postgres"` and
+    /// `bus.kind = "nats"` with their URLs. Environment variables `FLOTILLA_<SECTION>__<KEY>`
+    /// override it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) to: PathBuf,
+    /// Only report what would be copied.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Print the verification as one JSON document instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// `flotilla up`'s options.

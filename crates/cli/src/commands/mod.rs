@@ -12,6 +12,7 @@ mod demo_load_stats;
 mod demo_seed;
 mod demo_supervise;
 mod gateway;
+mod migrate;
 mod probe;
 mod rebuild;
 mod role;
@@ -45,6 +46,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
             data_dir,
             api,
         } => backup::run(&dest, data_dir.as_deref(), &api),
+        Command::Migrate(args) => migrate::run(&args),
         Command::Streams { command, api } => streams::streams(command, &api),
         Command::Projections { command, api } => streams::projections(command, &api),
         Command::Sagas { command, api } => sagas::run(command, &api),

@@ -1,6 +1,6 @@
 //! Wiring: configuration -> backends -> components. The only place that knows every crate.
 
-mod backends;
+pub(crate) mod backends;
 pub(crate) mod backup;
 mod remote;
 pub(crate) mod roles;

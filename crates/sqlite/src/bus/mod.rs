@@ -8,6 +8,7 @@
 //! even across a restart. The whole contract is honoured (`Capabilities::ALL`).
 
 mod dlq;
+mod export;
 mod lease;
 pub mod outbox;
 mod publish;
@@ -23,6 +24,8 @@ use flotilla_bus::{
     GroupName, GroupSpec, Outgoing, PublishOutcome, Receipt, TopicInfo,
 };
 use tokio::sync::Notify;
+
+pub use export::PendingDelivery;
 
 use crate::{Database, Error};
 
