@@ -1,0 +1,25 @@
+//! Seeded simulation of network faults: the real clients against the real servers, each in
+//! its own simulated host, under partitions, delays, link failures and restarts. See the
+//! Simulation section of docs/RELIABILITY.md.
+//!
+//! `SIM_SEED=n` replays one seed, `SIM_SEEDS=n` runs seeds `0..n`.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+#[path = "simulation/faults.rs"]
+mod faults;
+#[path = "simulation/net.rs"]
+#[allow(dead_code)]
+mod net;
+#[path = "simulation/registry.rs"]
+mod registry;
+#[path = "simulation/seeds.rs"]
+mod seeds;
+
+#[test]
+fn agents_reregister_and_followers_converge_after_any_fault() {
+    seeds::run_all(
+        "agents_reregister_and_followers_converge_after_any_fault",
+        100,
+        registry::run,
+    );
+}
