@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use flotilla_bus::Backend;
 use flotilla_discovery::catalog::CatalogStore;
 use flotilla_eventstore::EventStore;
+use flotilla_registry::{CatalogKind, CatalogOptions};
 
 use crate::platform::{BusConfig, BusKind, EventStoreConfig, PlatformConfig, StoreKind};
 
@@ -40,12 +41,14 @@ fn first_missing(
     };
     let store = (config.eventstore.kind == StoreKind::Postgres)
         .then_some(("eventstore.kind = \"postgres\"", "postgres"));
+    let catalog = (config.registry.catalog.kind == CatalogKind::Postgres)
+        .then_some(("registry.catalog.kind = \"postgres\"", "postgres"));
     let limits = config
         .gateway
         .shared_rate_limits
         .as_ref()
         .map(|_| ("[gateway.shared_rate_limits]", "redis"));
-    [bus, store, limits]
+    [bus, store, catalog, limits]
         .into_iter()
         .flatten()
         .find(|(_, feature)| !built(feature))
@@ -87,6 +90,38 @@ impl Storage {
 /// The bus `config` names, on the already open `storage` when it is the embedded one.
 pub(crate) async fn bus(config: &BusConfig, storage: &Storage) -> anyhow::Result<Arc<dyn Backend>> {
     bus_opening(config, || Ok(storage.clone())).await
+}
+
+/// The registry catalog `options` name; `storage` is the embedded database the `sqlite` one
+/// lives in.
+pub(crate) async fn catalog(
+    options: &CatalogOptions,
+    storage: &Storage,
+) -> anyhow::Result<Arc<dyn CatalogStore>> {
+    Ok(match options.kind {
+        CatalogKind::Sqlite => storage.catalog()?,
+        CatalogKind::Memory => Arc::new(flotilla_discovery::catalog::MemoryCatalogStore::new()),
+        CatalogKind::Postgres => postgres_catalog(options).await?,
+    })
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres_catalog(options: &CatalogOptions) -> anyhow::Result<Arc<dyn CatalogStore>> {
+    let mut opts = flotilla_postgres::Options::new(options.url.clone().unwrap_or_default());
+    opts.schema = options.schema.clone();
+    opts.pool_size = options.pool_size;
+    let store = flotilla_postgres::catalog::PgCatalog::open(&opts)
+        .await
+        .context("cannot open the registry catalog on PostgreSQL")?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres_catalog(_: &CatalogOptions) -> anyhow::Result<Arc<dyn CatalogStore>> {
+    anyhow::bail!(needs_feature(
+        "registry.catalog.kind = \"postgres\"",
+        "postgres"
+    ))
 }
 
 /// The bus `config` names; `storage` is opened only for the embedded engine, so a role on

@@ -49,7 +49,7 @@ pub(crate) async fn build(
 ) -> anyhow::Result<Platform> {
     backends::require_built(config)?;
     let storage = backends::Storage::open(&config.storage.data_dir)?;
-    let catalog = storage.catalog()?;
+    let catalog = backends::catalog(&config.registry.catalog, &storage).await?;
     let registry = flotilla_registry::Registry::new(config.registry.clone(), catalog)
         .await
         .context("cannot start the registry")?;
