@@ -13,7 +13,8 @@ use crate::service::{Hook, HookContext, MicroserviceBuilder};
 /// How a service registers itself.
 #[derive(Debug, Clone)]
 pub struct SelfRegistration {
-    /// The control plane's URL (`http://127.0.0.1:4400`).
+    /// The control plane's URL (`http://127.0.0.1:4400`), or several registry replicas
+    /// separated by commas (`http://r1:4400,http://r2:4400`).
     pub url: String,
     /// Bearer token for registry writes, when required.
     pub token: Option<String>,

@@ -1,7 +1,7 @@
 //! [`RegistryClient`]: the registry's HTTP API as async calls, and the local discovery cache.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,7 +26,9 @@ const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 /// How to reach the registry.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// Base URL of the control plane, e.g. `http://127.0.0.1:4400`.
+    /// Base URL of the control plane, e.g. `http://127.0.0.1:4400`, or several registry
+    /// replicas separated by commas (`http://r1:4400,http://r2:4400`): calls go to one replica
+    /// and move to the next when it cannot be reached.
     pub url: String,
     /// Bearer token for writes, when the registry requires one.
     pub token: Option<String>,
@@ -57,7 +59,10 @@ impl ClientOptions {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) options: ClientOptions,
-    base: String,
+    /// The replicas' base URLs, in the configured order.
+    bases: Vec<String>,
+    /// Index into `bases` of the replica calls go to first.
+    current: AtomicUsize,
     http: Client<Connector, Full<Bytes>>,
     cache: Mutex<HashMap<ServiceName, watch::Sender<ServiceSet>>>,
     runtime: tokio::runtime::Handle,
@@ -114,24 +119,15 @@ impl RegistryClient {
     }
 
     fn with_connector(options: ClientOptions, connector: Connector) -> Result<Self, Error> {
-        let uri: http::Uri = options
-            .url
-            .parse()
-            .map_err(|e| Error::Options(format!("url {:?}: {e}", options.url)))?;
-        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-            return Err(Error::Options(format!(
-                "url {:?} must be http://host:port",
-                options.url
-            )));
-        }
+        let bases = parse_bases(&options.url)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             Error::Options("RegistryClient::new must run inside a Tokio runtime".into())
         })?;
-        let base = options.url.trim_end_matches('/').to_owned();
         let http = Client::builder(TokioExecutor::new()).build(connector);
         let inner = Inner {
             options,
-            base,
+            bases,
+            current: AtomicUsize::new(0),
             http,
             cache: Mutex::default(),
             runtime,
@@ -143,7 +139,9 @@ impl RegistryClient {
         })
     }
 
-    /// Sends one request; answers the body of a 2xx, or the error the registry gave.
+    /// Sends one request; answers the body of a 2xx, or the error the registry gave. With
+    /// several replicas, a replica that cannot be reached hands the call to the next one
+    /// (within the same `deadline`), and later calls start there.
     pub(crate) async fn call(
         &self,
         method: http::Method,
@@ -151,17 +149,55 @@ impl RegistryClient {
         body: Option<Vec<u8>>,
         deadline: Duration,
     ) -> Result<Bytes, Error> {
+        let body = Bytes::from(body.unwrap_or_default());
+        let until = tokio::time::Instant::now() + deadline;
+        let bases = &self.inner.bases;
+        let first = self.inner.current.load(Ordering::Relaxed) % bases.len();
+        let mut last_error = None;
+        for turn in 0..bases.len() {
+            let at = (first + turn) % bases.len();
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            match self
+                .call_one(&bases[at], method.clone(), path, body.clone(), left)
+                .await
+            {
+                Err(Error::Unreachable(why)) => {
+                    // Move on only if no other call has moved already.
+                    let next = (at + 1) % bases.len();
+                    let _ = self.inner.current.compare_exchange(
+                        at,
+                        next,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    last_error = Some(Error::Unreachable(why));
+                }
+                answered => return answered,
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::Unreachable("no registry configured".into())))
+    }
+
+    async fn call_one(
+        &self,
+        base: &str,
+        method: http::Method,
+        path: &str,
+        body: Bytes,
+        deadline: Duration,
+    ) -> Result<Bytes, Error> {
+        let has_body = !body.is_empty();
         let mut builder = http::Request::builder()
             .method(method)
-            .uri(format!("{}{path}", self.inner.base));
+            .uri(format!("{base}{path}"));
         if let Some(token) = &self.inner.options.token {
             builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
         }
-        if body.is_some() {
+        if has_body {
             builder = builder.header(http::header::CONTENT_TYPE, "application/json");
         }
         let request = builder
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(Full::new(body))
             .map_err(|e| Error::Options(format!("cannot build request for {path}: {e}")))?;
         let exchange = async {
             let response = self
@@ -257,6 +293,24 @@ impl RegistryClient {
     }
 }
 
+/// The base URLs of `url`: one, or several separated by commas, each `http://host:port`.
+fn parse_bases(url: &str) -> Result<Vec<String>, Error> {
+    url.split(',')
+        .map(str::trim)
+        .map(|one| {
+            let uri: http::Uri = one
+                .parse()
+                .map_err(|e| Error::Options(format!("url {one:?}: {e}")))?;
+            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+                return Err(Error::Options(format!(
+                    "url {one:?} must be http://host:port"
+                )));
+            }
+            Ok(one.trim_end_matches('/').to_owned())
+        })
+        .collect()
+}
+
 impl Discovery for RegistryClient {
     fn watch(&self, service: &ServiceName) -> watch::Receiver<ServiceSet> {
         let (tx, new) = self.sender(service);
@@ -285,6 +339,18 @@ mod tests {
             assert!(matches!(e, Error::Options(_)), "{bad}: {e}");
         }
         assert!(RegistryClient::new(ClientOptions::new("http://127.0.0.1:4400/")).is_ok());
+    }
+
+    #[test]
+    fn several_replicas_are_separated_by_commas_and_each_is_checked() {
+        let bases = parse_bases("http://r1:4400/, http://r2:4400").unwrap();
+        assert_eq!(bases, ["http://r1:4400", "http://r2:4400"]);
+        let e = parse_bases("http://r1:4400,r2:4400").unwrap_err();
+        assert!(e.to_string().contains("\"r2:4400\""), "{e}");
+        assert!(
+            parse_bases("http://r1:4400,").is_err(),
+            "an empty entry is refused"
+        );
     }
 
     #[test]

@@ -269,3 +269,25 @@ async fn service_url_resolves_by_id_or_round_robin_from_the_cache() {
     );
     assert!(c.service_url(&users(), Some("zzz")).is_none());
 }
+
+#[tokio::test]
+async fn a_replica_that_cannot_be_reached_hands_calls_to_the_next() {
+    let (dead, _) = common::listener().await;
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let (r, addr, _run) = start(&MemoryCatalogStore::new(), None).await;
+    let mut o = ClientOptions::new(format!("http://{dead_addr}, http://{addr}"));
+    o.wait = Duration::from_secs(1);
+    o.timeout = Duration::from_secs(1);
+    let c = RegistryClient::new(o).unwrap();
+    r.register(Registration::new(instance("a", 1)))
+        .await
+        .unwrap();
+    let services = c.services().await.unwrap();
+    assert_eq!(services.len(), 1, "the call reached the live replica");
+    let mut rx = c.watch(&users());
+    wait_for(&mut rx, "a, followed through the live replica", |s| {
+        s.routable().count() == 1
+    })
+    .await;
+}
