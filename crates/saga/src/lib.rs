@@ -27,6 +27,7 @@ mod error;
 pub mod event;
 mod observer;
 mod orchestrator;
+mod spans;
 pub mod state;
 pub mod template;
 

@@ -75,6 +75,10 @@ impl BusRunner {
             .with_json(data)
             .with_correlation_id(call.saga_id.clone());
         event.id = format!("{}:{}", call.idempotency_key, call.attempt);
+        if let Some(trace) = &call.trace {
+            // The bus's publish span and the participant's consumer span join the attempt's.
+            event.set_trace_context(trace);
+        }
         let key = ExtensionValue::String(call.idempotency_key.clone());
         event
             .set_extension(EXT_IDEMPOTENCY_KEY, key)

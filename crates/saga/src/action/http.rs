@@ -91,8 +91,13 @@ impl HttpRunner {
             req = req.header(CONTENT_TYPE, "application/json");
         }
         let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-        req.body(Full::new(bytes))
-            .map_err(|e| StepError::permanent(format!("cannot build the request: {e}")))
+        let mut request = req
+            .body(Full::new(bytes))
+            .map_err(|e| StepError::permanent(format!("cannot build the request: {e}")))?;
+        if let Some(trace) = &call.trace {
+            flotilla_telemetry::headers::inject(request.headers_mut(), trace);
+        }
+        Ok(request)
     }
 
     fn pick(&self, h: &HttpAction) -> Result<ServiceInstance, StepError> {

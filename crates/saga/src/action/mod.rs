@@ -39,6 +39,9 @@ pub struct StepCall {
     pub data: Value,
     /// Results of the steps that succeeded so far, by step name.
     pub results: BTreeMap<String, Value>,
+    /// The trace context the call passes on (the attempt's span when spans are exported):
+    /// HTTP steps send it as `traceparent`, bus commands carry it as their event's.
+    pub trace: Option<flotilla_core::TraceContext>,
 }
 
 impl StepCall {
@@ -57,6 +60,7 @@ impl StepCall {
                 .iter()
                 .filter_map(|s| Some((s.name.clone(), s.result.clone()?)))
                 .collect(),
+            trace: state.trace.clone(),
         }
     }
 

@@ -13,6 +13,10 @@ pub(super) fn instance(state: &SagaState) -> Value {
     let mut v = serde_json::to_value(state).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
         m.insert("current_step".into(), json!(current_step(state)));
+        if let Some(trace) = &state.trace {
+            m.insert("trace_id".into(), json!(trace.parent.trace_id_hex()));
+            m.insert("traceparent".into(), json!(trace.parent.to_string()));
+        }
     }
     v
 }

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -25,15 +25,23 @@ pub(super) struct StartBody {
 pub(super) async fn start(
     State(orch): State<Orchestrator>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
+    // The host's request pipeline put this hop's own context in the headers.
+    let trace = flotilla_telemetry::headers::extract(&headers);
     let StartBody { data, id } = json_body(body).await?;
     let (id, created) = match id {
         Some(id) => {
-            let started = orch.start_with_id(&name, &id, data).await?;
+            let started = orch
+                .start_with_id_in_trace(&name, &id, data, trace.as_ref())
+                .await?;
             (started.id, started.created)
         }
-        None => (orch.start(&name, data).await?, true),
+        None => (
+            orch.start_in_trace(&name, data, trace.as_ref()).await?,
+            true,
+        ),
     };
     let status = if created {
         StatusCode::CREATED

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
+use tracing::Instrument as _;
 
 use super::Shared;
 use super::stream::{self, Appended};
 use crate::action::StepCall;
 use crate::definition::{Action, SagaDefinition};
 use crate::event::SagaEvent;
+use crate::spans;
 use crate::state::{self, Effect, SagaState};
 
 pub(super) struct Driver {
@@ -112,12 +114,14 @@ impl Driver {
     ) -> crate::Result<()> {
         let def = self.def.clone();
         let action = self.action(&def, step, compensation)?;
-        let call = StepCall::new(&self.state, step, attempt, compensation);
+        let mut call = StepCall::new(&self.state, step, attempt, compensation);
+        let span = spans::attempt(self.state.trace.as_ref(), &mut call);
         let run = self.shared.executor.run(&def, action, call);
         let outcome = tokio::select! {
-            r = tokio::time::timeout(self.until(until), run) => r,
+            r = tokio::time::timeout(self.until(until), run).instrument(span.clone()) => r,
             () = self.wake.notified() => return self.refresh().await,
         };
+        spans::record(&span, outcome.as_ref().ok());
         let Ok(outcome) = outcome else {
             return Ok(());
         };
@@ -147,11 +151,16 @@ impl Driver {
         let mut attempts = tokio::task::JoinSet::new();
         for (step, attempt, until) in runs {
             let action = self.action(&self.def, step, compensation)?.clone();
-            let call = StepCall::new(&self.state, step, attempt, compensation);
+            let mut call = StepCall::new(&self.state, step, attempt, compensation);
+            let span = spans::attempt(self.state.trace.as_ref(), &mut call);
             let (shared, def, left) = (self.shared.clone(), self.def.clone(), self.until(until));
             attempts.spawn(async move {
                 let run = shared.executor.run(&def, &action, call);
-                (step, attempt, tokio::time::timeout(left, run).await)
+                let outcome = tokio::time::timeout(left, run)
+                    .instrument(span.clone())
+                    .await;
+                spans::record(&span, outcome.as_ref().ok());
+                (step, attempt, outcome)
             });
         }
         loop {

@@ -136,11 +136,23 @@ impl Orchestrator {
     }
 
     /// Starts an instance of the latest version of `name` with `data`; returns its id
-    /// (`<name>-<uuid>`). When this returns, the start is durable.
+    /// (`<name>-<uuid>`). When this returns, the start is durable. The instance starts a
+    /// trace of its own; [`start_in_trace`](Self::start_in_trace) joins the caller's.
     pub async fn start(&self, name: &str, data: Value) -> Result<String> {
+        self.start_in_trace(name, data, None).await
+    }
+
+    /// [`start`](Self::start) as part of the trace `starter` (a request's `traceparent`):
+    /// its steps' spans and calls continue that trace, even after a restart.
+    pub async fn start_in_trace(
+        &self,
+        name: &str,
+        data: Value,
+        starter: Option<&flotilla_core::TraceContext>,
+    ) -> Result<String> {
         let def = self.definition(name, None)?;
         let id = format!("{name}-{}", uuid::Uuid::now_v7());
-        let (new, state) = self.opening(&id, &def, data)?;
+        let (new, state) = self.opening(&id, &def, data, starter)?;
         let stream = stream::stream_of(&id)?;
         let store = self.shared.store.as_ref();
         stream::append_durably(store, &stream, ExpectedVersion::NoStream, new).await?;
@@ -156,6 +168,7 @@ impl Orchestrator {
         id: &str,
         def: &SagaDefinition,
         data: Value,
+        starter: Option<&flotilla_core::TraceContext>,
     ) -> Result<(Vec<flotilla_eventstore::NewEvent>, SagaState)> {
         let now = self.shared.now();
         let started = SagaEvent::Started {
@@ -168,6 +181,7 @@ impl Orchestrator {
         };
         let mut state =
             SagaState::start(id, &started).map_err(|r| Error::definition("steps", r))?;
+        let trace = crate::spans::start(&def.name, id, starter);
         let mut events = vec![started];
         if let Some(lease) = &self.shared.lease {
             let claimed = SagaEvent::Claimed {
@@ -188,7 +202,9 @@ impl Orchestrator {
             state.stream_version += 1;
             events.push(first);
         }
-        let new = events.iter().map(|e| e.to_new_event(id)).collect();
+        let mut new: Vec<_> = events.iter().map(|e| e.to_new_event(id)).collect();
+        crate::spans::to_metadata(&trace, &mut new[0].metadata);
+        state.trace = Some(trace);
         Ok((new, state))
     }
 

@@ -45,9 +45,20 @@ impl Orchestrator {
     /// the same definition name and input answers the existing instance (`created: false`);
     /// one with other content is refused as a conflict.
     pub async fn start_with_id(&self, name: &str, id: &str, data: Value) -> Result<Started> {
+        self.start_with_id_in_trace(name, id, data, None).await
+    }
+
+    /// [`start_with_id`](Self::start_with_id) as part of the trace `starter`.
+    pub async fn start_with_id_in_trace(
+        &self,
+        name: &str,
+        id: &str,
+        data: Value,
+        starter: Option<&flotilla_core::TraceContext>,
+    ) -> Result<Started> {
         check_id(id)?;
         let def = self.definition(name, None)?;
-        let (new, state) = self.opening(id, &def, data.clone())?;
+        let (new, state) = self.opening(id, &def, data.clone(), starter)?;
         let stream = stream::stream_of(id)?;
         let store = self.shared.store.as_ref();
         match stream::append_durably(store, &stream, ExpectedVersion::NoStream, new).await {

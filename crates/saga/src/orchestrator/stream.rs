@@ -57,8 +57,9 @@ pub(crate) async fn load(store: &dyn EventStore, id: &str) -> Result<SagaState> 
     let first = events
         .first()
         .ok_or_else(|| Error::NotFound(id.to_owned()))?;
-    let state =
+    let mut state =
         SagaState::start(id, &SagaEvent::from_recorded(first)?).map_err(|r| corrupt(first, r))?;
+    state.trace = crate::spans::from_metadata(&first.metadata);
     catch_up(store, state).await
 }
 

@@ -34,6 +34,7 @@ impl SagaState {
             finished_at: None,
             owner: None,
             stream_version: 1,
+            trace: None,
         })
     }
 

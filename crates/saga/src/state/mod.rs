@@ -174,6 +174,10 @@ pub struct SagaState {
     pub owner: Option<String>,
     /// The stream's version this state includes: the expected version of the next append.
     pub stream_version: u64,
+    /// The trace the instance belongs to: its start's context, kept in the `SagaStarted`
+    /// event's metadata. Its steps' spans are children of it.
+    #[serde(skip)]
+    pub trace: Option<flotilla_core::TraceContext>,
 }
 
 /// What to do next; the driver carries it out and records the outcome as an event.

@@ -49,6 +49,8 @@ struct Inner {
 pub struct Participants {
     inner: Arc<Mutex<Inner>>,
     calls: Arc<watch::Sender<Vec<Call>>>,
+    /// Every call as received, for what `Call` leaves out (its trace).
+    received: Arc<Mutex<Vec<StepCall>>>,
 }
 
 impl Participants {
@@ -56,6 +58,7 @@ impl Participants {
         Self {
             inner: Arc::default(),
             calls: Arc::new(watch::Sender::new(Vec::new())),
+            received: Arc::default(),
         }
     }
 
@@ -71,6 +74,11 @@ impl Participants {
         let mut inner = self.inner.lock().unwrap();
         inner.defaults.insert(function.into(), reply);
         self
+    }
+
+    /// Every call as received, with its trace context.
+    pub fn traced_calls(&self) -> Vec<StepCall> {
+        self.received.lock().unwrap().clone()
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -102,6 +110,7 @@ impl Participants {
     }
 
     async fn handle(&self, function: &str, call: StepCall) -> Result<Value, StepError> {
+        self.received.lock().unwrap().push(call.clone());
         self.calls.send_modify(|c| {
             c.push(Call {
                 function: function.into(),
