@@ -10,15 +10,20 @@
 # limiting + JWT (gateway) vs rate limiting (nginx; open-source nginx cannot verify JWTs), then
 # a cached route (the gateway's response cache vs nginx's proxy_cache; after the first request
 # both answer without the upstream; it sends no Cache-Control, so both are configured to give
-# its 200s 60 s of freshness).
+# its 200s 60 s of freshness). Last, memory: IDLE (10,000) keep-alive client connections, each
+# having made one request, held open and idle against nginx and against the gateway in turn;
+# the proxy's proportional set size (Pss: nginx's master and worker summed, the gateway's one
+# process) is read before and while they are held.
 #
 #   bench/gateway/run.sh                 # 10 s per point, 1/64/256 connections
 #   DURATION=5 CONNS="1 64" bench/gateway/run.sh
 #   SKIP_BUILD=1 bench/gateway/run.sh    # reuse the last release build
+#   IDLE=0 bench/gateway/run.sh          # skip the idle-connection memory comparison
 set -euo pipefail
 
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-"1 64 256"}
+IDLE=${IDLE:-10000}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -37,8 +42,8 @@ need nginx nginx
 need wrk wrk
 need taskset util-linux
 
-[ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p flotilla-gateway --example bench_gateway
-BIN=$CARGO_TARGET_DIR/release/examples/bench_gateway
+[ -n "${SKIP_BUILD:-}${BIN:-}" ] || cargo build --release -q -p flotilla-gateway --example bench_gateway
+BIN=${BIN:-$CARGO_TARGET_DIR/release/examples/bench_gateway}
 WORK=$(mktemp -d)
 # nginx's workers (not root) must reach the proxy_cache directory.
 chmod 711 "$WORK" && mkdir -m 777 "$WORK/ncache"
@@ -53,10 +58,11 @@ trap cleanup EXIT
 # ---- configurations ----------------------------------------------------------------------
 cat >"$WORK/nginx.conf" <<EOF
 worker_processes 1;
+worker_rlimit_nofile 20000;
 daemon on;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx-error.log warn;
-events { worker_connections 4096; }
+events { worker_connections 12000; }
 http {
   access_log off;
   client_body_temp_path $WORK/body; proxy_temp_path $WORK/proxy;
@@ -84,7 +90,8 @@ EOF
 
 cat >"$WORK/gateway.toml" <<EOF
 [server]
-max_connections = 4096
+max_connections = 12000
+upstream_pool_idle_per_host = 256
 [[upstreams]]
 name = "up"
 urls = ["http://127.0.0.1:$P_UP"]
@@ -101,6 +108,7 @@ EOF
 cat >"$WORK/gateway-jwt.toml" <<EOF
 [server]
 max_connections = 4096
+upstream_pool_idle_per_host = 256
 [[upstreams]]
 name = "up"
 urls = ["http://127.0.0.1:$P_UP"]
@@ -119,6 +127,7 @@ EOF
 cat >"$WORK/gateway-cache.toml" <<EOF
 [server]
 max_connections = 4096
+upstream_pool_idle_per_host = 256
 [[upstreams]]
 name = "up"
 urls = ["http://127.0.0.1:$P_UP"]
@@ -173,7 +182,7 @@ measure() {
 }
 
 {
-  echo "Gateway vs nginx, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, ${DURATION}s per point"
+  echo "Gateway vs nginx, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, ${DURATION}s per point, load average at the start $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   echo "| scenario | conns | req/s | CPU µs/req | p50 µs | p99 µs | added p50 µs | added p99 µs |"
   echo "|---|---|---|---|---|---|---|---|"
@@ -215,4 +224,41 @@ done
     done
   done
 } >>"$OUT"
+
+# ---- memory at IDLE idle keep-alive connections ------------------------------------------
+pss_kb() { # pids... -> summed Pss in kB
+  local sum=0 p
+  for p in "$@"; do sum=$((sum + $(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup"))); done
+  echo "$sum"
+}
+# hold PORT PIDS... -> "pss_before_kb pss_held_kb"
+hold() {
+  local port=$1; shift
+  local before; before=$(pss_kb "$@")
+  local fifo=$WORK/idle.out
+  taskset -c "$LOAD_CPU" "$BIN" idle 127.0.0.1:"$port" "$IDLE" >"$fifo" &
+  local holder=$!
+  for _ in $(seq 600); do grep -q ready "$fifo" 2>/dev/null && break; sleep 0.1; done
+  grep -q ready "$fifo" || { echo "idle connections to $port not all opened" >&2; }
+  sleep 2
+  local held; held=$(pss_kb "$@")
+  kill "$holder"; wait "$holder" 2>/dev/null || true
+  sleep 2
+  echo "$before $held"
+}
+if [ "$IDLE" -gt 0 ]; then
+  read -r nb nh <<<"$(hold $P_NGINX "$(cat "$WORK/nginx.pid")" "$NGINX_WORKER")"
+  read -r gb gh <<<"$(hold $P_GW "$GW")"
+  {
+    echo
+    echo "Memory with $IDLE idle keep-alive client connections (Pss, MiB; nginx = master + worker):"
+    echo
+    echo "| proxy | before | held | per connection KiB |"
+    echo "|---|---|---|---|"
+    awk -v b="$nb" -v h="$nh" -v n="$IDLE" 'BEGIN { printf "| nginx | %.1f | %.1f | %.2f |\n", b/1024, h/1024, (h-b)/n }'
+    awk -v b="$gb" -v h="$gh" -v n="$IDLE" 'BEGIN { printf "| gateway | %.1f | %.1f | %.2f |\n", b/1024, h/1024, (h-b)/n }'
+    awk -v g="$gh" -v n="$nh" 'BEGIN { printf "\nMemory ratio gateway ÷ nginx while held: %.2f\n", g/n }'
+  } >>"$OUT"
+fi
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT"
 cat "$OUT"

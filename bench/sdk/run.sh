@@ -6,6 +6,11 @@
 # The server is pinned to CPU 0 and wrk to CPU 1; the two servers alternate ROUNDS times and
 # the median of each is reported.
 #
+# Second part, the client: a `ServiceClient` (full default policy stack) and a bare hyper-util
+# client each call the bare axum server running in another process (server on CPU 0, client on
+# CPU 1, CONNECTIONS calls in flight from one worker thread), alternating ROUNDS times;
+# requests/s and the client's CPU per request, medians and ratio.
+#
 #   bench/sdk/run.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,8 +20,13 @@ rounds=${3:-3}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/flotilla/target}
-cargo build --release -q -p flotilla --example hello
+if [ -z "${SKIP_BUILD:-}" ]; then
+  cargo build --release -q -p flotilla --example hello
+  cargo build --release -q -p flotilla-client --example bench_client
+fi
 bin=$CARGO_TARGET_DIR/release/examples/hello
+client_bin=$CARGO_TARGET_DIR/release/examples/bench_client
+echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -56,3 +66,28 @@ echo "| bare axum | $bc | $br | $bp |"
 echo "| Microservice | $sc | $sr | $sp |"
 awk -v c="$sc" -v bc="$bc" -v s="$sr" -v b="$br" -v sp="$sp" -v bp="$bp" \
   'BEGIN {printf "| ratio (SDK / bare) | %.2f | %.3f | %.2f |\n", c/bc, s/b, sp/bp}'
+
+# ---- the client against a server in another process ---------------------------------------
+taskset -c 0 "$bin" bare 127.0.0.1:9103 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/9103) 2>/dev/null && break; sleep 0.1; done
+c_bare=(); c_bare_cpu=(); c_sdk=(); c_sdk_cpu=()
+for r in $(seq "$rounds"); do
+  read -r rps cpu < <(taskset -c 1 "$client_bin" bare 127.0.0.1:9103 /hello "$duration" "$conns")
+  c_bare+=("$rps"); c_bare_cpu+=("$cpu")
+  read -r rps cpu < <(taskset -c 1 "$client_bin" sdk 127.0.0.1:9103 /hello "$duration" "$conns")
+  c_sdk+=("$rps"); c_sdk_cpu+=("$cpu")
+  echo "client round $r: bare hyper-util ${c_bare[-1]} req/s ${c_bare_cpu[-1]} us-cpu/req | ServiceClient ${c_sdk[-1]} req/s ${c_sdk_cpu[-1]} us-cpu/req"
+done
+kill "$server"; wait "$server" 2>/dev/null || true
+cbr=$(printf '%s\n' "${c_bare[@]}" | median); cbc=$(printf '%s\n' "${c_bare_cpu[@]}" | median)
+csr=$(printf '%s\n' "${c_sdk[@]}" | median); csc=$(printf '%s\n' "${c_sdk_cpu[@]}" | median)
+echo
+echo "| client (server in another process) | req/s (median) | client CPU µs/request (median) |"
+echo "|---|---|---|"
+echo "| bare hyper-util | $cbr | $cbc |"
+echo "| ServiceClient | $csr | $csc |"
+awk -v s="$csr" -v b="$cbr" -v sc="$csc" -v bc="$cbc" \
+  'BEGIN {printf "| ratio (ServiceClient / bare) | %.3f | %.2f |\n", s/b, sc/bc}'
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

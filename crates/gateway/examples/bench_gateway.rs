@@ -6,7 +6,12 @@
 //! bench_gateway serve <config.toml> <addr>
 //! bench_gateway upstream <addr>
 //! bench_gateway token <secret>
+//! bench_gateway idle <addr> <connections>
 //! ```
+//!
+//! `idle` opens that many keep-alive connections, sends one request on each, reads its
+//! answer, prints `ready` and then holds them open, idle, until it is killed: the proxy's
+//! memory is read meanwhile.
 
 use std::sync::Arc;
 
@@ -30,8 +35,10 @@ fn main() -> anyhow::Result<()> {
         Some("serve") if args.len() == 4 => rt.block_on(serve(&args[2], &args[3])),
         Some("upstream") if args.len() == 3 => rt.block_on(upstream(&args[2])),
         Some("token") if args.len() == 3 => token(&args[2]),
+        Some("idle") if args.len() == 4 => rt.block_on(idle(&args[2], args[3].parse()?)),
         _ => bail!(
-            "usage: bench_gateway serve <config.toml> <addr> | upstream <addr> | token <secret>"
+            "usage: bench_gateway serve <config.toml> <addr> | upstream <addr> | token <secret> \
+             | idle <addr> <connections>"
         ),
     }
 }
@@ -76,6 +83,33 @@ async fn upstream(addr: &str) -> anyhow::Result<()> {
                 .await;
         });
     }
+}
+
+async fn idle(addr: &str, connections: usize) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr: std::net::SocketAddr = addr.parse()?;
+    let mut held = Vec::with_capacity(connections);
+    // Opened in waves so the listener's backlog is never the limit.
+    for wave in (0..connections).collect::<Vec<_>>().chunks(500) {
+        let mut opening = tokio::task::JoinSet::new();
+        for _ in wave {
+            opening.spawn(async move {
+                let mut s = tokio::net::TcpStream::connect(addr).await?;
+                s.write_all(b"GET /users/42 HTTP/1.1\r\nHost: bench\r\n\r\n")
+                    .await?;
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).await?;
+                anyhow::ensure!(buf[..n].starts_with(b"HTTP/1.1 200"), "no 200 from {addr}");
+                anyhow::Ok(s)
+            });
+        }
+        while let Some(s) = opening.join_next().await {
+            held.push(s??);
+        }
+    }
+    println!("ready {}", held.len());
+    std::future::pending::<()>().await;
+    Ok(())
 }
 
 fn token(secret: &str) -> anyhow::Result<()> {
