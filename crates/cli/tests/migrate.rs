@@ -273,7 +273,7 @@ fn a_stopped_platform_moves_to_postgres_and_nats_and_serves_its_history() {
         .collect();
     assert_eq!(versions, [1, 2, 3, 4]);
     assert_eq!(
-        get(&moved, "/api/v1/streams/order-1/snapshot")["version"],
+        get(&moved, "/api/v1/streams/order-1/snapshot")["snapshot"]["version"],
         2
     );
     let checkpoint = get(&moved, "/api/v1/streams/$subscriptions/projector");
