@@ -1,0 +1,219 @@
+//! `flotilla gateway`: the gateway alone, its upstreams discovered in a separately started
+//! `flotilla registry`. It is not ready until the registry has answered about every upstream
+//! service, routes to an instance registered there, stops routing to it once it is
+//! deregistered, and exits 0 after draining on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use axum::routing::get;
+use serde_json::json;
+use support::{Up, free_port, http, start_role, stop};
+
+const ROUTES: &str = r#"
+[[upstreams]]
+name = "shop"
+service = "shop"
+
+[[routes]]
+name = "shop"
+prefix = "/shop"
+upstream = "shop"
+rewrite = { strip_prefix = "/shop" }
+"#;
+
+/// Holds `GET /slow` until the test lets it answer, telling the test when it arrived.
+struct Gate {
+    arrived: Mutex<mpsc::Sender<()>>,
+    go: Mutex<mpsc::Receiver<()>>,
+}
+
+/// An upstream answering `GET /hello` at once and `GET /slow` when `gate` opens, on a port
+/// of its own.
+fn upstream_with(gate: Option<Arc<Gate>>) -> u16 {
+    let slow = move || async move {
+        let Some(gate) = gate else {
+            return "no gate";
+        };
+        tokio::task::spawn_blocking(move || {
+            gate.arrived.lock().unwrap().send(()).unwrap();
+            gate.go.lock().unwrap().recv().unwrap();
+        })
+        .await
+        .unwrap();
+        "answered while draining"
+    };
+    let app = axum::Router::new()
+        .route("/hello", get(|| async { "hello from the shop" }))
+        .route("/slow", get(slow));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    port
+}
+
+fn upstream() -> u16 {
+    upstream_with(None)
+}
+
+fn register(registry_port: u16, port: u16) {
+    let body = json!({
+        "id": "shop-1", "name": "shop", "address": "127.0.0.1", "port": port,
+        "check": {"type": "ttl", "ttl": "1h"}, "status": "passing",
+    });
+    let (status, text) = http(
+        registry_port,
+        "POST",
+        "/api/v1/registry/instances",
+        &body.to_string(),
+    );
+    assert!(status == 200 || status == 201, "{status} {text}");
+}
+
+/// Polls (bounded) until `done` holds; the last value seen is in the panic message.
+fn eventually<T: std::fmt::Debug>(
+    what: &str,
+    mut probe: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let mut last = probe();
+    for _ in 0..600 {
+        if done(&last) {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        last = probe();
+    }
+    panic!("never happened: {what}; last seen {last:?}");
+}
+
+fn start_gateway(dir: &Path, registry_port: u16) -> Up {
+    let routes = dir.join("routes.toml");
+    std::fs::write(&routes, ROUTES).unwrap();
+    let registry = format!("http://127.0.0.1:{registry_port}");
+    let env = [("FLOTILLA_DISCOVERY__REGISTRY_URL", registry.as_str())];
+    start_role("gateway", &dir.join("gateway"), &routes, &env)
+}
+
+#[test]
+fn the_gateway_role_routes_through_a_separate_registry_and_follows_its_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry_port = free_port();
+    let gateway = start_gateway(dir.path(), registry_port);
+    // No registry answers yet: not ready, and saying which service it waits for.
+    let (status, body) = http(gateway.api, "GET", "/ready", "");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("waiting_for_registry") && body.contains("shop"),
+        "{body}"
+    );
+
+    // The registry listens where the gateway was told to look (`Up::api` is not that port).
+    let listen = format!("127.0.0.1:{registry_port}");
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let registry = start_role(
+        "registry",
+        &dir.path().join("registry"),
+        &empty,
+        &[("FLOTILLA_SERVER__LISTEN", listen.as_str())],
+    );
+    register(registry_port, upstream());
+    let (status, body) = eventually(
+        "the gateway routes to the registered instance",
+        || http(gateway.gateway, "GET", "/shop/hello", ""),
+        |(status, _)| *status == 200,
+    );
+    assert_eq!((status, body.as_str()), (200, "hello from the shop"));
+    assert_eq!(http(gateway.api, "GET", "/ready", "").0, 200);
+
+    let (status, text) = http(
+        registry_port,
+        "DELETE",
+        "/api/v1/registry/services/shop/instances/shop-1",
+        "",
+    );
+    assert!((200..300).contains(&status), "{status} {text}");
+    let (status, body) = eventually(
+        "the gateway stops routing to the deregistered instance",
+        || http(gateway.gateway, "GET", "/shop/hello", ""),
+        |(status, _)| *status != 200,
+    );
+    assert_eq!(status, 503, "{body}");
+
+    let (status, routes) = http(gateway.api, "GET", "/api/v1/gateway/routes", "");
+    assert_eq!(status, 200, "{routes}");
+    assert!(routes.contains("\"shop\""), "{routes}");
+    let (_, metrics) = http(gateway.api, "GET", "/metrics", "");
+    assert!(metrics.contains("gateway_"), "{metrics}");
+    stop(gateway);
+    stop(registry);
+}
+
+#[test]
+fn on_sigterm_the_gateway_role_finishes_the_request_in_flight_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let registry = start_role("registry", &dir.path().join("registry"), &empty, &[]);
+    let (arrived, arrivals) = mpsc::channel();
+    let (release, go) = mpsc::channel();
+    let gate = Arc::new(Gate {
+        arrived: Mutex::new(arrived),
+        go: Mutex::new(go),
+    });
+    register(registry.api, upstream_with(Some(gate)));
+    let mut gateway = start_gateway(dir.path(), registry.api);
+    eventually(
+        "the gateway routes to the registered instance",
+        || http(gateway.gateway, "GET", "/shop/hello", "").0,
+        |status| *status == 200,
+    );
+    let port = gateway.gateway;
+    let in_flight = std::thread::spawn(move || http(port, "GET", "/shop/slow", ""));
+    arrivals.recv().unwrap();
+    let pid = gateway.child.id().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(term.unwrap().success());
+    // Draining: the admin listener closes while the request is still held upstream.
+    eventually(
+        "the gateway stops accepting on its admin listener",
+        || std::net::TcpStream::connect(("127.0.0.1", gateway.api)).is_err(),
+        |refused| *refused,
+    );
+    release.send(()).unwrap();
+    let (status, body) = in_flight.join().unwrap();
+    assert_eq!((status, body.as_str()), (200, "answered while draining"));
+    assert_eq!(gateway.child.wait().unwrap().code(), Some(0));
+    stop(registry);
+}
+
+#[test]
+fn the_gateway_role_refuses_a_registry_url_that_is_not_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = support::flotilla()
+        .arg("gateway")
+        .env("FLOTILLA_DISCOVERY__REGISTRY_URL", "registry:4400")
+        .env("FLOTILLA_STORAGE__DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("discovery.registry_url") && stderr.contains("registry:4400"),
+        "{stderr}"
+    );
+}
