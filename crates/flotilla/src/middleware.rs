@@ -164,7 +164,15 @@ pub(crate) async fn observe(
     }
     let elapsed = started.elapsed();
     let probe = is_probe(&route);
-    record(&state.metrics, method, route, status, elapsed.as_secs_f64());
+    let exemplar = flotilla_telemetry::metrics::exemplar(&ctx.trace);
+    record(
+        &state.metrics,
+        method,
+        route,
+        status,
+        elapsed.as_secs_f64(),
+        exemplar,
+    );
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     span.in_scope(|| {
         // Probes come every few seconds from every checker: at info they would drown the
@@ -219,6 +227,7 @@ fn record(
     route: Arc<String>,
     status: u16,
     seconds: f64,
+    exemplar: Option<flotilla_telemetry::metrics::TraceExemplar>,
 ) {
     let labels = RequestLabels {
         method,
@@ -229,7 +238,7 @@ fn record(
     metrics
         .duration
         .get_or_create(&RouteLabels { method, route })
-        .observe(seconds);
+        .observe(seconds, exemplar, None);
 }
 
 /// Error responses that are not JSON were produced by the framework or a layer (404, 405, 413,

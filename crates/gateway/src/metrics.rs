@@ -1,5 +1,6 @@
 //! Per-route Prometheus metrics (prometheus-client).
 
+use flotilla_telemetry::metrics::{TraceExemplar, TracedHistogram};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -27,13 +28,18 @@ fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
 }
 
+/// The request-duration histogram: the same buckets, each with its latest sampled trace.
+fn traced_latency() -> TracedHistogram {
+    TracedHistogram::new(exponential_buckets(0.000_05, 2.0, 18))
+}
+
 /// The gateway's metrics; register once with [`Metrics::register`].
 #[derive(Debug, Clone)]
 pub struct Metrics {
     /// Requests answered, by route and status class.
     pub requests: Family<StatusLabels, Counter>,
     /// Time from request head to response head, by route.
-    pub duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub duration: Family<RouteLabels, TracedHistogram, fn() -> TracedHistogram>,
     /// Time the upstream took to answer with a head, by route.
     pub upstream_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// Retried upstream attempts, by route.
@@ -118,7 +124,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Self {
             requests: Family::default(),
-            duration: Family::new_with_constructor(latency),
+            duration: Family::new_with_constructor(traced_latency),
             upstream_duration: Family::new_with_constructor(latency),
             retries: Family::default(),
             rate_limited: Family::default(),
@@ -185,7 +191,7 @@ const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
 #[derive(Debug, Clone)]
 pub struct RouteMetrics {
     by_class: [Counter; 4],
-    duration: Histogram,
+    duration: TracedHistogram,
     upstream: Histogram,
     /// Retried upstream attempts.
     pub retries: Counter,
@@ -196,8 +202,8 @@ pub struct RouteMetrics {
 }
 
 impl RouteMetrics {
-    /// Records one answered request.
-    pub fn observe(&self, status: u16, seconds: f64) {
+    /// Records one answered request; `exemplar` names its trace when it was sampled.
+    pub fn observe(&self, status: u16, seconds: f64, exemplar: Option<TraceExemplar>) {
         let i = match status {
             100..=299 => 0,
             300..=399 => 1,
@@ -205,7 +211,7 @@ impl RouteMetrics {
             _ => 3,
         };
         self.by_class[i].inc();
-        self.duration.observe(seconds);
+        self.duration.observe(seconds, exemplar, None);
     }
 
     /// Records one upstream attempt's time to response head.

@@ -12,13 +12,13 @@ mod process;
 use std::sync::{Arc, Mutex};
 
 use axum::response::{IntoResponse, Response};
+use flotilla_telemetry::metrics::TracedHistogram;
 use http::HeaderMap;
 use http::header::{ACCEPT, CONTENT_TYPE, VARY};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 pub use format::{Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
@@ -40,13 +40,13 @@ pub(crate) struct RouteLabels {
 #[derive(Debug, Clone)]
 pub(crate) struct HttpMetrics {
     pub(crate) requests: Family<RequestLabels, Counter>,
-    pub(crate) duration: Family<RouteLabels, Histogram>,
+    pub(crate) duration: Family<RouteLabels, TracedHistogram, fn() -> TracedHistogram>,
     pub(crate) in_flight: Gauge,
 }
 
-fn latency_histogram() -> Histogram {
+fn latency_histogram() -> TracedHistogram {
     // 0.5 ms to ~16 s: covers a loopback hop and a slow dependency alike.
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+    TracedHistogram::new(prometheus_client::metrics::histogram::exponential_buckets(
         0.0005, 2.0, 16,
     ))
 }

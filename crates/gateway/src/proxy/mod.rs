@@ -77,13 +77,14 @@ pub(crate) async fn handle(
         .await;
     let status = resp.status().as_u16();
     let seconds = ctx.started.elapsed().as_secs_f64();
+    let exemplar = flotilla_telemetry::metrics::exemplar(&ctx.trace.parent);
     let route_name = match route {
         Some(r) => {
-            r.metrics.observe(status, seconds);
+            r.metrics.observe(status, seconds, exemplar);
             r.name.as_str()
         }
         None => {
-            shared.unmatched.observe(status, seconds);
+            shared.unmatched.observe(status, seconds, exemplar);
             "_none"
         }
     };
