@@ -8,8 +8,9 @@
 #[path = "simulation/faults.rs"]
 mod faults;
 #[path = "simulation/net.rs"]
-#[allow(dead_code)]
 mod net;
+#[path = "simulation/platform.rs"]
+mod platform;
 #[path = "simulation/registry.rs"]
 mod registry;
 #[path = "simulation/seeds.rs"]
@@ -19,7 +20,16 @@ mod seeds;
 fn agents_reregister_and_followers_converge_after_any_fault() {
     seeds::run_all(
         "agents_reregister_and_followers_converge_after_any_fault",
-        100,
+        120,
         registry::run,
+    );
+}
+
+#[test]
+fn acknowledged_publishes_and_appends_are_kept_once_under_any_fault() {
+    seeds::run_all(
+        "acknowledged_publishes_and_appends_are_kept_once_under_any_fault",
+        120,
+        platform::run,
     );
 }

@@ -37,7 +37,7 @@ pub(crate) fn builder(seed: u64, rng: &mut StdRng) -> turmoil::Builder {
     b.rng_seed(seed)
         .epoch(std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000))
         .simulation_duration(Duration::from_secs(3600))
-        .tick_duration(Duration::from_millis(5))
+        .tick_duration(Duration::from_millis(10))
         .min_message_latency(Duration::from_millis(rng.random_range(0..=max_latency / 2)))
         .max_message_latency(Duration::from_millis(max_latency))
         // Occasional random link failures on top of the scheduled faults.
