@@ -31,16 +31,20 @@ impl Target {
         let config = dir.join("target.toml");
         let text = format!(
             "[storage]\ndata_dir = {data:?}\n\n[eventstore]\nkind = \"postgres\"\nurl = {pg:?}\n\
-             schema = {schema:?}\n\n[bus]\nkind = \"nats\"\nurl = {nats:?}\nprefix = {prefix:?}\n"
+             schema = {schema:?}\n\n[bus]\nkind = \"nats\"\nurl = {nats:?}\nprefix = {prefix:?}\n\n\
+             [registry.catalog]\nkind = \"postgres\"\nurl = {pg:?}\nschema = {schema:?}\n"
         );
         std::fs::write(&config, text).unwrap();
         let env = vec![
             ("FLOTILLA_EVENTSTORE__KIND".into(), "postgres".into()),
-            ("FLOTILLA_EVENTSTORE__URL".into(), pg),
+            ("FLOTILLA_EVENTSTORE__URL".into(), pg.clone()),
             ("FLOTILLA_EVENTSTORE__SCHEMA".into(), schema.clone()),
             ("FLOTILLA_BUS__KIND".into(), "nats".into()),
             ("FLOTILLA_BUS__URL".into(), nats),
             ("FLOTILLA_BUS__PREFIX".into(), prefix),
+            ("FLOTILLA_REGISTRY__CATALOG__KIND".into(), "postgres".into()),
+            ("FLOTILLA_REGISTRY__CATALOG__URL".into(), pg.clone()),
+            ("FLOTILLA_REGISTRY__CATALOG__SCHEMA".into(), schema.clone()),
         ];
         Some(Self {
             config,

@@ -52,7 +52,7 @@ async fn migrate(args: &MigrateArgs, config: &PlatformConfig) -> Result<(), Fail
         return Ok(());
     }
     refuse_truncated(&plan)?;
-    let target = Target::open(config, &args.data_dir).await?;
+    let target = Target::open(config, &source, &args.data_dir).await?;
     let mut progress = Progress::load(&args.data_dir, &engines::fingerprint(config))?;
     if progress.resumed() {
         out::line("continuing the migration an earlier run started");

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use flotilla_bus::Backend;
 use flotilla_discovery::catalog::CatalogStore;
 use flotilla_eventstore::EventStore;
+use flotilla_registry::CatalogKind;
 use flotilla_sqlite::bus::{BusOptions, SqliteBus};
 use serde_json::json;
 
@@ -21,6 +22,7 @@ pub(super) struct Source {
     pub(super) events: Arc<dyn EventStore>,
     pub(super) bus: SqliteBus,
     pub(super) catalog: Arc<dyn CatalogStore>,
+    storage: Storage,
 }
 
 impl Source {
@@ -36,6 +38,7 @@ impl Source {
             events: Arc::new(events),
             bus,
             catalog: storage.catalog()?,
+            storage,
         })
     }
 }
@@ -50,17 +53,47 @@ pub(super) struct Target {
 }
 
 impl Target {
-    pub(super) async fn open(config: &PlatformConfig, source_dir: &Path) -> anyhow::Result<Self> {
-        let storage = Storage::open(&config.storage.data_dir)?;
-        let catalog = match same_dir(&config.storage.data_dir, source_dir) {
-            true => None,
-            false => Some(storage.catalog()?),
+    pub(super) async fn open(
+        config: &PlatformConfig,
+        source: &Source,
+        source_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let mut storage = LazyStorage {
+            dir: &config.storage.data_dir,
+            opened: None,
+        };
+        let events = backends::event_store_opening(&config.eventstore, || storage.get()).await?;
+        let bus = backends::bus_opening(&config.bus, || storage.get()).await?;
+        let options = &config.registry.catalog;
+        let catalog = match options.kind {
+            CatalogKind::Sqlite if same_dir(&config.storage.data_dir, source_dir) => None,
+            CatalogKind::Sqlite => Some(storage.get()?.catalog()?),
+            // The other engines do not use the embedded database they are handed.
+            _ => Some(backends::catalog(options, &source.storage).await?),
         };
         Ok(Self {
-            events: backends::event_store(&config.eventstore, &storage).await?,
-            bus: backends::bus(&config.bus, &storage).await?,
+            events,
+            bus,
             catalog,
         })
+    }
+}
+
+/// The target's embedded database, opened the first time a part on SQLite needs it (a target
+/// all on PostgreSQL and NATS creates no database file).
+struct LazyStorage<'a> {
+    dir: &'a Path,
+    opened: Option<Storage>,
+}
+
+impl LazyStorage<'_> {
+    fn get(&mut self) -> anyhow::Result<Storage> {
+        if let Some(storage) = &self.opened {
+            return Ok(storage.clone());
+        }
+        let storage = Storage::open(self.dir)?;
+        self.opened = Some(storage.clone());
+        Ok(storage)
     }
 }
 
@@ -83,17 +116,25 @@ pub(super) fn check_target(config: &PlatformConfig, source_dir: &Path) -> Result
         _ => {}
     }
     match config.bus.kind {
-        BusKind::Memory => refuse("bus.kind = \"memory\"", "keeps nothing"),
-        BusKind::Sqlite if same => refuse("bus.kind = \"sqlite\"", "is the source itself"),
+        BusKind::Memory => return refuse("bus.kind = \"memory\"", "keeps nothing"),
+        BusKind::Sqlite if same => {
+            return refuse("bus.kind = \"sqlite\"", "is the source itself");
+        }
+        _ => {}
+    }
+    match config.registry.catalog.kind {
+        CatalogKind::Memory => refuse("registry.catalog.kind = \"memory\"", "keeps nothing"),
         _ => Ok(()),
     }
 }
 
 /// Identifies the target in the progress file, so a run against another target starts over.
 pub(super) fn fingerprint(config: &PlatformConfig) -> String {
+    let catalog = &config.registry.catalog;
     json!({
         "eventstore": [config.eventstore.kind, config.eventstore.url, config.eventstore.schema],
         "bus": [config.bus.kind, config.bus.url, config.bus.prefix],
+        "catalog": [catalog.kind, catalog.url, catalog.schema],
         "data_dir": config.storage.data_dir,
     })
     .to_string()
