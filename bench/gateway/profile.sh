@@ -60,7 +60,7 @@ $route_extra
 EOF
 
 taskset -c 1 "$BIN" upstream 127.0.0.1:$P_UP & PIDS+=($!)
-taskset -c 0 "$BIN" serve "$WORK/gateway.toml" 127.0.0.1:$P_GW & GW=$!; PIDS+=($GW)
+taskset -c 0 "$BIN" serve "$WORK/gateway.toml" 127.0.0.1:$P_GW ${RUNTIME:+"$RUNTIME"} & GW=$!; PIDS+=($GW)
 for p in $P_UP $P_GW; do
   for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
 done

@@ -19,11 +19,14 @@
 #   DURATION=5 CONNS="1 64" bench/gateway/run.sh
 #   SKIP_BUILD=1 bench/gateway/run.sh    # reuse the last release build
 #   IDLE=0 bench/gateway/run.sh          # skip the idle-connection memory comparison
+#   RUNTIME=current bench/gateway/run.sh # the gateway on a current-thread runtime (default
+#                                        # multi: work-stealing with one worker)
 set -euo pipefail
 
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-"1 64 256"}
 IDLE=${IDLE:-10000}
+RUNTIME=${RUNTIME:-}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -141,9 +144,9 @@ EOF
 # ---- processes ---------------------------------------------------------------------------
 taskset -c "$LOAD_CPU" "$BIN" upstream 127.0.0.1:$P_UP & PIDS+=($!)
 taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK"
-taskset -c "$PROXY_CPU" "$BIN" serve "$WORK/gateway.toml" 127.0.0.1:$P_GW & GW=$!; PIDS+=($GW)
-taskset -c "$PROXY_CPU" "$BIN" serve "$WORK/gateway-jwt.toml" 127.0.0.1:$P_GW_JWT & GWJ=$!; PIDS+=($GWJ)
-taskset -c "$PROXY_CPU" "$BIN" serve "$WORK/gateway-cache.toml" 127.0.0.1:$P_GW_C & GWC=$!; PIDS+=($GWC)
+taskset -c "$PROXY_CPU" "$BIN" serve "$WORK/gateway.toml" 127.0.0.1:$P_GW ${RUNTIME:+"$RUNTIME"} & GW=$!; PIDS+=($GW)
+taskset -c "$PROXY_CPU" "$BIN" serve "$WORK/gateway-jwt.toml" 127.0.0.1:$P_GW_JWT ${RUNTIME:+"$RUNTIME"} & GWJ=$!; PIDS+=($GWJ)
+taskset -c "$PROXY_CPU" "$BIN" serve "$WORK/gateway-cache.toml" 127.0.0.1:$P_GW_C ${RUNTIME:+"$RUNTIME"} & GWC=$!; PIDS+=($GWC)
 TOKEN=$("$BIN" token "$SECRET")
 for p in $P_UP $P_NGINX $P_GW $P_NGINX_RL $P_GW_JWT $P_NGINX_C $P_GW_C; do
   for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
@@ -182,7 +185,7 @@ measure() {
 }
 
 {
-  echo "Gateway vs nginx, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, ${DURATION}s per point, load average at the start $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "Gateway vs nginx, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, ${DURATION}s per point, gateway runtime ${RUNTIME:-multi}, load average at the start $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   echo "| scenario | conns | req/s | CPU µs/req | p50 µs | p99 µs | added p50 µs | added p99 µs |"
   echo "|---|---|---|---|---|---|---|---|"

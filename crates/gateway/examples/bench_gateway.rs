@@ -3,11 +3,14 @@
 //! compares like with like against a one-worker nginx.
 //!
 //! ```text
-//! bench_gateway serve <config.toml> <addr>
+//! bench_gateway serve <config.toml> <addr> [multi|current]
 //! bench_gateway upstream <addr>
 //! bench_gateway token <secret>
 //! bench_gateway idle <addr> <connections>
 //! ```
+//!
+//! `serve` runs on a work-stealing runtime with one worker (`multi`, the default) or on a
+//! current-thread runtime (`current`), to measure the runtime's shape both ways.
 //!
 //! `idle` opens that many keep-alive connections, sends one request on each, reads its
 //! answer, prints `ready` and then holds them open, idle, until it is killed: the proxy's
@@ -27,17 +30,24 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
+    let shape = args.get(4).map_or("multi", String::as_str);
+    let rt = match shape {
+        "current" => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        "multi" => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?,
+        other => bail!("runtime must be `multi` or `current`, not {other:?}"),
+    };
     match args.get(1).map(String::as_str) {
-        Some("serve") if args.len() == 4 => rt.block_on(serve(&args[2], &args[3])),
+        Some("serve") if (4..=5).contains(&args.len()) => rt.block_on(serve(&args[2], &args[3])),
         Some("upstream") if args.len() == 3 => rt.block_on(upstream(&args[2])),
         Some("token") if args.len() == 3 => token(&args[2]),
         Some("idle") if args.len() == 4 => rt.block_on(idle(&args[2], args[3].parse()?)),
         _ => bail!(
-            "usage: bench_gateway serve <config.toml> <addr> | upstream <addr> | token <secret> \
+            "usage: bench_gateway serve <config.toml> <addr> [multi|current] | upstream <addr> | token <secret> \
              | idle <addr> <connections>"
         ),
     }

@@ -70,29 +70,25 @@ pub fn add_forwarding(
     if !client.trusted {
         drop_forwarding(headers);
     }
-    let ip = client.peer.ip();
-    let node = if ip.is_ipv6() {
-        format!("\"[{ip}]\"")
-    } else {
-        ip.to_string()
-    };
-    let mut fwd = format!("for={node};proto={}", client.proto);
-    if let Some(h) = client.host.and_then(|h| h.to_str().ok())
-        && h.bytes()
+    let mut ip_buf = [0u8; 48];
+    let ip = format_ip(client.peer.ip(), &mut ip_buf);
+    let v6 = client.peer.is_ipv6();
+    let host = client.host.and_then(|h| h.to_str().ok()).filter(|h| {
+        h.bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-    {
-        fwd.push_str(&format!(";host=\"{h}\""));
+    });
+    let mut fwd: [&str; 9] = ["for=", "", ip, "", ";proto=", client.proto, "", "", ""];
+    if v6 {
+        (fwd[1], fwd[3]) = ("\"[", "]\"");
+    }
+    if let Some(h) = host {
+        (fwd[6], fwd[7], fwd[8]) = (";host=\"", h, "\"");
     }
     append_list(headers, header::FORWARDED, &fwd);
-    append_list(
-        headers,
-        HeaderName::from_static("x-forwarded-for"),
-        &ip.to_string(),
-    );
-    let proto = HeaderName::from_static("x-forwarded-proto");
-    if !headers.contains_key(&proto) {
+    append_list(headers, X_FORWARDED_FOR, &[ip]);
+    if !headers.contains_key(X_FORWARDED_PROTO) {
         headers.insert(
-            proto,
+            X_FORWARDED_PROTO,
             HeaderValue::from_static(if client.proto == "https" {
                 "https"
             } else {
@@ -100,16 +96,28 @@ pub fn add_forwarding(
             }),
         );
     }
-    let xhost = HeaderName::from_static("x-forwarded-host");
-    if let (false, Some(h)) = (headers.contains_key(&xhost), client.host) {
-        headers.insert(xhost, h.clone());
+    if let (false, Some(h)) = (headers.contains_key(X_FORWARDED_HOST), client.host) {
+        headers.insert(X_FORWARDED_HOST, h.clone());
     }
     let v = match version {
         http::Version::HTTP_10 => "1.0",
         http::Version::HTTP_2 => "2",
         _ => "1.1",
     };
-    append_list(headers, header::VIA, &format!("{v} {via}"));
+    append_list(headers, header::VIA, &[v, " ", via]);
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// `ip` written into `buf` (long enough for any IPv6 address), without a heap allocation.
+fn format_ip(ip: std::net::IpAddr, buf: &mut [u8; 48]) -> &str {
+    use std::io::Write as _;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let written = write!(cursor, "{ip}").map(|()| cursor.position() as usize);
+    // An address always fits; an empty string is the harmless answer if one ever did not.
+    std::str::from_utf8(&buf[..written.unwrap_or(0)]).unwrap_or_default()
 }
 
 /// Headers other proxies and CDNs set for the client's address, which upstreams commonly
@@ -138,12 +146,23 @@ fn drop_forwarding(headers: &mut HeaderMap) {
     }
 }
 
-fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &str) {
-    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {item}"),
-        _ => item.to_owned(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&joined) {
+/// Appends `item` (given in pieces) to the comma-separated list in `name`, building the new
+/// value with a single allocation of its exact size.
+fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &[&str]) {
+    let prev = headers
+        .get(&name)
+        .filter(|p| !p.is_empty() && p.to_str().is_ok())
+        .map(HeaderValue::as_bytes);
+    let len = prev.map_or(0, |p| p.len() + 2) + item.iter().map(|p| p.len()).sum::<usize>();
+    let mut joined = Vec::with_capacity(len);
+    if let Some(p) = prev {
+        joined.extend_from_slice(p);
+        joined.extend_from_slice(b", ");
+    }
+    for piece in item {
+        joined.extend_from_slice(piece.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
         headers.insert(name, v);
     }
 }

@@ -47,13 +47,17 @@ pub struct Target {
 
 #[derive(Debug)]
 enum Source {
-    Static(Arc<[Target]>),
+    Static(Targets),
     Discovery {
         rx: watch::Receiver<ServiceSet>,
         query: Query,
-        cache: Mutex<(u64, Arc<[Target]>)>,
+        cache: Mutex<(u64, Targets)>,
     },
 }
+
+/// The instances of an upstream. Each is behind its own `Arc` so choosing one for a request
+/// is a reference-count increment, not a copy of its id, URL parts and metadata.
+pub type Targets = Arc<[Arc<Target>]>;
 
 /// How one attempt went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +76,7 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct Chosen {
     /// Where to send the attempt.
-    pub target: Target,
+    pub target: Arc<Target>,
     /// The balancer's ticket; absent when the instance was chosen by the fallback scan.
     pick: Option<Pick>,
 }
@@ -160,14 +164,18 @@ impl Upstream {
     }
 
     /// Every instance currently known (routable by the upstream's query).
-    pub fn targets(&self) -> Arc<[Target]> {
+    pub fn targets(&self) -> Targets {
         let (revision, targets) = match &self.source {
             Source::Static(t) => (0, t.clone()),
             Source::Discovery { rx, query, cache } => {
                 let set = rx.borrow();
                 let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
                 if cache.0 != set.revision {
-                    cache.1 = set.select(query).filter_map(endpoint_target).collect();
+                    cache.1 = set
+                        .select(query)
+                        .filter_map(endpoint_target)
+                        .map(Arc::new)
+                        .collect();
                     cache.0 = set.revision;
                 }
                 (cache.0, cache.1.clone())
@@ -340,7 +348,7 @@ fn endpoint_target(e: &flotilla_discovery::Endpoint) -> Option<Target> {
     })
 }
 
-fn static_targets(urls: &[String], key: &str) -> Result<Arc<[Target]>, Error> {
+fn static_targets(urls: &[String], key: &str) -> Result<Targets, Error> {
     urls.iter()
         .enumerate()
         .map(|(i, u)| {
@@ -363,12 +371,12 @@ fn static_targets(urls: &[String], key: &str) -> Result<Arc<[Target]>, Error> {
             if https {
                 instance.scheme = flotilla_core::Scheme::Https;
             }
-            Ok(Target {
+            Ok(Arc::new(Target {
                 id: u.clone(),
                 scheme,
                 authority,
                 instance,
-            })
+            }))
         })
         .collect()
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use flotilla_core::{RequestId, TraceContext};
 use flotilla_telemetry::headers as trace_headers;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Incoming;
@@ -234,7 +234,10 @@ async fn guard_and_forward(
     // Only the cache needs the target: skip the allocation on plain routes.
     let target =
         (route.cache.is_some() || unsafe_method).then(|| cached::client_target(m.path, req.uri()));
-    let mut upstream_req = build_upstream_request(shared, route, ctx, req, m.path, m.params, &id)?;
+    // Built once: the same value goes upstream and back to the client.
+    let request_id = HeaderValue::from_str(ctx.request_id.as_str()).ok();
+    let mut upstream_req =
+        build_upstream_request(shared, route, ctx, req, m, &id, request_id.clone())?;
     if route.transform.is_some() {
         // A transform reads the whole JSON document, so ask the upstream for all of it,
         // unencoded: a range would return a slice that cannot be transformed.
@@ -258,7 +261,7 @@ async fn guard_and_forward(
         Some(t) => crate::transform::apply_to_response(t, head_only, resp).await?,
         None => resp,
     };
-    Ok(respond(route, ctx, resp, allowed))
+    Ok(respond(route, request_id, resp, allowed))
 }
 
 fn boxed(resp: Response<Incoming>) -> Response<Body> {
@@ -277,21 +280,16 @@ fn content_length(req: &Request<Incoming>) -> Result<Option<u64>, Error> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn build_upstream_request(
     shared: &Shared,
     route: &Route,
     ctx: &Ctx,
     mut req: Request<Incoming>,
-    path: &NormalPath,
-    params: &Params,
+    m: &Matched<'_>,
     id: &Identity,
+    request_id: Option<HeaderValue>,
 ) -> Result<Request<UpstreamBody>, Error> {
-    let mut pq = route.rewrite.apply(path, params);
-    if let Some(q) = req.uri().query() {
-        pq.push('?');
-        pq.push_str(q);
-    }
+    let pq = upstream_target(route, m, req.uri())?;
     let bodyless = has_no_body(&req);
     let over_tls = req.extensions().get::<crate::server::OverTls>().is_some();
     let on_upgrade = ctx.upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -299,8 +297,7 @@ fn build_upstream_request(
     let headers = &mut parts.headers;
     // The upstream is told the authority the request was routed (and cached) by, never a
     // different `Host` line sent beside an absolute-form target.
-    let client_host =
-        request_authority(&parts.uri, headers).and_then(|a| HeaderValue::from_str(&a).ok());
+    let client_host = upstream_host(&parts.uri, headers);
     headers.remove(header::HOST);
     strip_hop_by_hop(headers, ctx.upgrade);
     let client = ClientInfo {
@@ -310,8 +307,8 @@ fn build_upstream_request(
         trusted: shared.server.trust_forwarded_headers,
     };
     add_forwarding(headers, client, parts.version, &shared.server.via_name);
-    if let Ok(v) = HeaderValue::from_str(ctx.request_id.as_str()) {
-        headers.insert("x-request-id", v);
+    if let Some(v) = request_id {
+        headers.insert(X_REQUEST_ID, v);
     }
     trace_headers::inject(headers, &ctx.trace);
     for h in route.identity_headers.iter() {
@@ -342,9 +339,42 @@ fn build_upstream_request(
 /// The body sent upstream.
 type UpstreamBody = Body;
 
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// The rewritten target, and whether the client sent no body (so a retry loses nothing).
 #[derive(Clone)]
-struct PathAndQuery(String, bool);
+struct PathAndQuery(http::uri::PathAndQuery, bool);
+
+/// The path and query sent upstream: the route's rewrite of the path, then the client's query.
+/// Built once per request as shared bytes, so each attempt's URI reuses them without a copy.
+fn upstream_target(
+    route: &Route,
+    m: &Matched<'_>,
+    uri: &Uri,
+) -> Result<http::uri::PathAndQuery, Error> {
+    let mut pq = route.rewrite.apply(m.path, m.params);
+    if let Some(q) = uri.query() {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq))
+        .map_err(|e| Error::Internal(format!("cannot build upstream URI: {e}")))
+}
+
+/// The `Host` sent upstream, [`request_authority`]: the client's own header value when it is
+/// that already (no absolute-form target, visible ASCII without upper case or spaces — the
+/// usual case), so nothing is copied; else the authority built anew.
+fn upstream_host(uri: &Uri, headers: &http::HeaderMap) -> Option<HeaderValue> {
+    let canonical = |v: &HeaderValue| {
+        v.as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase())
+    };
+    match headers.get(header::HOST) {
+        Some(h) if uri.authority().is_none() && !h.is_empty() && canonical(h) => Some(h.clone()),
+        _ => request_authority(uri, headers).and_then(|a| HeaderValue::from_str(&a).ok()),
+    }
+}
 
 /// The client side of an upgrade, carried to the point where the upstream answers 101.
 #[derive(Clone)]
@@ -362,10 +392,13 @@ async fn forward(
         std::net::IpAddr::V6(v6) => v6.octets(),
     };
     let key: &[u8] = &octets;
-    let PathAndQuery(pq, bodyless) = req
-        .extensions_mut()
-        .remove::<PathAndQuery>()
-        .unwrap_or(PathAndQuery("/".into(), false));
+    let PathAndQuery(pq, bodyless) =
+        req.extensions_mut()
+            .remove::<PathAndQuery>()
+            .unwrap_or(PathAndQuery(
+                http::uri::PathAndQuery::from_static("/"),
+                false,
+            ));
     let client_upgrade = req.extensions_mut().remove::<ClientUpgrade>();
     let retryable = route.retries > 0 && is_idempotent(req.method()) && bodyless;
     let (parts, body) = req.into_parts();
@@ -474,18 +507,17 @@ fn splice_upgrade(
     resp
 }
 
-fn upstream_uri(target: &Target, pq: &str) -> Result<Uri, Error> {
-    Uri::builder()
-        .scheme(target.scheme.clone())
-        .authority(target.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .map_err(|e| Error::Internal(format!("cannot build upstream URI: {e}")))
+fn upstream_uri(target: &Target, pq: &http::uri::PathAndQuery) -> Result<Uri, Error> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(target.scheme.clone());
+    parts.authority = Some(target.authority.clone());
+    parts.path_and_query = Some(pq.clone());
+    Uri::from_parts(parts).map_err(|e| Error::Internal(format!("cannot build upstream URI: {e}")))
 }
 
 fn respond(
     route: &Route,
-    ctx: &Ctx,
+    request_id: Option<HeaderValue>,
     resp: Response<Body>,
     allowed: Option<Allowed>,
 ) -> Response<Body> {
@@ -493,8 +525,8 @@ fn respond(
     let keep_upgrade = parts.status == StatusCode::SWITCHING_PROTOCOLS;
     strip_hop_by_hop(&mut parts.headers, keep_upgrade);
     route.response_headers.apply(&mut parts.headers);
-    if let Ok(v) = HeaderValue::from_str(ctx.request_id.as_str()) {
-        parts.headers.insert("x-request-id", v);
+    if let Some(v) = request_id {
+        parts.headers.insert(X_REQUEST_ID, v);
     }
     if let Some(Allowed(policy, status)) = allowed {
         parts.headers.insert("ratelimit-policy", policy);
