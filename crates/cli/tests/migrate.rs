@@ -305,10 +305,23 @@ fn a_stopped_platform_moves_to_postgres_and_nats_and_serves_its_history() {
     assert_eq!(dlq["dead_letters"].as_array().unwrap().len(), 2);
     let services = http(moved.api, "GET", "/api/v1/registry/services/users", "").1;
     assert!(services.contains("127.0.0.1"), "{services}");
+    // A target written to after the copy no longer matches its source.
+    append(&moved, "order-2", 1);
     for g in ["billing", "audit", "idle", "poison"] {
         http(moved.api, "DELETE", &format!("/api/v1/bus/groups/{g}"), "");
     }
     stop(moved);
+    let differs = migrate(&data, &target, &[]);
+    assert_eq!(differs.status.code(), Some(1), "{}", text(&differs));
+    let row = text(&differs)
+        .lines()
+        .find(|l| l.starts_with("order-2 "))
+        .map(str::to_owned);
+    assert!(
+        row.as_deref().is_some_and(|r| r.contains("NO")),
+        "{}",
+        text(&differs)
+    );
 }
 
 #[test]

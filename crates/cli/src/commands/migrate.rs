@@ -54,7 +54,9 @@ async fn migrate(args: &MigrateArgs, config: &PlatformConfig) -> Result<(), Fail
     refuse_truncated(&plan)?;
     let target = Target::open(config, &source, &args.data_dir).await?;
     let mut progress = Progress::load(&args.data_dir, &engines::fingerprint(config))?;
-    if progress.resumed() {
+    if progress.complete() {
+        out::line("an earlier run copied everything to this target; verifying again");
+    } else if progress.resumed() {
         out::line("continuing the migration an earlier run started");
     }
     copy(&source, &target, &plan, &mut progress, args.json).await?;

@@ -178,3 +178,78 @@ async fn copy_snapshots(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_core::StreamId;
+
+    fn event(stream: &str, version: u64, position: u64) -> RecordedEvent {
+        RecordedEvent {
+            id: uuid_for(position),
+            stream: StreamId::new(stream).expect("test stream names are valid"),
+            version,
+            position,
+            event_type: "T".into(),
+            data: serde_json::Value::Null,
+            metadata: Default::default(),
+            recorded_at: chrono::Utc::now(),
+        }
+    }
+
+    fn uuid_for(n: u64) -> uuid::Uuid {
+        uuid::Uuid::from_u64_pair(0, n)
+    }
+
+    fn shape(batches: &[Vec<RecordedEvent>]) -> Vec<Vec<u64>> {
+        batches
+            .iter()
+            .map(|b| b.iter().map(|e| e.position).collect())
+            .collect()
+    }
+
+    #[test]
+    fn appends_are_runs_of_one_stream_cut_after_each_checkpoint() {
+        let page = vec![
+            event("a-1", 1, 1),
+            event("a-1", 2, 2),
+            event("a-1", 3, 4),
+            event("b-1", 1, 5),
+            event("a-1", 4, 6),
+        ];
+        assert_eq!(
+            shape(&split(page.clone(), &[])),
+            [vec![1, 2, 4], vec![5], vec![6]]
+        );
+        // A checkpoint at 3 (a gap) or at 2 both end a batch at position 2.
+        assert_eq!(
+            shape(&split(page.clone(), &[3])),
+            [vec![1, 2], vec![4], vec![5], vec![6]]
+        );
+        assert_eq!(
+            shape(&split(page, &[2])),
+            [vec![1, 2], vec![4], vec![5], vec![6]]
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_maps_to_the_last_copied_event_at_or_below_it() {
+        let mut progress = Progress::default();
+        let checkpoints = [0, 3, 9];
+        // Copying source positions 2 (-> 20) and 4 (-> 40); 9 is beyond the last event.
+        map_checkpoints_before(&mut progress, &checkpoints, 2);
+        (
+            progress.events.source_position,
+            progress.events.target_position,
+        ) = (2, 20);
+        map_checkpoints_before(&mut progress, &checkpoints, 4);
+        (
+            progress.events.source_position,
+            progress.events.target_position,
+        ) = (4, 40);
+        map_checkpoints_before(&mut progress, &checkpoints, Position::MAX);
+        assert_eq!(mapped_checkpoint(&progress, 0), 0, "before the first event");
+        assert_eq!(mapped_checkpoint(&progress, 3), 20);
+        assert_eq!(mapped_checkpoint(&progress, 9), 40);
+    }
+}

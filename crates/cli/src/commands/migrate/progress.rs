@@ -74,6 +74,12 @@ impl Progress {
         self.events.source_position > 0 || self.catalog_done || self.bus.published_through > 0
     }
 
+    /// Whether every part was copied (a run then only verifies, after redoing the idempotent
+    /// last steps).
+    pub(super) fn complete(&self) -> bool {
+        self.events.done && self.bus.done
+    }
+
     /// Writes the file durably: a temporary file, fsynced, renamed over the old one, and the
     /// directory fsynced so the rename survives a power loss.
     pub(super) fn save(&self) -> anyhow::Result<()> {
