@@ -217,3 +217,72 @@ fn the_gateway_role_refuses_a_registry_url_that_is_not_http() {
         "{stderr}"
     );
 }
+
+#[test]
+fn without_a_registry_the_gateway_role_serves_static_upstreams_and_reloads_its_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = format!("http://127.0.0.1:{}", upstream());
+    let routes = dir.path().join("routes.toml");
+    let route = |name: &str| {
+        format!(
+            "[[routes]]\nname = \"{name}\"\nprefix = \"/{name}\"\nupstream = \"u\"\n\
+             rewrite = {{ strip_prefix = \"/{name}\" }}\n"
+        )
+    };
+    let upstreams = format!("[[upstreams]]\nname = \"u\"\nurls = [\"{upstream}\"]\n\n");
+    std::fs::write(&routes, format!("{upstreams}{}", route("one"))).unwrap();
+    let gateway = start_role("gateway", &dir.path().join("gateway"), &routes, &[]);
+    // Nothing to wait for: static upstreams need no registry.
+    assert_eq!(http(gateway.api, "GET", "/ready", "").0, 200);
+    assert_eq!(http(gateway.gateway, "GET", "/one/hello", "").0, 200);
+    assert_eq!(http(gateway.gateway, "GET", "/two/hello", "").0, 404);
+
+    let both = format!("{upstreams}{}\n{}", route("one"), route("two"));
+    std::fs::write(&routes, both).unwrap();
+    let (status, body) = eventually(
+        "the rewritten routes file is loaded",
+        || http(gateway.gateway, "GET", "/two/hello", ""),
+        |(status, _)| *status == 200,
+    );
+    assert_eq!((status, body.as_str()), (200, "hello from the shop"));
+    stop(gateway);
+}
+
+/// Two gateway roles configured with one Redis share a route's quota (as `up` does,
+/// crates/cli/tests/shared_rate_limits.rs).
+#[cfg(feature = "redis")]
+#[test]
+fn two_gateway_roles_share_their_rate_limits_on_redis() {
+    use flotilla_testkit::{Backend, backend, unique_name};
+    let Some(url) = backend(Backend::Redis, "flotilla gateway shared rate limits") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.toml");
+    let upstream = format!("http://127.0.0.1:{}", upstream());
+    std::fs::write(
+        &routes,
+        format!(
+            "[[upstreams]]\nname = \"u\"\nurls = [\"{upstream}\"]\n\n[[routes]]\nname = \"api\"\n\
+             prefix = \"/\"\nupstream = \"u\"\nrate_limit = {{ requests = 3, per = \"day\", shared = true }}\n"
+        ),
+    )
+    .unwrap();
+    let prefix = unique_name("cli_gw_rl");
+    let env = [
+        ("FLOTILLA_GATEWAY__SHARED_RATE_LIMITS__URL", url.as_str()),
+        (
+            "FLOTILLA_GATEWAY__SHARED_RATE_LIMITS__PREFIX",
+            prefix.as_str(),
+        ),
+    ];
+    let a = start_role("gateway", &dir.path().join("a"), &routes, &env);
+    let b = start_role("gateway", &dir.path().join("b"), &routes, &env);
+    let statuses: Vec<u16> = [&a, &b, &a, &b, &a, &b]
+        .iter()
+        .map(|gw| http(gw.gateway, "GET", "/hello", "").0)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 429, 429, 429]);
+    stop(a);
+    stop(b);
+}
