@@ -193,9 +193,14 @@ fn describe_failure(status: StatusCode, body: &Value) -> String {
     let title = body["title"]
         .as_str()
         .unwrap_or(status.canonical_reason().unwrap_or("error"));
-    match body["detail"].as_str() {
+    let said = match body["detail"].as_str() {
         Some(detail) => format!("{title}: {detail} (HTTP {})", status.as_u16()),
         None => format!("{title} (HTTP {})", status.as_u16()),
+    };
+    // The trace id leads to the failed request's spans and log lines.
+    match body["trace_id"].as_str() {
+        Some(trace_id) => format!("{said} [trace {trace_id}]"),
+        None => said,
     }
 }
 
@@ -214,6 +219,17 @@ mod tests {
         assert_eq!(
             describe_failure(StatusCode::BAD_GATEWAY, &Value::Null),
             "Bad Gateway (HTTP 502)"
+        );
+    }
+
+    #[test]
+    fn failures_name_the_problems_trace_id() {
+        let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let body =
+            serde_json::json!({"title": "Not Found", "detail": "no saga x", "trace_id": trace_id});
+        assert_eq!(
+            describe_failure(StatusCode::NOT_FOUND, &body),
+            format!("Not Found: no saga x (HTTP 404) [trace {trace_id}]")
         );
     }
 }

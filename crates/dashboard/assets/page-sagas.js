@@ -48,6 +48,8 @@ function detailView(s) {
   return [
     h('h2', {}, 'Instance ', h('code', {}, s.id), ' ', badge(s.status)),
     h('p', { class: 'muted' }, `${s.definition} v${s.version}, started ${fmt.time(s.started_at)}`),
+    // The trace the saga's step spans join: paste it into the tracing UI.
+    s.trace_id ? h('p', { class: 'muted', 'data-trace-id': s.trace_id }, 'Trace ', h('code', {}, s.trace_id)) : null,
     steps,
     h('h2', {}, 'Timeline'),
     h('ol', { class: 'list panel', 'aria-label': 'Timeline' }, (s.timeline || []).map(entry)),

@@ -128,6 +128,10 @@ async fn show(api: &Api, id: &str, json: bool) -> anyhow::Result<()> {
         res["status"].as_str().unwrap_or_default(),
         stuck_detail(&res),
     ));
+    // The id to look the saga's step spans up by in a tracing UI.
+    if let Some(trace_id) = res["trace_id"].as_str() {
+        out::line(format_args!("trace: {trace_id}"));
+    }
     table(&res, "steps", step_row, false);
     out::line("");
     table(&res, "timeline", timeline_row, false);

@@ -179,9 +179,12 @@ def run(args, check, traffic):
 
     check.open("sagas")
     check.wait("the saga is listed as compensated", lambda _: saga_status(d) == "compensated", timeout=30)
+    saga = d.find_element(By.CSS_SELECTOR, "tr[data-saga]").get_attribute("data-saga")
     d.find_element(By.CSS_SELECTOR, "tr[data-saga] a").click()
     check.wait("its timeline shows the compensation", lambda _: d.find_elements(By.CSS_SELECTOR, 'li[data-type="CompensationSucceeded"]'))
     check.wait("its steps show reserve compensated", lambda _: "succeeded" in d.find_element(By.CSS_SELECTOR, 'tr[data-step="reserve"]').text)
+    trace_id = call("GET", f"{args.api}/api/v1/sagas/{saga}")["trace_id"]
+    check.wait(f"its trace id {trace_id} shows", lambda _: d.find_element(By.CSS_SELECTOR, "p[data-trace-id] code").text == trace_id)
     check.shot("sagas")
     check.collect("sagas")
 
