@@ -26,7 +26,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use flotilla_testkit::{Backend, backend, unique_name};
 use serde_json::{Value, json};
-use support::{Up, free_port, http, start_role, stop};
+use support::{Up, http, start_role, stop};
 
 const ROUTES: &str = r#"
 [[upstreams]]
@@ -206,8 +206,11 @@ fn drive(port: u16, stop: Arc<AtomicBool>) -> (Arc<Traffic>, std::thread::JoinHa
     (traffic, handle)
 }
 
+/// Every set of instance ids a watch answered with, and when.
+type Seen = Vec<(Instant, BTreeSet<String>)>;
+
 /// Blocking queries on one replica, recording every set of ids it answered with and when.
-fn watch(port: u16, stop: Arc<AtomicBool>) -> Arc<Mutex<Vec<(Instant, BTreeSet<String>)>>> {
+fn watch(port: u16, stop: Arc<AtomicBool>) -> Arc<Mutex<Seen>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let out = seen.clone();
     std::thread::spawn(move || {
@@ -235,11 +238,7 @@ fn watch(port: u16, stop: Arc<AtomicBool>) -> Arc<Mutex<Vec<(Instant, BTreeSet<S
 }
 
 /// When the watch first answered with a set satisfying `f`.
-fn seen_at(
-    seen: &Mutex<Vec<(Instant, BTreeSet<String>)>>,
-    what: &str,
-    f: impl Fn(&BTreeSet<String>) -> bool,
-) -> Instant {
+fn seen_at(seen: &Mutex<Seen>, what: &str, f: impl Fn(&BTreeSet<String>) -> bool) -> Instant {
     eventually(
         what,
         || {
