@@ -49,13 +49,28 @@ fn assert_serves_probes(store: &Up) {
     assert!(metrics.contains("eventstore"), "{metrics}");
 }
 
+/// `flotilla probe URL`'s exit code: what a container health check sees.
+fn probe(url: &str) -> Option<i32> {
+    support::flotilla()
+        .args(["probe", url])
+        .output()
+        .unwrap()
+        .status
+        .code()
+}
+
 #[test]
 fn the_store_role_appends_and_reads_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let store = start_store(&dir, &[]);
     append_and_read(&store);
     assert_serves_probes(&store);
+    let ready = format!("http://127.0.0.1:{}/ready", store.api);
+    assert_eq!(probe(&ready), Some(0));
+    let missing = format!("http://127.0.0.1:{}/no-such-page", store.api);
+    assert_eq!(probe(&missing), Some(1));
     stop(store);
+    assert_eq!(probe(&ready), Some(1), "nothing answers after the stop");
     assert!(dir.path().join("data/flotilla.db").exists());
 }
 
