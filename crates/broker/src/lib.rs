@@ -12,6 +12,7 @@
 //! `flotilla_bus::Backend` it is given (chosen and built by the binary). The binary mounts
 //! [`Broker::router`]; nothing else depends on this crate.
 
+mod dial;
 mod error;
 mod leases;
 mod metrics;
@@ -29,6 +30,9 @@ use serde::{Deserialize, Serialize};
 
 pub use error::Error;
 pub use push::PushOptions;
+
+#[cfg(feature = "dial")]
+pub use dial::{Dialer, Stream};
 
 /// Configuration of the bus HTTP API (`[bus.http]` in `flotilla.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +106,8 @@ pub struct Broker {
     backend: Arc<dyn Backend>,
     options: Arc<Options>,
     discovery: Option<Arc<dyn flotilla_discovery::Discovery>>,
+    /// How push subscriptions connect to their receivers.
+    connector: dial::Connector,
     /// One permit per SSE stream that may open.
     streams: Arc<tokio::sync::Semaphore>,
     /// Deliveries out on SSE streams, holding their in-flight slots.
@@ -118,6 +124,7 @@ impl Broker {
             streams: Arc::new(tokio::sync::Semaphore::new(options.max_sse_streams)),
             options: Arc::new(options),
             discovery: None,
+            connector: dial::Connector::default(),
             leases: Arc::default(),
             lag: metrics::LagMetrics::default(),
         })
@@ -126,6 +133,14 @@ impl Broker {
     /// Lets push subscriptions name a `service` instead of a `url`.
     pub fn with_discovery(mut self, discovery: Arc<dyn flotilla_discovery::Discovery>) -> Self {
         self.discovery = Some(discovery);
+        self
+    }
+
+    /// Push subscriptions reach their receivers through `dialer` instead of TCP: the same
+    /// broker, over a simulated network in tests. The receiver URL's host and port go to it.
+    #[cfg(feature = "dial")]
+    pub fn with_dialer(mut self, dialer: Dialer) -> Self {
+        self.connector = dial::Connector::Dial(dialer);
         self
     }
 
@@ -164,7 +179,15 @@ impl Broker {
         let bus = flotilla_bus::Bus::new(Arc::clone(&self.backend));
         let mut running = Vec::new();
         for p in &self.options.push {
-            match push::start(&bus, p, self.discovery.as_ref(), shutdown).await {
+            match push::start(
+                &bus,
+                p,
+                self.discovery.as_ref(),
+                self.connector.clone(),
+                shutdown,
+            )
+            .await
+            {
                 Ok(sub) => running.push(sub),
                 Err(e) => {
                     for sub in running {

@@ -21,13 +21,13 @@ use flotilla_discovery::{Discovery, ServiceSet};
 use http::{Request, StatusCode, Uri, header};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
+use crate::dial::Connector;
 
 /// One push subscription (`[[bus.http.push]]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,7 +87,7 @@ fn default_wait_for_instance_ms() -> u64 {
 /// bounded.
 const MAX_WAIT_FOR_INSTANCE_MS: u64 = 3_600_000;
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+type HttpClient = Client<Connector, Full<Bytes>>;
 
 /// Where a push subscription sends events.
 #[derive(Debug)]
@@ -196,10 +196,11 @@ pub(crate) async fn start(
     bus: &Bus,
     options: &PushOptions,
     discovery: Option<&Arc<dyn Discovery>>,
+    connector: Connector,
     shutdown: &CancellationToken,
 ) -> Result<Subscription, Error> {
     let target = Arc::new(Target::new(options, discovery)?);
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
     let timeout = Duration::from_millis(options.timeout_ms);
     let sub = bus
         .subscribe(&options.pattern)

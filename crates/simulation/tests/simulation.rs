@@ -11,6 +11,8 @@ mod faults;
 mod net;
 #[path = "simulation/platform.rs"]
 mod platform;
+#[path = "simulation/push.rs"]
+mod push;
 #[path = "simulation/registry.rs"]
 mod registry;
 #[path = "simulation/seeds.rs"]
@@ -31,5 +33,14 @@ fn acknowledged_publishes_and_appends_are_kept_once_under_any_fault() {
         "acknowledged_publishes_and_appends_are_kept_once_under_any_fault",
         120,
         platform::run,
+    );
+}
+
+#[test]
+fn every_acknowledged_publish_is_pushed_under_any_fault() {
+    seeds::run_all(
+        "every_acknowledged_publish_is_pushed_under_any_fault",
+        60,
+        push::run,
     );
 }

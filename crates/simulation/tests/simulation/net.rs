@@ -61,3 +61,13 @@ pub(crate) fn platform_dialer() -> flotilla_platform::Dialer {
         })
     })
 }
+
+/// Dials a simulated host by name: what the broker's push subscriptions use instead of TCP.
+pub(crate) fn broker_dialer() -> flotilla_broker::Dialer {
+    Arc::new(|host, port| {
+        Box::pin(async move {
+            let stream = turmoil::net::TcpStream::connect((host.as_str(), port)).await?;
+            Ok(Box::new(stream) as Box<dyn flotilla_broker::Stream>)
+        })
+    })
+}

@@ -46,8 +46,9 @@ fn group() -> GroupName {
     GroupName::new("sim").expect("a valid group")
 }
 
-fn plane() -> ControlPlane {
-    let mut options = ConnectOptions::new(net::url(CONTROL));
+/// A client of the control plane at `host`.
+pub(crate) fn plane(host: &str) -> ControlPlane {
+    let mut options = ConnectOptions::new(net::url(host));
     options.timeout = Duration::from_secs(1);
     ControlPlane::with_dialer(options, net::platform_dialer()).expect("valid options")
 }
@@ -64,7 +65,11 @@ struct Observed {
 type Shared = Rc<RefCell<Observed>>;
 
 /// Retries `op` while it fails with a retryable error, as a caller of the contracts must.
-async fn until_done<T, E: Classify + std::fmt::Display, F: Future<Output = Result<T, E>>>(
+pub(crate) async fn until_done<
+    T,
+    E: Classify + std::fmt::Display,
+    F: Future<Output = Result<T, E>>,
+>(
     what: &str,
     mut op: impl FnMut() -> F,
 ) -> Result<T, String> {
@@ -94,7 +99,7 @@ fn publisher_host(sim: &mut turmoil::Sim<'_>, shared: &Shared) {
     sim.host(PUBLISHER, move || {
         let shared = Rc::clone(&shared);
         async move {
-            let bus = PlatformBus::new(plane());
+            let bus = PlatformBus::new(plane(CONTROL));
             let spec = GroupSpec {
                 name: group(),
                 pattern: TopicPattern::new("sim.>")?,
@@ -121,7 +126,7 @@ fn consumer_host(sim: &mut turmoil::Sim<'_>, shared: &Shared) {
     sim.host(CONSUMER, move || {
         let shared = Rc::clone(&shared);
         async move {
-            let bus = PlatformBus::new(plane());
+            let bus = PlatformBus::new(plane(CONTROL));
             loop {
                 if !shared.borrow().group_declared {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -161,7 +166,7 @@ fn appender_host(sim: &mut turmoil::Sim<'_>, shared: &Shared, seed: u64) {
     sim.host(APPENDER, move || {
         let shared = Rc::clone(&shared);
         async move {
-            let store = PlatformEventStore::connect(plane()).await?;
+            let store = PlatformEventStore::connect(plane(CONTROL)).await?;
             for n in 0..APPENDS {
                 let stream = StreamId::new(format!("acct-{}", n % STREAMS))?;
                 let event = append_event(seed, n);
