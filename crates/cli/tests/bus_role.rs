@@ -121,6 +121,10 @@ fn the_bus_role_publishes_and_pulls_on_nats() {
     };
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique_name("cli_bus");
+    let _stream = Stream {
+        url: url.clone(),
+        prefix: prefix.clone(),
+    };
     let env = [
         ("FLOTILLA_BUS__KIND", "nats"),
         ("FLOTILLA_BUS__URL", url.as_str()),
@@ -132,25 +136,34 @@ fn the_bus_role_publishes_and_pulls_on_nats() {
     stop(bus);
     // A bus on NATS keeps nothing on local disk.
     assert!(!dir.path().join("data/flotilla.db").exists());
-    delete_stream(&url, &prefix);
 }
 
-/// Deletes the JetStream stream named `prefix` (one per bus) through the JetStream API,
-/// spoken in the plain NATS protocol so the test needs no client library.
+/// The JetStream stream of a bus (named after its prefix), deleted when the test ends,
+/// passed or failed, through the JetStream API spoken in the plain NATS protocol so the test
+/// needs no client library.
 #[cfg(feature = "nats")]
-fn delete_stream(url: &str, prefix: &str) {
-    let addr = url.trim_start_matches("nats://");
-    let mut conn = TcpStream::connect(addr).unwrap();
-    let request = format!(
-        "CONNECT {{\"verbose\":false}}\r\nPUB $JS.API.STREAM.DELETE.{prefix} 0\r\n\r\nPING\r\n"
-    );
-    conn.write_all(request.as_bytes()).unwrap();
-    let answered = BufReader::new(conn)
-        .lines()
-        .map_while(Result::ok)
-        .any(|line| line == "PONG");
-    assert!(
-        answered,
-        "NATS did not answer the stream deletion of {prefix}"
-    );
+struct Stream {
+    url: String,
+    prefix: String,
+}
+
+#[cfg(feature = "nats")]
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let prefix = &self.prefix;
+        let request = format!(
+            "CONNECT {{\"verbose\":false}}\r\nPUB $JS.API.STREAM.DELETE.{prefix} 0\r\n\r\nPING\r\n"
+        );
+        let answered =
+            TcpStream::connect(self.url.trim_start_matches("nats://")).is_ok_and(|mut conn| {
+                conn.write_all(request.as_bytes()).is_ok()
+                    && BufReader::new(conn)
+                        .lines()
+                        .map_while(Result::ok)
+                        .any(|line| line == "PONG")
+            });
+        if !answered {
+            eprintln!("stream {prefix} was left behind");
+        }
+    }
 }

@@ -83,6 +83,10 @@ fn the_store_role_appends_and_reads_on_postgres() {
     };
     let dir = tempfile::tempdir().unwrap();
     let schema = unique_name("cli_store");
+    let _schema = Schema {
+        url: url.clone(),
+        name: schema.clone(),
+    };
     let env = [
         ("FLOTILLA_EVENTSTORE__KIND", "postgres"),
         ("FLOTILLA_EVENTSTORE__URL", url.as_str()),
@@ -94,12 +98,25 @@ fn the_store_role_appends_and_reads_on_postgres() {
     stop(store);
     // A store on PostgreSQL keeps nothing on local disk.
     assert!(!dir.path().join("data/flotilla.db").exists());
-    let drop_schema = format!("DROP SCHEMA {schema} CASCADE");
-    let status = std::process::Command::new("psql")
-        .env("PGOPTIONS", "--client-min-messages=warning")
-        .args([url.as_str(), "-qc", &drop_schema])
-        .status();
-    if !status.is_ok_and(|s| s.success()) {
-        eprintln!("schema {schema} was left behind");
+}
+
+/// The test's PostgreSQL schema, dropped when the test ends, passed or failed.
+#[cfg(feature = "postgres")]
+struct Schema {
+    url: String,
+    name: String,
+}
+
+#[cfg(feature = "postgres")]
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let drop_schema = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+        let status = std::process::Command::new("psql")
+            .env("PGOPTIONS", "--client-min-messages=warning")
+            .args([self.url.as_str(), "-qc", &drop_schema])
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!("schema {} was left behind", self.name);
+        }
     }
 }
