@@ -1,7 +1,8 @@
 """Checks deploy/ beyond its schemas: every file kustomization.yaml names exists, and every
 platform container of compose.yaml and of the Kubernetes manifests starts from a
-configuration `flotilla config check` accepts (its FLOTILLA_* environment, with secrets and
-pod fields replaced by stand-ins and mounted routes files by their source under deploy/).
+configuration `flotilla config check` accepts (the image's ENV from the Dockerfile, then the
+container's FLOTILLA_* environment, with secrets and pod fields replaced by stand-ins and
+mounted routes files by their source under deploy/).
 
 usage: deploy_env_check.py FLOTILLA_BINARY DEPLOY_DIR   (run by scripts/deploy-check.sh)
 """
@@ -33,8 +34,24 @@ def interpolate(value):
     return re.sub(r"\$\{(\w+)(:[-?])?([^}]*)\}", one, str(value))
 
 
+def image_env(deploy):
+    """The ENV of the Dockerfile's last stage (`ENV K=V \\` continued lines)."""
+    text = (deploy / "Dockerfile").read_text().replace("\\\n", " ")
+    stage = text.rsplit("\nFROM ", 1)[-1]
+    env = {}
+    for line in stage.splitlines():
+        if line.startswith("ENV "):
+            for pair in line[4:].split():
+                key, _, value = pair.partition("=")
+                env[key] = value
+    return env
+
+
+IMAGE_ENV = {}
+
+
 def config_check(binary, where, env, mounts):
-    env = {k: mounts.get(v, v) for k, v in env.items()}
+    env = {k: mounts.get(v, v) for k, v in {**IMAGE_ENV, **env}.items()}
     base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
     done = subprocess.run([binary, "config", "check"], env={**base, **env},
                           capture_output=True, text=True)
@@ -114,6 +131,10 @@ def kustomization(deploy):
 
 def main():
     binary, deploy = sys.argv[1], Path(sys.argv[2]).resolve()
+    IMAGE_ENV.update(image_env(deploy))
+    if not IMAGE_ENV:
+        print("the Dockerfile sets no ENV: the check would miss the image's defaults", file=sys.stderr)
+        sys.exit(1)
     problems = kustomization(deploy)
     found_compose, in_compose = compose(binary, deploy)
     found_kube, in_kube = kubernetes(binary, deploy)
