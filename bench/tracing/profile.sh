@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Where span export's CPU goes: runs the SDK's hello route (`sdk`) or the gateway proxying to
+# a trivial upstream (`gateway`) with export on at SAMPLE_RATIO to a local OTLP/HTTP sink,
+# drives it with wrk (64 connections), samples the server with `perf record -g` for SECONDS,
+# and prints the share of samples in tracing, OpenTelemetry and the span registry, in the
+# export threads, and the hottest such symbols. Uses the release examples run.sh builds.
+#
+#   bench/tracing/profile.sh [sdk|gateway] [SECONDS] [SAMPLE_RATIO]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+target=${1:-gateway}
+seconds=${2:-6}
+ratio=${3:-0.1}
+P_UP=19180 P_SINK=19181 P_SRV=19182
+
+command -v perf >/dev/null || { echo "perf is not installed" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "wrk is not installed" >&2; exit 1; }
+examples=${CARGO_TARGET_DIR:-$HOME/.cache/flotilla/target}/release/examples
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+# The same collector stand-in as run.sh: 200 with an empty body to every export.
+python3 -c '
+import http.server, sys
+class Sink(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
+' "$P_SINK" & pids+=($!)
+
+export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$P_SINK" OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
+export OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG="$ratio"
+if [ "$target" = sdk ]; then
+  path=/hello
+  "$examples/hello" sdk "127.0.0.1:$P_SRV" & server=$!
+else
+  path=/x
+  "$examples/bench_gateway" upstream "127.0.0.1:$P_UP" & pids+=($!)
+  cat >"$work/gateway.toml" <<CONF
+[server]
+max_connections = 4096
+[[upstreams]]
+name = "up"
+urls = ["http://127.0.0.1:$P_UP"]
+[[routes]]
+name = "all"
+prefix = "/"
+upstream = "up"
+CONF
+  "$examples/bench_gateway" serve "$work/gateway.toml" "127.0.0.1:$P_SRV" & server=$!
+fi
+pids+=("$server")
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$P_SRV) 2>/dev/null && break; sleep 0.1; done
+
+wrk -t1 -c64 -d"$((seconds + 4))s" "http://127.0.0.1:$P_SRV$path" >/dev/null & pids+=($!)
+sleep 2
+perf record -q -F 999 -g -p "$server" -o "$work/perf.data" -- sleep "$seconds" 2>/dev/null
+perf report -i "$work/perf.data" --no-children --sort comm,dso,symbol --stdio -g none 2>/dev/null |
+  grep '%' | sed 's/  */ /g' >"$work/symbols.txt"
+traced='opentelemetry|flotilla_telemetry|sharded_slab|tracing_subscriber|tracing_core|tracing::|rand::|prost'
+awk -v re="$traced" '$0 ~ re {gsub("%", "", $1); s += $1} END {printf "tracing, OpenTelemetry, span registry: %.2f %%\n", s}' "$work/symbols.txt"
+awk '$2 ~ /flotilla-otlp|OpenTelemetry/ {gsub("%", "", $1); s += $1} END {printf "export threads: %.2f %%\n", s}' "$work/symbols.txt"
+echo "hottest:"
+grep -E "$traced" "$work/symbols.txt" | head -15
