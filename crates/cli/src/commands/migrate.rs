@@ -79,24 +79,34 @@ async fn copy(
         progress.catalog_done = true;
         progress.save()?;
     }
-    if !progress.bus.done {
-        let bus_bar = bar(plan.pending_events() as u64, "bus", json);
-        let outcome = bus::copy(plan, &target.bus, progress, &bus_bar).await?;
-        bus_bar.finish_and_clear();
-        if outcome.extra_attempts > 0 {
-            out::line(format_args!(
-                "note: {} undelivered events count one more delivery attempt on the target \
-                 (they were leased while copies their group had already consumed were removed)",
-                outcome.extra_attempts
-            ));
+    if progress.bus.done {
+        // Idempotent, and needed for the verification: the RabbitMQ backend lists only the
+        // groups its own process declared.
+        for group in &plan.groups {
+            target.bus.declare_group(&group.spec).await?;
         }
-        for (group, left) in &outcome.unsettled {
-            out::line(format_args!(
-                "warning: group {group} holds {left} events it had already consumed on the source"
-            ));
-        }
+        return Ok(());
     }
+    let bus_bar = bar(plan.pending_events() as u64, "bus", json);
+    let outcome = bus::copy(plan, &target.bus, progress, &bus_bar).await?;
+    bus_bar.finish_and_clear();
+    report_bus(&outcome);
     Ok(())
+}
+
+fn report_bus(outcome: &bus::Outcome) {
+    if outcome.extra_attempts > 0 {
+        out::line(format_args!(
+            "note: {} undelivered events count one more delivery attempt on the target \
+             (they were leased while copies their group had already consumed were removed)",
+            outcome.extra_attempts
+        ));
+    }
+    for (group, left) in &outcome.unsettled {
+        out::line(format_args!(
+            "warning: group {group} holds {left} events it had already consumed on the source"
+        ));
+    }
 }
 
 /// The event-store contract appends a stream's events at versions 1, 2, 3, ...: a stream whose
