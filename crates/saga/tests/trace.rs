@@ -169,3 +169,45 @@ async fn bus_commands_carry_the_starters_trace() {
     assert_eq!(end.status, SagaStatus::Completed);
     assert_joined(&seen.lock().unwrap(), &trace);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_start_through_the_api_joins_the_requests_trace_and_shows_its_id() {
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    let w = World::new(order_saga(1).build().unwrap());
+    let orch = w.orchestrator();
+    let trace = starter();
+    let start = Request::post("/api/v1/sagas/place-order")
+        .header("traceparent", trace.parent.to_string())
+        .body(Body::from(r#"{"data": {}}"#))
+        .unwrap();
+    let res = flotilla_saga::api::router(orch.clone())
+        .oneshot(start)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let started: serde_json::Value =
+        serde_json::from_slice(&to_bytes(res.into_body(), usize::MAX).await.unwrap()).unwrap();
+    let id = started["id"].as_str().unwrap().to_owned();
+    orch.wait(&id).await.unwrap();
+    let show = Request::get(format!("/api/v1/sagas/{id}"))
+        .body(Body::empty())
+        .unwrap();
+    let res = flotilla_saga::api::router(orch)
+        .oneshot(show)
+        .await
+        .unwrap();
+    let shown: serde_json::Value =
+        serde_json::from_slice(&to_bytes(res.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert_eq!(shown["trace_id"], trace.parent.trace_id_hex(), "{shown}");
+    let traceparent = TraceParent::parse(shown["traceparent"].as_str().unwrap()).unwrap();
+    assert_eq!(traceparent.trace_id, trace.parent.trace_id);
+    let calls = w.participants.traced_calls();
+    let traces: Vec<TraceParent> = calls
+        .iter()
+        .map(|c| c.trace.clone().unwrap().parent)
+        .collect();
+    assert_joined(&traces, &trace);
+}
