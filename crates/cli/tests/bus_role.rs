@@ -53,6 +53,10 @@ fn publish_and_pull(bus: &Up, topic: &str) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(metrics.contains(&lag), "{metrics}");
+    let suite = "bus role /metrics (promtool)";
+    if let Some(verdict) = flotilla_testkit::prometheus::promtool_check(&metrics, suite) {
+        verdict.unwrap();
+    }
     let pulled = pull(bus, &group, 5_000);
     let ids: Vec<&str> = pulled
         .iter()

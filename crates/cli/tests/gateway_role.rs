@@ -157,6 +157,10 @@ fn the_gateway_role_routes_through_a_separate_registry_and_follows_its_changes()
     assert!(routes.contains("\"shop\""), "{routes}");
     let (_, metrics) = http(gateway.api, "GET", "/metrics", "");
     assert!(metrics.contains("gateway_"), "{metrics}");
+    let suite = "gateway role /metrics (promtool)";
+    if let Some(verdict) = flotilla_testkit::prometheus::promtool_check(&metrics, suite) {
+        verdict.unwrap();
+    }
     stop(gateway);
     stop(registry);
 }

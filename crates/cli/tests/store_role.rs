@@ -46,7 +46,11 @@ fn assert_serves_probes(store: &Up) {
     assert_eq!(http(store.api, "GET", "/health", "").0, 200);
     assert_eq!(http(store.api, "GET", "/ready", "").0, 200);
     let (_, metrics) = http(store.api, "GET", "/metrics", "");
-    assert!(metrics.contains("eventstore"), "{metrics}");
+    assert!(metrics.contains("flotilla_eventstore"), "{metrics}");
+    let suite = "store role /metrics (promtool)";
+    if let Some(verdict) = flotilla_testkit::prometheus::promtool_check(&metrics, suite) {
+        verdict.unwrap();
+    }
 }
 
 /// `flotilla probe URL`'s exit code: what a container health check sees.
