@@ -31,11 +31,12 @@ fn redact(config: &mut PlatformConfig) {
         .shared_rate_limits
         .as_mut()
         .map(|s| &mut s.url);
-    for url in [&mut config.bus.url, &mut config.eventstore.url]
-        .into_iter()
-        .flatten()
-        .chain(shared_limits)
-    {
+    let urls = [
+        &mut config.bus.url,
+        &mut config.eventstore.url,
+        &mut config.registry.catalog.url,
+    ];
+    for url in urls.into_iter().flatten().chain(shared_limits) {
         *url = redact_url(url);
     }
 }
