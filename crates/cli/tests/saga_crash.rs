@@ -27,40 +27,16 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, post};
 use serde_json::{Value, json};
-use support::{Up, start_role, stop};
+use support::saga_shop::{OrderSaga, idempotency_key, start_with_saga};
+use support::{Up, register_shop, serve, stop};
 
-const DEFINITION: &str = r#"
-name = "order"
-version = 1
-
-[[steps]]
-name = "reserve"
-timeout = "5s"
-retry = { max_attempts = 8, base_delay = "20ms", max_delay = "200ms" }
-compensation_retry = { max_attempts = 30, base_delay = "20ms", max_delay = "200ms" }
-
-[steps.action.http]
-service = "shop"
-method = "POST"
-path = "/reservations"
-body = { order = "{{data.order}}" }
-
-[steps.compensation.http]
-service = "shop"
-method = "DELETE"
-path = "/reservations/{{steps.reserve.key}}"
-
-[[steps]]
-name = "charge"
-timeout = "5s"
-retry = { max_attempts = 8, base_delay = "20ms", max_delay = "200ms" }
-
-[steps.action.http]
-service = "shop"
-method = "POST"
-path = "/payments"
-body = { amount = "{{data.amount}}" }
-"#;
+/// Retried more (and sooner) than the other saga tests, since one call in eight fails.
+const SAGA: OrderSaga = OrderSaga {
+    attempts: 8,
+    compensation_attempts: 30,
+    base_delay: "20ms",
+    charge_body: r#"{ amount = "{{data.amount}}" }"#,
+};
 
 /// Everything the participant was asked and what it applied, by idempotency key.
 #[derive(Debug, Default)]
@@ -81,14 +57,6 @@ struct Shop {
 
 type Shared = Arc<Mutex<Shop>>;
 
-fn key(headers: &HeaderMap) -> String {
-    headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
 impl Shop {
     /// Counts the call; true when it is to fail (about one call in eight, decided by a hash
     /// of the key and how often it was called, so reruns differ).
@@ -104,7 +72,7 @@ impl Shop {
 }
 
 async fn reserve(State(shop): State<Shared>, headers: HeaderMap) -> (StatusCode, Json<Value>) {
-    let key = key(&headers);
+    let key = idempotency_key(&headers);
     let mut shop = shop.lock().unwrap();
     shop.asked.insert(key.clone());
     if shop.call(&key, "reserve") {
@@ -134,7 +102,7 @@ async fn charge(
     Json(body): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let key = key(&headers);
+    let key = idempotency_key(&headers);
     let mut shop = shop.lock().unwrap();
     if shop.call(&key, "charge") {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({})));
@@ -156,17 +124,7 @@ fn participant() -> (u16, Shared) {
         .route("/reservations/{key}", delete(release))
         .route("/payments", post(charge))
         .with_state(shop.clone());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (port, shop)
+    (serve(app), shop)
 }
 
 /// One request; `None` when the connection failed (the platform was killed under it).
@@ -186,26 +144,8 @@ fn try_http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, Str
 }
 
 fn up(dir: &Path, shop_port: u16) -> Up {
-    let defs = dir.join("sagas");
-    std::fs::create_dir_all(&defs).unwrap();
-    std::fs::write(defs.join("order.toml"), DEFINITION).unwrap();
-    let routes = dir.join("routes.toml");
-    std::fs::write(&routes, "").unwrap();
-    let pattern = format!("[\"{}/*.toml\"]", defs.display());
-    let env = [("FLOTILLA_SAGAS__DEFINITIONS", pattern.as_str())];
-    let up = start_role("up", &dir.join("data"), &routes, &env);
-    let body = json!({
-        "id": "shop-1", "name": "shop", "address": "127.0.0.1", "port": shop_port,
-        "check": {"type": "ttl", "ttl": "1h"}, "status": "passing",
-    });
-    let (status, text) = try_http(
-        up.api,
-        "POST",
-        "/api/v1/registry/instances",
-        &body.to_string(),
-    )
-    .unwrap();
-    assert!(status == 200 || status == 201, "{status} {text}");
+    let up = start_with_saga("up", dir, &SAGA.definition(), &[]);
+    register_shop(up.api, shop_port);
     up
 }
 

@@ -6,7 +6,8 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{http, start_role, stop};
+use support::saga_shop::start_with_saga;
+use support::{http, stop};
 
 /// One HTTP step on a service nobody registered: the saga turns back, but its opening
 /// (with the claim) is written first.
@@ -27,17 +28,11 @@ path = "/reservations"
 #[test]
 fn a_control_plane_with_a_lease_claims_the_sagas_it_starts() {
     let dir = tempfile::tempdir().unwrap();
-    let defs = dir.path().join("order.toml");
-    std::fs::write(&defs, DEFINITION).unwrap();
-    let routes = dir.path().join("routes.toml");
-    std::fs::write(&routes, "").unwrap();
-    let pattern = format!("[{:?}]", defs.display().to_string());
     let env = [
-        ("FLOTILLA_SAGAS__DEFINITIONS", pattern.as_str()),
         ("FLOTILLA_SAGAS__LEASE__OWNER", "cp-1"),
         ("FLOTILLA_SAGAS__LEASE__TTL", "2s"),
     ];
-    let up = start_role("up", &dir.path().join("data"), &routes, &env);
+    let up = start_with_saga("up", dir.path(), DEFINITION, &env);
     let body = json!({ "id": "leased-1", "data": {} }).to_string();
     let (status, text) = http(up.api, "POST", "/api/v1/sagas/order", &body);
     assert_eq!(status, 201, "{text}");

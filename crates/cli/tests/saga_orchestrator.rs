@@ -18,7 +18,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use flotilla_testkit::{Backend, backend, unique_name};
 use serde_json::{Value, json};
-use support::{Up, http, start_role, stop};
+use support::saga_shop::{idempotency_key, start_with_saga};
+use support::{Up, drop_schema, http, register_shop, serve, stop};
 
 const DEFINITION: &str = r#"
 name = "order"
@@ -44,11 +45,7 @@ struct Shop {
 type Shared = Arc<Mutex<Shop>>;
 
 async fn charge(State(shop): State<Shared>, headers: HeaderMap) -> (StatusCode, Json<Value>) {
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let key = idempotency_key(&headers);
     let delay = {
         let mut shop = shop.lock().unwrap();
         *shop.calls.entry(key).or_default() += 1;
@@ -66,39 +63,12 @@ fn participant(delay: Duration) -> (u16, Shared) {
     let app = axum::Router::new()
         .route("/payments", post(charge))
         .with_state(shop.clone());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (port, shop)
+    (serve(app), shop)
 }
 
 fn role(role: &str, dir: &Path, env: &[(&str, &str)], shop: u16) -> Up {
-    let defs = dir.join("order.toml");
-    std::fs::write(&defs, DEFINITION).unwrap();
-    let routes = dir.join("routes.toml");
-    std::fs::write(&routes, "").unwrap();
-    let pattern = format!("[{:?}]", defs.display().to_string());
-    let mut all = vec![("FLOTILLA_SAGAS__DEFINITIONS", pattern.as_str())];
-    all.extend_from_slice(env);
-    let up = start_role(role, &dir.join("data"), &routes, &all);
-    let body = json!({
-        "id": "shop-1", "name": "shop", "address": "127.0.0.1", "port": shop,
-        "check": {"type": "ttl", "ttl": "1h"}, "status": "passing",
-    });
-    let (status, text) = http(
-        up.api,
-        "POST",
-        "/api/v1/registry/instances",
-        &body.to_string(),
-    );
-    assert!(status == 200 || status == 201, "{status} {text}");
+    let up = start_with_saga(role, dir, DEFINITION, env);
+    register_shop(up.api, shop);
     up
 }
 
@@ -187,12 +157,7 @@ fn the_orchestrator_takes_over_the_sagas_of_a_killed_control_plane_on_postgres()
     let calls = shop.lock().unwrap().calls.clone();
     assert!(calls.values().all(|n| *n <= 2), "{calls:?}");
     stop(orch);
-    let drop_schema = format!("DROP SCHEMA {schema} CASCADE");
-    let status = std::process::Command::new("psql")
-        .env("PGOPTIONS", "--client-min-messages=warning")
-        .args([url.as_str(), "-qc", &drop_schema])
-        .status();
-    if !status.is_ok_and(|s| s.success()) {
+    if !drop_schema(&url, &schema) {
         eprintln!("schema {schema} was left behind");
     }
 }

@@ -17,42 +17,17 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, post};
 use serde_json::{Value, json};
-use support::{Up, cli, http, start_role, stop};
+use support::saga_shop::{OrderSaga, idempotency_key, start_with_saga};
+use support::{Up, cli, http, register_shop, serve, stop};
 
 /// Two HTTP steps on service `shop`: reserve (undone by DELETE), then charge, which the
 /// participant refuses for amounts over 100.
-const DEFINITION: &str = r#"
-name = "order"
-version = 1
-
-[[steps]]
-name = "reserve"
-timeout = "5s"
-retry = { max_attempts = 5, base_delay = "50ms", max_delay = "200ms" }
-compensation_retry = { max_attempts = 20, base_delay = "50ms", max_delay = "200ms" }
-
-[steps.action.http]
-service = "shop"
-method = "POST"
-path = "/reservations"
-body = { order = "{{data.order}}" }
-
-[steps.compensation.http]
-service = "shop"
-method = "DELETE"
-path = "/reservations/{{steps.reserve.key}}"
-
-[[steps]]
-name = "charge"
-timeout = "5s"
-retry = { max_attempts = 5, base_delay = "50ms", max_delay = "200ms" }
-
-[steps.action.http]
-service = "shop"
-method = "POST"
-path = "/payments"
-body = { amount = "{{data.amount}}", reservation = "{{steps.reserve.result.id}}" }
-"#;
+const SAGA: OrderSaga = OrderSaga {
+    attempts: 5,
+    compensation_attempts: 20,
+    base_delay: "50ms",
+    charge_body: r#"{ amount = "{{data.amount}}", reservation = "{{steps.reserve.result.id}}" }"#,
+};
 
 /// What the participant holds, by idempotency key: it applies each key once, as the saga
 /// contract asks.
@@ -66,16 +41,8 @@ struct Shop {
 
 type Shared = Arc<Mutex<Shop>>;
 
-fn key(headers: &HeaderMap) -> String {
-    headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
 async fn reserve(State(shop): State<Shared>, headers: HeaderMap) -> Json<Value> {
-    let key = key(&headers);
+    let key = idempotency_key(&headers);
     shop.lock()
         .unwrap()
         .reservations
@@ -103,7 +70,9 @@ async fn charge(
         );
     }
     let mut shop = shop.lock().unwrap();
-    shop.payments.entry(key(&headers)).or_insert(body);
+    shop.payments
+        .entry(idempotency_key(&headers))
+        .or_insert(body);
     (StatusCode::OK, Json(json!({ "charged": true })))
 }
 
@@ -119,31 +88,7 @@ fn participant(charge_delay: Duration) -> (u16, Shared) {
         .route("/reservations/{key}", delete(release))
         .route("/payments", post(charge))
         .with_state(shop.clone());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (port, shop)
-}
-
-fn register(up: &Up, port: u16) {
-    let body = json!({
-        "id": "shop-1", "name": "shop", "address": "127.0.0.1", "port": port,
-        "check": {"type": "ttl", "ttl": "1h"}, "status": "passing",
-    });
-    let (status, text) = http(
-        up.api,
-        "POST",
-        "/api/v1/registry/instances",
-        &body.to_string(),
-    );
-    assert!(status == 200 || status == 201, "{status} {text}");
+    (serve(app), shop)
 }
 
 /// `flotilla up` with the definition file under `dir`, on the data in `dir/data`.
@@ -152,15 +97,7 @@ fn up(dir: &Path) -> Up {
 }
 
 fn up_with(dir: &Path, extra: &[(&str, &str)]) -> Up {
-    let defs = dir.join("sagas");
-    std::fs::create_dir_all(&defs).unwrap();
-    std::fs::write(defs.join("order.toml"), DEFINITION).unwrap();
-    let routes = dir.join("routes.toml");
-    std::fs::write(&routes, "").unwrap();
-    let pattern = format!("[\"{}/*.toml\"]", defs.display());
-    let mut env = vec![("FLOTILLA_SAGAS__DEFINITIONS", pattern.as_str())];
-    env.extend_from_slice(extra);
-    start_role("up", &dir.join("data"), &routes, &env)
+    start_with_saga("up", dir, &SAGA.definition(), extra)
 }
 
 fn show(up: &Up, id: &str) -> Value {
@@ -195,7 +132,7 @@ fn sagas_complete_or_compensate_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let (port, shop) = participant(Duration::ZERO);
     let up = up(dir.path());
-    register(&up, port);
+    register_shop(up.api, port);
 
     let ok = start(&up, json!({"order": "o-1", "amount": 40}));
     let done = ended(&up, &ok);
@@ -272,7 +209,7 @@ fn sagas_interrupted_by_sigkill_finish_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (port, shop) = participant(Duration::from_millis(300));
     let mut first = up(dir.path());
-    register(&first, port);
+    register_shop(first.api, port);
     let orders: Vec<(String, u64)> = (0..SAGAS)
         .map(|i| {
             let amount = if i % 3 == 0 { 500 } else { 40 };
@@ -287,7 +224,7 @@ fn sagas_interrupted_by_sigkill_finish_after_a_restart() {
     let killed_at = chrono::Utc::now();
 
     let second = up(dir.path());
-    register(&second, port);
+    register_shop(second.api, port);
     let mut after_restart = 0;
     for (id, amount) in &orders {
         let end = ended(&second, id);
@@ -321,7 +258,9 @@ fn sagas_interrupted_by_sigkill_finish_after_a_restart() {
 fn an_invalid_definition_file_stops_config_check_naming_the_file_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("broken.toml");
-    let bad = DEFINITION.replace("path = \"/payments\"", "path = \"payments\"");
+    let bad = SAGA
+        .definition()
+        .replace("path = \"/payments\"", "path = \"payments\"");
     std::fs::write(&file, bad).unwrap();
     let config = dir.path().join("flotilla.toml");
     let pattern = dir.path().join("*.toml");

@@ -1,11 +1,28 @@
 //! Shared by the binary's black-box tests (each test file uses some of it).
 #![allow(dead_code)]
 
+pub(crate) mod saga_shop;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+/// Routes `/shop/...` to service `shop` (found through discovery), the prefix stripped.
+pub(crate) const SHOP_ROUTES: &str = r#"
+[[upstreams]]
+name = "shop"
+service = "shop"
+
+[[routes]]
+name = "shop"
+prefix = "/shop"
+upstream = "shop"
+rewrite = { strip_prefix = "/shop" }
+"#;
 
 /// The `flotilla` binary with every `FLOTILLA_*` variable of the test environment removed, so
 /// a developer's settings cannot leak into a test.
@@ -117,10 +134,28 @@ pub(crate) fn http_as(
     content_type: &str,
     body: &str,
 ) -> (u16, String) {
+    request(
+        port,
+        method,
+        path,
+        &format!("content-type: {content_type}\r\n"),
+        body,
+    )
+}
+
+/// One request on a fresh connection with `headers` (each line ending in CRLF) added;
+/// returns (status, body).
+pub(crate) fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{headers}content-length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).unwrap();
@@ -147,4 +182,71 @@ pub(crate) fn cli(up: &Up, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// Polls `check` until it holds; fails naming `what` once `within` has passed.
+pub(crate) fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let give_up = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < give_up, "gave up waiting: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Polls `probe` until `done` holds for what it returns, and returns that; fails after a
+/// minute, naming `what` and the last value seen.
+pub(crate) fn eventually_value<T: std::fmt::Debug>(
+    what: &str,
+    mut probe: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        let last = probe();
+        if done(&last) {
+            return last;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "never happened: {what}; last seen {last:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Serves `app` on a free port, on a runtime thread that lives as long as the test process;
+/// the port.
+pub(crate) fn serve(app: axum::Router) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    port
+}
+
+/// Registers instance `shop-1` of service `shop` at `port` in the registry on `api`, passing
+/// on a TTL check of an hour.
+pub(crate) fn register_shop(api: u16, port: u16) {
+    let body = json!({
+        "id": "shop-1", "name": "shop", "address": "127.0.0.1", "port": port,
+        "check": {"type": "ttl", "ttl": "1h"}, "status": "passing",
+    });
+    let (status, text) = http(api, "POST", "/api/v1/registry/instances", &body.to_string());
+    assert!(status == 200 || status == 201, "{status} {text}");
+}
+
+/// Drops a test's PostgreSQL schema (if it is there) with psql; whether that worked.
+pub(crate) fn drop_schema(url: &str, schema: &str) -> bool {
+    let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+    Command::new("psql")
+        .env("PGOPTIONS", "--client-min-messages=warning")
+        .args([url, "-qc", &sql])
+        .status()
+        .is_ok_and(|s| s.success())
 }
