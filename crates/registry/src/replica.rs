@@ -82,8 +82,9 @@ impl Registry {
         self.inner.catalog.shared().is_some()
     }
 
-    /// Whether this replica runs the health check of instance `id` now: always with a catalog
-    /// of its own; with a shared one, when it owns the instance among the live replicas.
+    /// Whether this replica runs a health check of instance `id` now (only instances with a
+    /// check have one). With a catalog of its own a running registry checks every instance;
+    /// with a shared one, those it owns among the live replicas.
     pub fn runs_check(&self, service: &ServiceName, id: &str) -> bool {
         let key = (service.clone(), id.to_owned());
         self.inner
