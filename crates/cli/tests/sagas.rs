@@ -164,6 +164,11 @@ fn sagas_complete_or_compensate_through_the_cli() {
             "{event} missing from:\n{timeline}"
         );
     }
+    let trace_id = undone["trace_id"].as_str().unwrap();
+    assert!(
+        timeline.contains(&format!("trace: {trace_id}")),
+        "no trace id in:\n{timeline}"
+    );
     let listed = cli(&up, &["sagas", "ls", "--status", "compensated"]);
     assert!(
         listed.contains(&declined) && !listed.contains(&ok),
@@ -179,6 +184,8 @@ fn sagas_complete_or_compensate_through_the_cli() {
         !unknown.status.success() && stderr.contains("\"nope\""),
         "{stderr}"
     );
+    // The control plane's problem names its trace, and the CLI prints it.
+    assert!(stderr.contains("[trace "), "{stderr}");
     let platform = http(up.api, "GET", "/api/v1/platform", "").1;
     assert!(platform.contains("/api/v1/sagas") && !platform.contains("not_yet_available"));
     let metrics = http(up.api, "GET", "/metrics", "").1;
