@@ -129,7 +129,7 @@ pub(crate) enum Command {
     /// Copy a stopped `flotilla up`'s data (event store, bus groups with their undelivered
     /// events and dead letters, registry catalog) into the engines a target configuration
     /// names (PostgreSQL, NATS, ...), then verify the copy. Resumable: run it again after an
-    /// interruption. Exit 1 when source and target differ (docs/deployment.md).
+    /// interruption. Exit 1 when source and target differ (docs/migrate.md).
     Migrate(MigrateArgs),
     /// Event-store streams.
     Streams {
