@@ -64,7 +64,10 @@ async fn a_framework_problem_carries_the_trace_id_of_a_trace_started_here() {
     assert_eq!(res.status, StatusCode::NOT_FOUND);
     let trace_id = res.json()["trace_id"].as_str().unwrap().to_owned();
     assert_eq!(trace_id.len(), 32, "{trace_id}");
-    assert!(trace_id.bytes().all(|b| b.is_ascii_hexdigit()), "{trace_id}");
+    assert!(
+        trace_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{trace_id}"
+    );
     svc.stop().await.unwrap();
 }
 
@@ -72,7 +75,12 @@ async fn a_framework_problem_carries_the_trace_id_of_a_trace_started_here() {
 async fn a_problem_built_by_hand_gains_the_ids_and_keeps_its_members() {
     let svc = start().await;
     let res = svc
-        .call(Method::GET, "/hand-built", &[("traceparent", TRACEPARENT)], "")
+        .call(
+            Method::GET,
+            "/hand-built",
+            &[("traceparent", TRACEPARENT)],
+            "",
+        )
         .await;
     assert_eq!(res.status, StatusCode::CONFLICT);
     assert_eq!(res.header("content-type"), Some("application/problem+json"));
