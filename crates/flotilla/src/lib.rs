@@ -46,6 +46,7 @@ mod lifecycle_signals;
 mod limits;
 pub mod metrics;
 mod middleware;
+mod observe_service;
 mod parts;
 #[cfg(feature = "platform")]
 pub mod platform;

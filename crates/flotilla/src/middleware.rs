@@ -2,11 +2,11 @@
 //! access log line, HTTP metrics, and rewriting of framework error responses into problem+json.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, Request};
 use axum::response::{IntoResponse, Response};
 use flotilla_core::{RequestId, TraceContext, TraceParent, TraceState};
 use flotilla_telemetry::headers;
@@ -110,11 +110,12 @@ fn method_label(method: &http::Method) -> &'static str {
 }
 
 /// The outermost middleware of every service.
-pub(crate) async fn observe(
-    State(state): State<Observe>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+/// `run` is the rest of the pipeline; [`crate::observe_service`] wraps every route in this.
+pub(crate) async fn observe<F, Fut>(state: &Observe, mut req: Request, run: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let started = Instant::now();
     let method = method_label(req.method());
     let matched = req.extensions().get::<MatchedPath>();
@@ -147,7 +148,7 @@ pub(crate) async fn observe(
     );
     state.metrics.in_flight.inc();
     let response = CURRENT
-        .scope(ctx.clone(), next.run(req))
+        .scope(ctx.clone(), run(req))
         .instrument(span.clone())
         // Spans the handler opens (a publish, an append) are children of the exported one.
         .instrument(exported.clone())

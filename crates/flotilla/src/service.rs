@@ -9,19 +9,18 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use flotilla_core::ServiceName;
-use http::StatusCode;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::config::ServiceConfig;
 use crate::error::Error;
 use crate::health::{HealthCheck, Probes};
 use crate::lifecycle::{Lifecycle, State};
 use crate::metrics::Metrics;
-use crate::middleware::{Observe, observe};
+use crate::middleware::Observe;
+use crate::observe_service::{ObserveLayer, Settings};
 use crate::parts::Parts;
 
 /// What a lifecycle hook learns about the service.
@@ -213,11 +212,8 @@ impl MicroserviceBuilder {
             &self.metrics,
             &self.config,
             &self.description,
-        )
-        .layer(axum::middleware::from_fn_with_state(
             cut_streams.clone(),
-            crate::streams::end_at_deadline,
-        ));
+        );
         Ok(Microservice {
             name: self.name,
             version: self.version,
@@ -275,6 +271,7 @@ fn assemble(
     metrics: &Metrics,
     config: &ServiceConfig,
     description: &str,
+    cut_streams: CancellationToken,
 ) -> Router {
     let (p1, p2) = (probes.clone(), probes.clone());
     let m = metrics.clone();
@@ -293,20 +290,18 @@ fn assemble(
         metrics: metrics.http.clone(),
         routes: Default::default(),
     };
+    let outer = ObserveLayer::new(Settings {
+        observe: observe_state,
+        max_uri_bytes: config.max_uri_bytes,
+        request_timeout: config.request_timeout,
+        cut_streams,
+    });
     // Router::layer wraps in order: the last layer added is the outermost.
     routes
         .merge(builtin)
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(RequestBodyLimitLayer::new(config.body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            config.request_timeout,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            config.max_uri_bytes,
-            crate::limits::uri_length,
-        ))
-        .layer(axum::middleware::from_fn_with_state(observe_state, observe))
+        .layer(outer)
 }
 
 struct Hooks {

@@ -6,8 +6,6 @@
 //! connection closes instead of outliving the service.
 
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::Response;
 use futures_util::StreamExt as _;
 use http_body::Body as _;
@@ -15,17 +13,24 @@ use tokio_util::sync::CancellationToken;
 
 /// Wraps bodies of unknown length so they end when `cut` is cancelled; bodies of known length
 /// are left alone (they finish, and keep their `Content-Length`).
+#[cfg(test)]
 pub(crate) async fn end_at_deadline(
-    State(cut): State<CancellationToken>,
-    req: Request,
-    next: Next,
+    axum::extract::State(cut): axum::extract::State<CancellationToken>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
 ) -> Response {
-    let res = next.run(req).await;
+    cut_at_deadline(next.run(req).await, &cut)
+}
+
+/// `res`, with its body ending when `cut` is cancelled if its length is unknown.
+pub(crate) fn cut_at_deadline(res: Response, cut: &CancellationToken) -> Response {
     if res.body().size_hint().exact().is_some() {
         return res;
     }
     let (parts, body) = res.into_parts();
-    let stream = body.into_data_stream().take_until(cut.cancelled_owned());
+    let stream = body
+        .into_data_stream()
+        .take_until(cut.clone().cancelled_owned());
     Response::from_parts(parts, Body::from_stream(stream))
 }
 
@@ -33,6 +38,7 @@ pub(crate) async fn end_at_deadline(
 mod tests {
     use super::*;
     use axum::Router;
+    use axum::extract::Request;
     use axum::routing::get;
     use http_body_util::BodyExt as _;
     use tower::ServiceExt as _;
