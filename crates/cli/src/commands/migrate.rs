@@ -42,7 +42,8 @@ pub(crate) fn run(args: &MigrateArgs) -> Result<(), Failure> {
 async fn migrate(args: &MigrateArgs, config: &PlatformConfig) -> Result<(), Failure> {
     let source = Source::open(&args.data_dir).await?;
     let plan = Plan::read(&source).await?;
-    let in_place = engines::same_dir(&config.storage.data_dir, &args.data_dir);
+    let in_place = config.registry.catalog.kind == flotilla_registry::CatalogKind::Sqlite
+        && engines::same_dir(&config.storage.data_dir, &args.data_dir);
     if args.dry_run {
         out::line(format_args!(
             "would copy from {}:\n{}",
