@@ -1,8 +1,10 @@
 //! The catalog's tables and its write function, in the configured schema.
 
 /// DDL, with `{s}` standing for the schema name (validated as a plain identifier) and `{lock}`
-/// for an advisory-lock key, so replicas starting together create the tables once.
+/// for an advisory-lock key, so replicas starting together create the tables once. Notices
+/// ("already exists, skipping" at every start) are not worth a log line.
 const DDL: &str = "
+SET LOCAL client_min_messages = warning;
 SELECT pg_advisory_xact_lock({lock});
 CREATE SCHEMA IF NOT EXISTS {s};
 CREATE TABLE IF NOT EXISTS {s}.catalog_entries (
