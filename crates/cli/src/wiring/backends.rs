@@ -279,6 +279,12 @@ mod tests {
             None,
             "the embedded default"
         );
+        config.registry.catalog.kind = CatalogKind::Postgres;
+        assert_eq!(
+            first_missing(&config, |f| f != "postgres"),
+            Some(("registry.catalog.kind = \"postgres\"", "postgres"))
+        );
+        config.registry.catalog.kind = CatalogKind::Sqlite;
         config.eventstore.kind = StoreKind::Postgres;
         assert_eq!(
             first_missing(&config, |f| f != "postgres"),
