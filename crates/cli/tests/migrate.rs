@@ -428,3 +428,44 @@ fn a_migration_killed_midway_completes_on_a_rerun_without_duplicates() {
         "30 streams of 100 events each side: {out}"
     );
 }
+
+#[test]
+fn a_stream_truncated_at_its_start_is_named_and_nothing_is_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let up = platform(dir.path(), &data, &[]);
+    append(&up, "order-7", 3);
+    let (status, body) = http(
+        up.api,
+        "POST",
+        "/api/v1/streams/order-7/truncate",
+        r#"{"before": 2}"#,
+    );
+    assert!((200..300).contains(&status), "{status} {body}");
+    stop(up);
+    // The refusal comes before any target engine is reached: none needs to run here.
+    let config = dir.path().join("target.toml");
+    std::fs::write(
+        &config,
+        "[eventstore]\nkind = \"postgres\"\nurl = \"postgres://nobody@127.0.0.1:1/none\"\n\
+         [bus]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let out = flotilla()
+        .args(["migrate", "--data-dir"])
+        .arg(&data)
+        .arg("--to")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("stream order-7") && said.contains("version 2"),
+        "{said}"
+    );
+    assert!(
+        !data.join("migrate-progress.json").exists(),
+        "nothing was started"
+    );
+}
