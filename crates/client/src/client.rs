@@ -18,7 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::util::BoxCloneSyncService;
 
-use crate::endpoint::{Endpoint, HttpClient};
+use crate::endpoint::{Endpoint, HttpClient, Settings};
 use crate::request::RequestBuilder;
 
 pub(crate) type Stack = BoxCloneSyncService<Request<Full<Bytes>>, Response<Bytes>, BoxError>;
@@ -181,7 +181,7 @@ impl ServiceClient {
         let inner = &self.inner;
         let policy = inner.policies.resolve(service.as_str());
         let metrics = inner.resilience.metrics().cloned();
-        let endpoint = Endpoint {
+        let endpoint = Endpoint::new(Settings {
             service: service.as_str().into(),
             http: inner.http.clone(),
             balancer: Arc::new(Balancer::new(
@@ -193,7 +193,7 @@ impl ServiceClient {
             hash_header: policy.hash_header.clone(),
             max_response_bytes: inner.max_response_bytes,
             discovery_wait: inner.discovery_wait,
-        };
+        });
         let stack = inner.resilience.stack(service.as_str(), &policy, endpoint);
         Upstream {
             stack: BoxCloneSyncService::new(stack),

@@ -19,9 +19,21 @@ use tokio::sync::watch;
 
 pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-/// Sends one attempt to one instance of a service.
+/// Sends one attempt to one instance of a service. The policy layers clone it for every call,
+/// so it is one `Arc`: a clone is a reference-count increment, not a copy of the pooled
+/// client, the balancer, the discovery receiver and the name.
 #[derive(Debug, Clone)]
-pub(crate) struct Endpoint {
+pub(crate) struct Endpoint(Arc<Settings>);
+
+impl Endpoint {
+    pub(crate) fn new(settings: Settings) -> Self {
+        Self(Arc::new(settings))
+    }
+}
+
+/// What an [`Endpoint`] sends with.
+#[derive(Debug)]
+pub(crate) struct Settings {
     pub(crate) service: Arc<str>,
     pub(crate) http: HttpClient,
     pub(crate) balancer: Arc<Balancer>,
@@ -52,7 +64,7 @@ impl tower::Service<Request<Full<Bytes>>> for Endpoint {
     }
 
     fn call(&mut self, mut req: Request<Full<Bytes>>) -> Self::Future {
-        let this = self.clone();
+        let this = self.0.clone();
         Box::pin(async move {
             let pick = this.pick(&req).await?;
             *req.uri_mut() = instance_uri(&pick.instance().base_url(), req.uri())?;
@@ -62,7 +74,7 @@ impl tower::Service<Request<Full<Bytes>>> for Endpoint {
     }
 }
 
-impl Endpoint {
+impl Settings {
     /// An instance for `req`. While discovery has not answered for the service yet (a process
     /// that just started), waits up to `discovery_wait` for its first answer: failing with
     /// "no healthy instance" then would be wrong whenever the instances are there.
