@@ -100,7 +100,7 @@ impl Orchestrator {
     }
 
     async fn resume(&self, id: &str) -> Result<()> {
-        let state = stream::load(self.shared.store.as_ref(), id).await?;
+        let state = stream::load_durably(self.shared.store.as_ref(), id).await?;
         if state.status.is_terminal() {
             return Ok(());
         }

@@ -63,6 +63,27 @@ pub(crate) async fn load(store: &dyn EventStore, id: &str) -> Result<SagaState> 
     catch_up(store, state).await
 }
 
+/// [`load`], retrying retryable storage errors: an instance being resumed must not be left
+/// without a driver because the store missed one read (it would stay unfinished until the
+/// next `recover()`, which a single orchestrator runs only at start).
+pub(crate) async fn load_durably(store: &dyn EventStore, id: &str) -> Result<SagaState> {
+    let mut retry = 0u32;
+    loop {
+        match load(store, id).await {
+            Err(Error::Store(
+                e @ flotilla_eventstore::Error::Storage {
+                    retryable: true, ..
+                },
+            )) => {
+                retry = retry.saturating_add(1);
+                tracing::warn!(saga = %id, error = %e, retry, "reading the saga failed; retrying");
+                tokio::time::sleep(STORE_BACKOFF.delay(retry)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// `state` with every event appended after it.
 pub(crate) async fn catch_up(store: &dyn EventStore, mut state: SagaState) -> Result<SagaState> {
     let stream = stream_of(&state.id)?;
