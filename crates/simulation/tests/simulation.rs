@@ -15,6 +15,8 @@ mod platform;
 mod push;
 #[path = "simulation/registry.rs"]
 mod registry;
+#[path = "simulation/saga.rs"]
+mod saga;
 #[path = "simulation/seeds.rs"]
 mod seeds;
 
@@ -43,4 +45,9 @@ fn every_acknowledged_publish_is_pushed_under_any_fault() {
         60,
         push::run,
     );
+}
+
+#[test]
+fn every_saga_ends_under_any_fault() {
+    seeds::run_all("every_saga_ends_under_any_fault", 40, saga::run);
 }

@@ -82,7 +82,11 @@ pub(crate) async fn until_done<
     }
 }
 
-fn control_host(sim: &mut turmoil::Sim<'_>, bus: Arc<MemoryBackend>, store: Arc<MemoryEventStore>) {
+pub(crate) fn control_host(
+    sim: &mut turmoil::Sim<'_>,
+    bus: Arc<MemoryBackend>,
+    store: Arc<MemoryEventStore>,
+) {
     sim.host(CONTROL, move || {
         let broker = flotilla_broker::Broker::new(Default::default(), bus.clone());
         let api = flotilla_store::StoreApi::new(Default::default(), store.clone());

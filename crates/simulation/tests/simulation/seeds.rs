@@ -30,6 +30,10 @@ pub(crate) fn run_all(
     default_count: u64,
     scenario: impl Fn(u64) -> Result<(), String>,
 ) {
+    // `SIM_LOG=warn` (any tracing filter) shows what the code under test logs, for a replay.
+    if let Ok(filter) = std::env::var("SIM_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    }
     for seed in seeds(default_count) {
         let outcome = catch_unwind(AssertUnwindSafe(|| scenario(seed)))
             .unwrap_or_else(|panic| Err(panic_text(&*panic)));
