@@ -144,21 +144,8 @@ fn send(
     let Some(token) = token else {
         return http_as(up.api, method, path, content_type, body);
     };
-    let mut s = TcpStream::connect(("127.0.0.1", up.api)).unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: Bearer {token}\r\n\
-         content-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut res = String::new();
-    s.read_to_string(&mut res).unwrap();
-    let status = res[9..12].parse().unwrap();
-    let body = res
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let headers = format!("authorization: Bearer {token}\r\ncontent-type: {content_type}\r\n");
+    support::request(up.api, method, path, &headers, body)
 }
 
 /// Runs tests/dashboard/browser.py against `up` with `extra` arguments; panics with its output

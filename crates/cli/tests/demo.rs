@@ -9,9 +9,9 @@ mod support;
 
 use std::process::Output;
 
-use demo_support::{Demo, call, eventually, is_demo_service, signal};
+use demo_support::{Demo, PATIENCE, call, is_demo_service, signal};
 use serde_json::{Value, json};
-use support::flotilla;
+use support::{eventually, flotilla};
 
 fn admin(demo: &Demo, args: &[&str]) -> Output {
     flotilla()
@@ -62,7 +62,7 @@ fn up_demo_runs_the_shop_as_supervised_registered_services_and_ctrl_c_stops_them
         ["inventory", "orders", "payments", "users"]
     );
     for name in ["users", "orders", "inventory", "payments"] {
-        eventually(&format!("{name} registered and passing"), || {
+        eventually(&format!("{name} registered and passing"), PATIENCE, || {
             passing(&demo, name)
         });
     }
@@ -86,11 +86,7 @@ fn up_demo_runs_the_shop_as_supervised_registered_services_and_ctrl_c_stops_them
         .args(["--rate", "10", "--duration", "5s", "--json"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(&out);
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(summary["requests"].as_u64() > Some(0), "{summary}");
     assert_eq!(summary["errors"], 0, "{summary}");
@@ -122,12 +118,14 @@ fn up_demo_runs_the_shop_as_supervised_registered_services_and_ctrl_c_stops_them
         .unwrap()
         .clone();
     signal("-KILL", payments);
-    eventually("payments restarted", || {
+    eventually("payments restarted", PATIENCE, || {
         demo.services()
             .iter()
             .any(|(n, pid)| n == "payments" && *pid != payments)
     });
-    eventually("the new payments passing", || passing(&demo, "payments"));
+    eventually("the new payments passing", PATIENCE, || {
+        passing(&demo, "payments")
+    });
 
     let children: Vec<u32> = demo.services().into_iter().map(|(_, pid)| pid).collect();
     assert_eq!(children.len(), 4);
@@ -150,7 +148,7 @@ fn a_second_run_on_the_same_data_keeps_the_first_runs_users_orders_and_stock() {
     let (status, order) = call(demo.gateway, "POST", "/api/orders", Some(order));
     assert_eq!(status, 202, "{order}");
     let order = format!("/api/orders/{}", order["id"].as_str().unwrap());
-    eventually("the order confirmed", || {
+    eventually("the order confirmed", PATIENCE, || {
         call(demo.gateway, "GET", &order, None).1["status"] == "confirmed"
     });
     assert_eq!(demo.interrupt().code(), Some(0));

@@ -8,23 +8,11 @@ mod support;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
 
 use axum::routing::get;
-use serde_json::json;
-use support::{Up, free_port, http, start_role, stop};
-
-const ROUTES: &str = r#"
-[[upstreams]]
-name = "shop"
-service = "shop"
-
-[[routes]]
-name = "shop"
-prefix = "/shop"
-upstream = "shop"
-rewrite = { strip_prefix = "/shop" }
-"#;
+use support::{
+    SHOP_ROUTES, Up, eventually_value, free_port, http, register_shop, serve, start_role, stop,
+};
 
 /// Holds `GET /slow` until the test lets it answer, telling the test when it arrived.
 struct Gate {
@@ -47,60 +35,20 @@ fn upstream_with(gate: Option<Arc<Gate>>) -> u16 {
         .unwrap();
         "answered while draining"
     };
-    let app = axum::Router::new()
-        .route("/hello", get(|| async { "hello from the shop" }))
-        .route("/slow", get(slow));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    port
+    serve(
+        axum::Router::new()
+            .route("/hello", get(|| async { "hello from the shop" }))
+            .route("/slow", get(slow)),
+    )
 }
 
 fn upstream() -> u16 {
     upstream_with(None)
 }
 
-fn register(registry_port: u16, port: u16) {
-    let body = json!({
-        "id": "shop-1", "name": "shop", "address": "127.0.0.1", "port": port,
-        "check": {"type": "ttl", "ttl": "1h"}, "status": "passing",
-    });
-    let (status, text) = http(
-        registry_port,
-        "POST",
-        "/api/v1/registry/instances",
-        &body.to_string(),
-    );
-    assert!(status == 200 || status == 201, "{status} {text}");
-}
-
-/// Polls (bounded) until `done` holds; the last value seen is in the panic message.
-fn eventually<T: std::fmt::Debug>(
-    what: &str,
-    mut probe: impl FnMut() -> T,
-    done: impl Fn(&T) -> bool,
-) -> T {
-    let mut last = probe();
-    for _ in 0..600 {
-        if done(&last) {
-            return last;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        last = probe();
-    }
-    panic!("never happened: {what}; last seen {last:?}");
-}
-
 fn start_gateway(dir: &Path, registry_port: u16) -> Up {
     let routes = dir.join("routes.toml");
-    std::fs::write(&routes, ROUTES).unwrap();
+    std::fs::write(&routes, SHOP_ROUTES).unwrap();
     let registry = format!("http://127.0.0.1:{registry_port}");
     let env = [("FLOTILLA_DISCOVERY__REGISTRY_URL", registry.as_str())];
     start_role("gateway", &dir.join("gateway"), &routes, &env)
@@ -129,8 +77,8 @@ fn the_gateway_role_routes_through_a_separate_registry_and_follows_its_changes()
         &empty,
         &[("FLOTILLA_SERVER__LISTEN", listen.as_str())],
     );
-    register(registry_port, upstream());
-    let (status, body) = eventually(
+    register_shop(registry_port, upstream());
+    let (status, body) = eventually_value(
         "the gateway routes to the registered instance",
         || http(gateway.gateway, "GET", "/shop/hello", ""),
         |(status, _)| *status == 200,
@@ -145,7 +93,7 @@ fn the_gateway_role_routes_through_a_separate_registry_and_follows_its_changes()
         "",
     );
     assert!((200..300).contains(&status), "{status} {text}");
-    let (status, body) = eventually(
+    let (status, body) = eventually_value(
         "the gateway stops routing to the deregistered instance",
         || http(gateway.gateway, "GET", "/shop/hello", ""),
         |(status, _)| *status != 200,
@@ -177,9 +125,9 @@ fn on_sigterm_the_gateway_role_finishes_the_request_in_flight_and_exits_0() {
         arrived: Mutex::new(arrived),
         go: Mutex::new(go),
     });
-    register(registry.api, upstream_with(Some(gate)));
+    register_shop(registry.api, upstream_with(Some(gate)));
     let mut gateway = start_gateway(dir.path(), registry.api);
-    eventually(
+    eventually_value(
         "the gateway routes to the registered instance",
         || http(gateway.gateway, "GET", "/shop/hello", "").0,
         |status| *status == 200,
@@ -187,13 +135,9 @@ fn on_sigterm_the_gateway_role_finishes_the_request_in_flight_and_exits_0() {
     let port = gateway.gateway;
     let in_flight = std::thread::spawn(move || http(port, "GET", "/shop/slow", ""));
     arrivals.recv().unwrap();
-    let pid = gateway.child.id().to_string();
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status();
-    assert!(term.unwrap().success());
+    support::send_signal(gateway.child.id(), "-TERM");
     // Draining: the admin listener closes while the request is still held upstream.
-    eventually(
+    eventually_value(
         "the gateway stops accepting on its admin listener",
         || std::net::TcpStream::connect(("127.0.0.1", gateway.api)).is_err(),
         |refused| *refused,
@@ -243,7 +187,7 @@ fn without_a_registry_the_gateway_role_serves_static_upstreams_and_reloads_its_r
 
     let both = format!("{upstreams}{}\n{}", route("one"), route("two"));
     std::fs::write(&routes, both).unwrap();
-    let (status, body) = eventually(
+    let (status, body) = eventually_value(
         "the rewritten routes file is loaded",
         || http(gateway.gateway, "GET", "/two/hello", ""),
         |(status, _)| *status == 200,

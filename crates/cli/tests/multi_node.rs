@@ -26,19 +26,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use flotilla_testkit::{Backend, backend, unique_name};
 use serde_json::{Value, json};
-use support::{Up, http, start_role, stop};
-
-const ROUTES: &str = r#"
-[[upstreams]]
-name = "shop"
-service = "shop"
-
-[[routes]]
-name = "shop"
-prefix = "/shop"
-upstream = "shop"
-rewrite = { strip_prefix = "/shop" }
-"#;
+use support::{SHOP_ROUTES, Up, drop_schema, eventually_value, http, serve, start_role, stop};
 
 /// Instances registered in a burst on the replica that is then killed.
 const BURST: usize = 20;
@@ -69,16 +57,7 @@ fn upstream(name: &'static str) -> Upstream {
                 }
             }),
         );
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
+    let port = serve(app);
     Upstream { port, healthy }
 }
 
@@ -140,23 +119,6 @@ fn ids(registry: u16) -> BTreeSet<String> {
     statuses(registry).into_iter().map(|(id, _)| id).collect()
 }
 
-/// Polls (bounded) until `done` holds; the last value seen is in the panic message.
-fn eventually<T: std::fmt::Debug>(
-    what: &str,
-    mut probe: impl FnMut() -> T,
-    done: impl Fn(&T) -> bool,
-) -> T {
-    let mut last = probe();
-    for _ in 0..1200 {
-        if done(&last) {
-            return last;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        last = probe();
-    }
-    panic!("never happened: {what}; last seen {last:?}");
-}
-
 fn registry(dir: &Path, url: &str, schema: &str, node: &str) -> Up {
     let empty = dir.join("no-routes.toml");
     std::fs::write(&empty, "").unwrap();
@@ -172,7 +134,7 @@ fn registry(dir: &Path, url: &str, schema: &str, node: &str) -> Up {
 
 fn gateway(dir: &Path, name: &str, registries: &str) -> Up {
     let routes = dir.join("routes.toml");
-    std::fs::write(&routes, ROUTES).unwrap();
+    std::fs::write(&routes, SHOP_ROUTES).unwrap();
     let env = [("FLOTILLA_DISCOVERY__REGISTRY_URL", registries)];
     start_role("gateway", &dir.join(name), &routes, &env)
 }
@@ -239,7 +201,7 @@ fn watch(port: u16, stop: Arc<AtomicBool>) -> Arc<Mutex<Seen>> {
 
 /// When the watch first answered with a set satisfying `f`.
 fn seen_at(seen: &Mutex<Seen>, what: &str, f: impl Fn(&BTreeSet<String>) -> bool) -> Instant {
-    eventually(
+    eventually_value(
         what,
         || {
             let seen = seen.lock().unwrap();
@@ -281,8 +243,8 @@ fn two_registries_and_two_gateways_survive_losing_one_of_each() {
     register(p1, "a", a.port);
     register(p2, "b", b.port);
     let both = |r: u16| statuses(r).iter().filter(|(_, s)| s == "passing").count() == 2;
-    eventually("both instances pass on r1", || both(p1), |ok| *ok);
-    eventually("both instances pass on r2", || both(p2), |ok| *ok);
+    eventually_value("both instances pass on r1", || both(p1), |ok| *ok);
+    eventually_value("both instances pass on r2", || both(p2), |ok| *ok);
     let stop_watch = Arc::new(AtomicBool::new(false));
     let (stop_g1, stop_g2) = (
         Arc::new(AtomicBool::new(false)),
@@ -291,7 +253,7 @@ fn two_registries_and_two_gateways_survive_losing_one_of_each() {
     let watched = watch(p2, stop_watch.clone());
     let (t1, h1) = drive(g1.gateway, stop_g1.clone());
     let (t2, h2) = drive(g2.gateway, stop_g2.clone());
-    eventually(
+    eventually_value(
         "traffic flows through both gateways",
         || {
             (
@@ -310,7 +272,7 @@ fn two_registries_and_two_gateways_survive_losing_one_of_each() {
         register(if i % 2 == 0 { p1 } else { p2 }, id, checked.port);
     }
     let is_checked = |id: &String| id.starts_with("checked-");
-    eventually(
+    eventually_value(
         "the checked instances pass",
         || {
             let s = statuses(p2);
@@ -344,7 +306,7 @@ fn two_registries_and_two_gateways_survive_losing_one_of_each() {
     let all_burst = |s: &BTreeSet<String>| burst_ids.iter().all(|id| s.contains(id));
     // Replicas apply each other's changes asynchronously (woken by a notification, or at
     // the next catch-up read): acknowledged means stored, and the survivor shows it soon.
-    eventually(
+    eventually_value(
         "every registration r1 acknowledged is on r2",
         || ids(p2),
         all_burst,
@@ -352,7 +314,7 @@ fn two_registries_and_two_gateways_survive_losing_one_of_each() {
     let burst_seen = seen_at(&watched, "the watch on r2 sees the burst", all_burst);
 
     // Checks of the instances r1 was checking resume on r2 once r1's lease ends.
-    eventually(
+    eventually_value(
         "every checked instance turns critical on r2",
         || statuses(p2),
         |s| {
@@ -365,7 +327,7 @@ fn two_registries_and_two_gateways_survive_losing_one_of_each() {
     // The surviving gateway follows changes made on the surviving replica.
     let c = upstream("c");
     register(p2, "c", c.port);
-    eventually(
+    eventually_value(
         "c passes before the others leave",
         || statuses(p2).contains(&("c".to_owned(), "passing".to_owned())),
         |ok| *ok,
@@ -379,7 +341,7 @@ fn two_registries_and_two_gateways_survive_losing_one_of_each() {
     let changed_at = Instant::now();
     let only_c = |s: &BTreeSet<String>| s.len() == 1 && s.contains("c");
     let watch_saw_c = seen_at(&watched, "the watch on r2 sees c alone", only_c);
-    let followed = eventually(
+    let followed = eventually_value(
         "g1 routes to c alone (its discovery moved to r2)",
         || {
             let (status, body) = http(g1.gateway, "GET", "/shop/hello", "");
@@ -413,15 +375,5 @@ fn two_registries_and_two_gateways_survive_losing_one_of_each() {
     );
     stop(g1);
     stop(r2);
-    drop_schema(&url, &schema);
-}
-
-fn drop_schema(url: &str, schema: &str) {
-    let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
-    let status = std::process::Command::new("psql")
-        .args([url, "-qc", &sql])
-        .env("PGOPTIONS", "--client-min-messages=warning")
-        .status()
-        .unwrap();
-    assert!(status.success(), "dropping schema {schema}");
+    assert!(drop_schema(&url, &schema), "dropping schema {schema}");
 }

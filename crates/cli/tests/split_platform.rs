@@ -14,10 +14,10 @@ mod support;
 use std::path::Path;
 use std::process::{Child, Stdio};
 
-use demo_support::{call, eventually};
+use demo_support::{PATIENCE, call};
 use flotilla_testkit::{Backend, backend, unique_name};
 use serde_json::json;
-use support::{Up, flotilla, free_port, http, start_role, stop};
+use support::{Up, eventually, flotilla, free_port, http, start_role, stop};
 
 /// The deployment's routes file with its hosts replaced by this machine's ports.
 fn routes(name: &str, hosts: &[(&str, String)], dir: &Path) -> std::path::PathBuf {
@@ -70,11 +70,7 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for schema in &self.schemas {
-            let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
-            let _ = std::process::Command::new("psql")
-                .env("PGOPTIONS", "--client-min-messages=warning")
-                .args([self.pg.as_str(), "-qc", &sql])
-                .status();
+            support::drop_schema(&self.pg, schema);
         }
         use std::io::{BufRead, BufReader, Write};
         let request = format!(
@@ -172,13 +168,13 @@ fn an_order_through_the_split_platform_is_confirmed_by_its_saga() {
         .map(|name| shop_service(name, platform.platform_api.gateway))
         .collect();
     for (_, port) in &services {
-        eventually("a shop service is ready", || {
+        eventually("a shop service is ready", PATIENCE, || {
             std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok()
                 && http(*port, "GET", "/ready", "").0 == 200
         });
     }
     let gw = platform.gateway.gateway;
-    eventually("the gateway routes to the inventory", || {
+    eventually("the gateway routes to the inventory", PATIENCE, || {
         call(gw, "GET", "/api/products", None).0 == 200
     });
     let user = json!({"name": "Ada", "email": "ada@example.com"});
@@ -192,7 +188,7 @@ fn an_order_through_the_split_platform_is_confirmed_by_its_saga() {
     assert_eq!(status, 202, "{order}");
     let path = format!("/api/orders/{}", order["id"].as_str().unwrap());
     let mut last = json!(null);
-    eventually("the order's saga ends", || {
+    eventually("the order's saga ends", PATIENCE, || {
         last = call(gw, "GET", &path, None).1;
         last["status"] != "pending"
     });

@@ -114,12 +114,7 @@ struct Schema {
 #[cfg(feature = "postgres")]
 impl Drop for Schema {
     fn drop(&mut self) {
-        let drop_schema = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
-        let status = std::process::Command::new("psql")
-            .env("PGOPTIONS", "--client-min-messages=warning")
-            .args([self.url.as_str(), "-qc", &drop_schema])
-            .status();
-        if !status.is_ok_and(|s| s.success()) {
+        if !support::drop_schema(&self.url, &self.name) {
             eprintln!("schema {} was left behind", self.name);
         }
     }

@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::{flotilla, free_port};
+use crate::support::{flotilla, free_port, request};
 
 /// The last line of the banner `up --demo` prints once the shop is seeded and routed.
 pub(crate) const READY: &str = "Ctrl-C stops the shop";
@@ -200,14 +200,8 @@ pub(crate) fn signal(sig: &str, pid: u32) {
     let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
 }
 
-/// Polls `check` every 100 ms until it holds; fails after two minutes with `what`.
-pub(crate) fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let give_up = Instant::now() + Duration::from_secs(120);
-    while !check() {
-        assert!(Instant::now() < give_up, "gave up waiting: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+/// How long the demo's tests wait for something to happen before they fail.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(120);
 
 /// The routes' demo token (subject `demo`, valid until 2100), as the banner prints it.
 pub(crate) const DEMO_TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJkZW1vIiwiaXNzIjoiZmxvdGlsbGEtc2hvcC1kZW1vIiwiZXhwIjo0MTAyNDQ0ODAwfQ.5QK8PidQdVsa23CoRkZn3Bz3LtvGNpz_3Enf8qwJ4YA";
@@ -219,25 +213,12 @@ pub(crate) fn call(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let auth = match method {
         "GET" => String::new(),
         _ => format!("authorization: Bearer {DEMO_TOKEN}\r\n"),
     };
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut res = String::new();
-    s.read_to_string(&mut res).unwrap();
-    let status = res[9..12].parse().unwrap();
-    let body = res
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    (status, serde_json::from_str(body).unwrap_or_default())
+    let headers = format!("{auth}content-type: application/json\r\n");
+    let (status, body) = request(port, method, path, &headers, &body);
+    (status, serde_json::from_str(&body).unwrap_or_default())
 }

@@ -6,7 +6,7 @@ pub(crate) mod saga_shop;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -99,6 +99,45 @@ pub(crate) fn start_role(role: &str, data: &Path, routes: &Path, env: &[(&str, &
     panic!("`flotilla {role}` found no free ports in five tries");
 }
 
+/// `flotilla up` on API port `api` (fixed, so a restart comes back where services look) with
+/// its gateway off and `env` added; returns once it logs that it is ready.
+pub(crate) fn up_on(api: u16, data: &Path, env: &[(&str, &str)]) -> Child {
+    let mut child = flotilla()
+        .arg("up")
+        .env("FLOTILLA_SERVER__LISTEN", format!("127.0.0.1:{api}"))
+        .env("FLOTILLA_SERVER__DRAIN_DELAY", "0s")
+        .env("FLOTILLA_STORAGE__DATA_DIR", data)
+        .env(
+            "FLOTILLA_GATEWAY__LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env("FLOTILLA_GATEWAY__ENABLED", "false")
+        .envs(env.iter().copied())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("flotilla starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+    for line in lines.by_ref() {
+        if line.expect("utf-8 log").contains("service ready") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
+/// A child process, killed when dropped if it still runs, so a failing test orphans nothing.
+pub(crate) struct KilledOnDrop(pub(crate) Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// A platform a failing test leaves behind is killed, not orphaned.
 impl Drop for Up {
     fn drop(&mut self) {
@@ -110,15 +149,35 @@ impl Drop for Up {
 }
 
 pub(crate) fn stop(mut up: Up) {
-    let pid = up.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    send_signal(up.child.id(), "-TERM");
     assert_eq!(up.child.wait().unwrap().code(), Some(0));
+}
+
+/// Sends `signal` (`-TERM`, `-KILL`, ...) to process `pid` with kill(1); fails the test if
+/// that fails.
+pub(crate) fn send_signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status();
+    assert!(sent.unwrap().success(), "kill {signal} {pid}");
+}
+
+/// Fails the test with the command's stderr unless it exited successfully.
+pub(crate) fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `flotilla config check --config <path>`, run to its end.
+pub(crate) fn config_check(path: &Path) -> Output {
+    flotilla()
+        .args(["config", "check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
 }
 
 /// One request on a fresh connection; returns (status, body).
