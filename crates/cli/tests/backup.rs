@@ -7,7 +7,6 @@ mod support;
 use support::{Up, cli, flotilla, http, start_role, stop};
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use flotilla_sqlite::{Database, Error, Options};
@@ -127,14 +126,7 @@ fn a_backup_killed_midway_leaves_no_file_at_the_destination_and_the_source_intac
         std::thread::sleep(Duration::from_millis(1));
     }
     assert!(seen, "the copy never started");
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-KILL", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    support::send_signal(child.id(), "-KILL");
     child.wait().unwrap();
     assert!(!dest.exists(), "no half-written file at the destination");
     // The source opens and passes its integrity check.
@@ -150,10 +142,6 @@ fn a_backup_killed_midway_leaves_no_file_at_the_destination_and_the_source_intac
         .arg(&data)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(&out);
     assert!(!partial.exists());
 }

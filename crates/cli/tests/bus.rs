@@ -4,10 +4,10 @@
 
 mod support;
 
-use support::{Up, cli, flotilla, http, http_as, start_role, stop};
+use support::{KilledOnDrop, Up, cli, eventually, flotilla, http, http_as, start_role, stop};
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -56,29 +56,6 @@ fn tail_groups(up: &Up) -> Vec<String> {
         .collect()
 }
 
-/// A command that is killed if the test fails before it ends.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Waits (polling, bounded) until `ready` holds.
-fn eventually(what: &str, mut ready: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if ready() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("never happened: {what}");
-}
-
 /// `n` dead letters in group `g` (published to `t.a`, pulled and rejected).
 fn dead_letters(up: &Up, n: usize) -> Vec<String> {
     declare(up, "g", "t.>");
@@ -116,7 +93,7 @@ fn events_tail_follows_new_events_without_stealing_them_and_cleans_up_on_sigterm
     declare(&up, "billing", "orders.*");
     publish(&up, "orders.created", "before", "orders.created");
     let tail_args = ["events", "tail", "orders.*", "--type", "orders.created"];
-    let mut tail = Running(
+    let mut tail = KilledOnDrop(
         flotilla()
             .args(tail_args)
             .args(["--json", "--url", &url(&up)])
@@ -124,9 +101,11 @@ fn events_tail_follows_new_events_without_stealing_them_and_cleans_up_on_sigterm
             .spawn()
             .unwrap(),
     );
-    eventually("the tail declares its group", || {
-        tail_groups(&up).len() == 1
-    });
+    eventually(
+        "the tail declares its group",
+        Duration::from_secs(10),
+        || tail_groups(&up).len() == 1,
+    );
     publish(&up, "orders.created", "o-1", "orders.created");
     publish(&up, "orders.paid", "p-1", "orders.paid");
     publish(&up, "orders.created", "o-2", "orders.created");
@@ -146,14 +125,7 @@ fn events_tail_follows_new_events_without_stealing_them_and_cleans_up_on_sigterm
         .find(|g| g["spec"]["name"] == "billing")
         .unwrap();
     assert_eq!(billing["pending"], 4, "the real group keeps every event");
-    let pid = tail.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    support::send_signal(tail.0.id(), "-TERM");
     assert_eq!(tail.0.wait().unwrap().code(), Some(0));
     assert_eq!(
         tail_groups(&up),
@@ -167,16 +139,18 @@ fn events_tail_follows_new_events_without_stealing_them_and_cleans_up_on_sigterm
 fn a_killed_tail_leaves_a_group_that_groups_rm_removes() {
     let dir = tempfile::tempdir().unwrap();
     let up = platform(&dir, &[]);
-    let mut tail = Running(
+    let mut tail = KilledOnDrop(
         flotilla()
             .args(["events", "tail", ">", "--url", &url(&up)])
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    eventually("the tail declares its group", || {
-        tail_groups(&up).len() == 1
-    });
+    eventually(
+        "the tail declares its group",
+        Duration::from_secs(10),
+        || tail_groups(&up).len() == 1,
+    );
     tail.0.kill().unwrap();
     tail.0.wait().unwrap();
     let left = tail_groups(&up);
@@ -228,11 +202,7 @@ fn dlq_replay_all_replays_every_entry_of_the_group_and_reports_it() {
         .args(["dlq", "replay", "--all", "--group", "g", "--url", &url(&up)])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("replayed 5") && stdout.contains("failed 0"),
@@ -278,7 +248,7 @@ fn consumer_lag_and_dead_letters_show_per_group_on_metrics() {
     publish(&up, "t.b", "x2", "t.b");
     publish(&up, "t.b", "x3", "t.b");
     let mut text = String::new();
-    eventually("the gauges show the group", || {
+    eventually("the gauges show the group", Duration::from_secs(10), || {
         text = http(up.api, "GET", "/metrics", "").1;
         text.contains("flotilla_bus_consumer_lag{group=\"g\"} 3")
     });
@@ -295,7 +265,7 @@ fn with_a_token_the_sse_pull_needs_it_and_tail_sends_it() {
     let up = platform(&dir, &[("FLOTILLA_REGISTRY__TOKEN", "s3cret")]);
     let (status, _) = http(up.api, "GET", "/api/v1/bus/groups/any/events", "");
     assert_eq!(status, 401, "leasing over SSE is a write");
-    let mut tail = Running(
+    let mut tail = KilledOnDrop(
         flotilla()
             .args([
                 "events",
@@ -310,17 +280,12 @@ fn with_a_token_the_sse_pull_needs_it_and_tail_sends_it() {
             .spawn()
             .unwrap(),
     );
-    eventually("the tail declares its group", || {
-        tail_groups(&up).len() == 1
-    });
-    let pid = tail.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
+    eventually(
+        "the tail declares its group",
+        Duration::from_secs(10),
+        || tail_groups(&up).len() == 1,
     );
+    support::send_signal(tail.0.id(), "-TERM");
     assert_eq!(tail.0.wait().unwrap().code(), Some(0));
     assert!(tail_groups(&up).is_empty());
     stop(up);

@@ -36,16 +36,8 @@ fn unknown_arguments_exit_2() {
 #[test]
 fn config_check_prints_the_effective_configuration() {
     let (_d, path) = write_config("[server]\nlisten = \"127.0.0.1:4999\"\n");
-    let out = flotilla()
-        .args(["config", "check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = support::config_check(&path);
+    support::assert_success(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("127.0.0.1:4999") && stdout.contains("body_limit"),
@@ -59,17 +51,9 @@ fn config_check_prints_the_effective_configuration() {
 fn shared_rate_limits_take_defaults_and_hide_the_redis_password() {
     let (_d, path) =
         write_config("[gateway.shared_rate_limits]\nurl = \"redis://:s3cret@127.0.0.1:6379\"\n");
-    let out = flotilla()
-        .args(["config", "check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = support::config_check(&path);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(&out);
     assert!(!stdout.contains("s3cret"), "{stdout}");
     assert!(
         stdout.contains("prefix = \"flotilla\"") && stdout.contains("timeout = \"50ms\""),
@@ -82,11 +66,7 @@ fn a_zero_shared_rate_limit_timeout_is_refused_by_name() {
     let (_d, path) = write_config(
         "[gateway.shared_rate_limits]\nurl = \"redis://127.0.0.1:6379\"\ntimeout = \"0s\"\n",
     );
-    let out = flotilla()
-        .args(["config", "check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = support::config_check(&path);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -98,11 +78,7 @@ fn a_zero_shared_rate_limit_timeout_is_refused_by_name() {
 #[test]
 fn a_bad_config_value_exits_2_with_one_message_naming_the_key() {
     let (_d, path) = write_config("[server]\nrequest_timeout = \"forever\"\n");
-    let out = flotilla()
-        .args(["config", "check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = support::config_check(&path);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("server.request_timeout"), "{stderr}");
@@ -151,14 +127,7 @@ fn up_serves_until_sigterm_then_exits_0() {
     let mut res = String::new();
     s.read_to_string(&mut res).unwrap();
     assert!(res.starts_with("HTTP/1.1 200"), "{res}");
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    support::send_signal(child.id(), "-TERM");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
@@ -174,11 +143,7 @@ fn the_admin_commands_variables_do_not_stop_config_check_or_up() {
         .envs(vars)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(&out);
     let dir = tempfile::tempdir().unwrap();
     let routes = dir.path().join("routes.toml");
     std::fs::write(&routes, "").unwrap();

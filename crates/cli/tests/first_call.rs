@@ -9,53 +9,17 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use flotilla::platform::{Platform, PlatformConfig};
 use flotilla::{Microservice, ServiceConfig};
-use support::{flotilla, free_port, http};
+use support::{KilledOnDrop, eventually, free_port, http, up_on};
 
 const ROLE: &str = "FIRST_CALL_ROLE";
 
-/// `flotilla up` with the gateway off, killed when dropped.
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn up(data: &Path, api: u16) -> Up {
-    let mut child = flotilla()
-        .arg("up")
-        .env("FLOTILLA_SERVER__LISTEN", format!("127.0.0.1:{api}"))
-        .env("FLOTILLA_SERVER__DRAIN_DELAY", "0s")
-        .env("FLOTILLA_STORAGE__DATA_DIR", data)
-        .env(
-            "FLOTILLA_GATEWAY__LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
-        .env("FLOTILLA_GATEWAY__ENABLED", "false")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("flotilla starts");
-    let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
-    for line in lines.by_ref() {
-        if line.expect("utf-8 log").contains("service ready") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Up(child)
-}
-
 /// This binary re-run as the service `role`, listening on `port`; killed when dropped.
-fn service(role: &str, api: u16, port: u16) -> Up {
+fn service(role: &str, api: u16, port: u16) -> KilledOnDrop {
     let child = Command::new(std::env::current_exe().expect("test binary"))
         .args(["--exact", "service_process", "--include-ignored"])
         .env(ROLE, role)
@@ -65,16 +29,7 @@ fn service(role: &str, api: u16, port: u16) -> Up {
         .stderr(Stdio::null())
         .spawn()
         .expect("service starts");
-    Up(child)
-}
-
-/// Polls `probe` until it holds (bounded).
-fn wait_until(what: &str, probe: impl Fn() -> bool) {
-    let give_up = Instant::now() + Duration::from_secs(30);
-    while !probe() {
-        assert!(Instant::now() < give_up, "gave up waiting: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    KilledOnDrop(child)
 }
 
 fn ready(port: u16) -> bool {
@@ -86,16 +41,22 @@ fn ready(port: u16) -> bool {
 fn a_service_calls_another_the_moment_it_reports_ready() {
     let data = tempfile::tempdir().expect("data dir");
     let api = free_port();
-    let _platform = up(data.path(), api);
+    let _platform = KilledOnDrop(up_on(api, data.path(), &[]));
     let users_port = free_port();
     let _users = service("users", api, users_port);
-    wait_until("users is registered and passing", || {
-        let (status, body) = http(api, "GET", "/v1/health/service/users?passing=true", "");
-        status == 200 && body.contains(&users_port.to_string())
-    });
+    eventually(
+        "users is registered and passing",
+        Duration::from_secs(30),
+        || {
+            let (status, body) = http(api, "GET", "/v1/health/service/users?passing=true", "");
+            status == 200 && body.contains(&users_port.to_string())
+        },
+    );
     let orders_port = free_port();
     let _orders = service("orders", api, orders_port);
-    wait_until("orders reports ready", || ready(orders_port));
+    eventually("orders reports ready", Duration::from_secs(30), || {
+        ready(orders_port)
+    });
     let (status, body) = http(orders_port, "GET", "/owner", "");
     assert_eq!(
         (status, body.as_str()),

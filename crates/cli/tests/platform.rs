@@ -184,11 +184,7 @@ fn with_a_token_writes_to_the_bus_need_it_and_reads_do_not() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(&out);
     stop(up);
 }
 

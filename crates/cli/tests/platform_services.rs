@@ -23,7 +23,7 @@ use flotilla::eventsourcing::{EventStore, ExpectedVersion, NewEvent, ReadStream}
 use flotilla::platform::{Platform, PlatformConfig};
 use flotilla::{Microservice, ServiceConfig};
 use flotilla_core::{CloudEvent, StreamId};
-use support::{flotilla, free_port};
+use support::{free_port, up_on};
 
 const ROLE: &str = "PLATFORM_E2E_ROLE";
 const EVENTS: usize = 400;
@@ -31,24 +31,8 @@ const GROUP: &str = "e2e-ledger";
 
 /// Starts `flotilla up` on fixed ports (a restart must come back where services look).
 fn up(data: &Path, api: u16, gateway: u16) -> Child {
-    let mut child = flotilla()
-        .arg("up")
-        .env("FLOTILLA_SERVER__LISTEN", format!("127.0.0.1:{api}"))
-        .env("FLOTILLA_SERVER__DRAIN_DELAY", "0s")
-        .env("FLOTILLA_STORAGE__DATA_DIR", data)
-        .env("FLOTILLA_GATEWAY__LISTEN", format!("127.0.0.1:{gateway}"))
-        .env("FLOTILLA_GATEWAY__ENABLED", "false")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("flotilla starts");
-    let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
-    for line in lines.by_ref() {
-        if line.expect("utf-8 log").contains("service ready") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    child
+    let gateway = format!("127.0.0.1:{gateway}");
+    up_on(api, data, &[("FLOTILLA_GATEWAY__LISTEN", &gateway)])
 }
 
 fn service(role: &str, url: &str, stream: &str) -> Command {

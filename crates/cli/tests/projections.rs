@@ -128,11 +128,7 @@ async fn rebuild_by_url_replays_history_into_an_emptied_read_model() {
         "--json",
     ])
     .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(&out);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["rebuild"]["state"], "done");
     assert_eq!(status["rebuild"]["position"], 3);
@@ -191,11 +187,7 @@ async fn rebuild_finds_the_service_through_the_registry() {
         &control_plane,
     ];
     let out = cli(&args).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_success(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("projection order-totals rebuilt"));
     assert_eq!(*svc.totals.model.lock().unwrap(), expected_model());
 

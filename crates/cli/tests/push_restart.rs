@@ -8,14 +8,14 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flotilla::platform::Platform;
 use flotilla::{Microservice, ServiceConfig};
 use serde_json::json;
-use support::{flotilla, free_port, http, http_as};
+use support::{KilledOnDrop, eventually, free_port, http, http_as, up_on};
 
 const ROLE: &str = "PUSH_RESTART_ROLE";
 
@@ -30,45 +30,19 @@ path = "/events"
 policy = { max_deliveries = 2, backoff = { kind = "list", delays = [100] } }
 "#;
 
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn up(dir: &std::path::Path, api: u16) -> Proc {
+fn up(dir: &std::path::Path, api: u16) -> KilledOnDrop {
     let config = dir.join("flotilla.toml");
     std::fs::write(&config, CONFIG).unwrap();
-    let mut child = flotilla()
-        .arg("up")
-        .env("FLOTILLA_CONFIG", &config)
-        .env("FLOTILLA_SERVER__LISTEN", format!("127.0.0.1:{api}"))
-        .env("FLOTILLA_SERVER__DRAIN_DELAY", "0s")
-        .env("FLOTILLA_STORAGE__DATA_DIR", dir.join("data"))
-        .env(
-            "FLOTILLA_GATEWAY__LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
-        .env("FLOTILLA_GATEWAY__ENABLED", "false")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("flotilla starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("service ready") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Proc(child)
+    let config = config.display().to_string();
+    KilledOnDrop(up_on(
+        api,
+        &dir.join("data"),
+        &[("FLOTILLA_CONFIG", &config)],
+    ))
 }
 
 /// The mailer on a fresh port, and the ids it reports receiving on its stdout.
-fn mailer(api: u16) -> (Proc, mpsc::Receiver<String>) {
+fn mailer(api: u16) -> (KilledOnDrop, mpsc::Receiver<String>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -95,7 +69,7 @@ fn mailer(api: u16) -> (Proc, mpsc::Receiver<String>) {
             }
         }
     });
-    (Proc(child), rx)
+    (KilledOnDrop(child), rx)
 }
 
 /// The next id the mailer reports receiving (bounded).
@@ -122,34 +96,23 @@ fn routable_mailers(api: u16) -> usize {
     serde_json::from_str::<Vec<serde_json::Value>>(&body).map_or(0, |v| v.len())
 }
 
-fn wait_until(what: &str, probe: impl Fn() -> bool) {
-    let give_up = Instant::now() + Duration::from_secs(30);
-    while !probe() {
-        assert!(Instant::now() < give_up, "gave up waiting: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn events_published_while_the_pushed_to_service_restarts_are_delivered_not_dead_lettered() {
     let dir = tempfile::tempdir().unwrap();
     let api = free_port();
     let _platform = up(dir.path(), api);
     let (mut first, got) = mailer(api);
-    wait_until("the mailer is routable", || routable_mailers(api) == 1);
+    eventually("the mailer is routable", Duration::from_secs(30), || {
+        routable_mailers(api) == 1
+    });
     publish(api, "before");
     assert_eq!(next_received(&got), "before");
 
-    let pid = first.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    support::send_signal(first.0.id(), "-TERM");
     assert_eq!(first.0.wait().unwrap().code(), Some(0), "a clean stop");
-    wait_until("no mailer is routable", || routable_mailers(api) == 0);
+    eventually("no mailer is routable", Duration::from_secs(30), || {
+        routable_mailers(api) == 0
+    });
     publish(api, "during-1");
     publish(api, "during-2");
     // The restart's gap: long enough for both deliveries of each event (100 ms apart) had

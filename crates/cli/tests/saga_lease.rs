@@ -55,11 +55,7 @@ fn a_lease_owner_that_cannot_name_a_stream_stops_config_check() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("flotilla.toml");
     std::fs::write(&config, "[sagas.lease]\nowner = \"control plane 1\"\n").unwrap();
-    let out = support::flotilla()
-        .args(["config", "check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = support::config_check(&config);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
