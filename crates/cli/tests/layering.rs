@@ -25,7 +25,7 @@ fn layer(name: &str) -> Option<u8> {
         "flotilla-registry" | "flotilla-gateway" | "flotilla-broker" | "flotilla-store"
         | "flotilla-client" | "flotilla" | "flotilla-saga" | "flotilla-dashboard" => 3,
         "flotilla-cli" => 4,
-        "flotilla-testkit" | "flotilla-shop" | "flotilla-bench" => 9,
+        "flotilla-testkit" | "flotilla-shop" | "flotilla-bench" | "flotilla-simulation" => 9,
         _ => return None,
     })
 }
