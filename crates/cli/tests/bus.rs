@@ -56,6 +56,25 @@ fn tail_groups(up: &Up) -> Vec<String> {
         .collect()
 }
 
+/// `flotilla events tail <args>` against `up`, once it has declared its group.
+fn tail(up: &Up, args: &[&str], stdout: Stdio) -> KilledOnDrop {
+    let tail = KilledOnDrop(
+        flotilla()
+            .args(["events", "tail"])
+            .args(args)
+            .args(["--url", &url(up)])
+            .stdout(stdout)
+            .spawn()
+            .unwrap(),
+    );
+    eventually(
+        "the tail declares its group",
+        Duration::from_secs(10),
+        || tail_groups(up).len() == 1,
+    );
+    tail
+}
+
 /// `n` dead letters in group `g` (published to `t.a`, pulled and rejected).
 fn dead_letters(up: &Up, n: usize) -> Vec<String> {
     declare(up, "g", "t.>");
@@ -92,20 +111,8 @@ fn events_tail_follows_new_events_without_stealing_them_and_cleans_up_on_sigterm
     let up = platform(&dir, &[]);
     declare(&up, "billing", "orders.*");
     publish(&up, "orders.created", "before", "orders.created");
-    let tail_args = ["events", "tail", "orders.*", "--type", "orders.created"];
-    let mut tail = KilledOnDrop(
-        flotilla()
-            .args(tail_args)
-            .args(["--json", "--url", &url(&up)])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    eventually(
-        "the tail declares its group",
-        Duration::from_secs(10),
-        || tail_groups(&up).len() == 1,
-    );
+    let tail_args = ["orders.*", "--type", "orders.created", "--json"];
+    let mut tail = tail(&up, &tail_args, Stdio::piped());
     publish(&up, "orders.created", "o-1", "orders.created");
     publish(&up, "orders.paid", "p-1", "orders.paid");
     publish(&up, "orders.created", "o-2", "orders.created");
@@ -139,18 +146,7 @@ fn events_tail_follows_new_events_without_stealing_them_and_cleans_up_on_sigterm
 fn a_killed_tail_leaves_a_group_that_groups_rm_removes() {
     let dir = tempfile::tempdir().unwrap();
     let up = platform(&dir, &[]);
-    let mut tail = KilledOnDrop(
-        flotilla()
-            .args(["events", "tail", ">", "--url", &url(&up)])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    eventually(
-        "the tail declares its group",
-        Duration::from_secs(10),
-        || tail_groups(&up).len() == 1,
-    );
+    let mut tail = tail(&up, &[">"], Stdio::null());
     tail.0.kill().unwrap();
     tail.0.wait().unwrap();
     let left = tail_groups(&up);
@@ -265,26 +261,7 @@ fn with_a_token_the_sse_pull_needs_it_and_tail_sends_it() {
     let up = platform(&dir, &[("FLOTILLA_REGISTRY__TOKEN", "s3cret")]);
     let (status, _) = http(up.api, "GET", "/api/v1/bus/groups/any/events", "");
     assert_eq!(status, 401, "leasing over SSE is a write");
-    let mut tail = KilledOnDrop(
-        flotilla()
-            .args([
-                "events",
-                "tail",
-                ">",
-                "--url",
-                &url(&up),
-                "--token",
-                "s3cret",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    eventually(
-        "the tail declares its group",
-        Duration::from_secs(10),
-        || tail_groups(&up).len() == 1,
-    );
+    let mut tail = tail(&up, &[">", "--token", "s3cret"], Stdio::null());
     support::send_signal(tail.0.id(), "-TERM");
     assert_eq!(tail.0.wait().unwrap().code(), Some(0));
     assert!(tail_groups(&up).is_empty());
