@@ -12,7 +12,6 @@
 //! `flotilla_bus::Backend` it is given (chosen and built by the binary). The binary mounts
 //! [`Broker::router`]; nothing else depends on this crate.
 
-mod dial;
 mod error;
 mod leases;
 mod metrics;
@@ -32,7 +31,7 @@ pub use error::Error;
 pub use push::PushOptions;
 
 #[cfg(feature = "dial")]
-pub use dial::{Dialer, Stream};
+pub use flotilla_dial::{Dialer, Stream};
 
 /// Configuration of the bus HTTP API (`[bus.http]` in `flotilla.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,7 +106,7 @@ pub struct Broker {
     options: Arc<Options>,
     discovery: Option<Arc<dyn flotilla_discovery::Discovery>>,
     /// How push subscriptions connect to their receivers.
-    connector: dial::Connector,
+    connector: flotilla_dial::Connector,
     /// One permit per SSE stream that may open.
     streams: Arc<tokio::sync::Semaphore>,
     /// Deliveries out on SSE streams, holding their in-flight slots.
@@ -124,7 +123,7 @@ impl Broker {
             streams: Arc::new(tokio::sync::Semaphore::new(options.max_sse_streams)),
             options: Arc::new(options),
             discovery: None,
-            connector: dial::Connector::default(),
+            connector: flotilla_dial::Connector::default(),
             leases: Arc::default(),
             lag: metrics::LagMetrics::default(),
         })
@@ -140,7 +139,7 @@ impl Broker {
     /// broker, over a simulated network in tests. The receiver URL's host and port go to it.
     #[cfg(feature = "dial")]
     pub fn with_dialer(mut self, dialer: Dialer) -> Self {
-        self.connector = dial::Connector::Dial(dialer);
+        self.connector = flotilla_dial::Connector::Dial(dialer);
         self
     }
 

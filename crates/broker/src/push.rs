@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::dial::Connector;
+use flotilla_dial::Connector;
 
 /// One push subscription (`[[bus.http.push]]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

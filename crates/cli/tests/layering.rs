@@ -14,7 +14,8 @@ fn layer(name: &str) -> Option<u8> {
         | "flotilla-bus"
         | "flotilla-eventstore"
         | "flotilla-resilience"
-        | "flotilla-telemetry" => 1,
+        | "flotilla-telemetry"
+        | "flotilla-dial" => 1,
         "flotilla-sqlite"
         | "flotilla-postgres"
         | "flotilla-nats"

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
-use crate::dial::Connector;
+use flotilla_dial::Connector;
 
 /// Longest answer read into memory (a page of 1,000 events of 1 MiB each is the worst the
 /// control plane sends); a wrong or hostile endpoint cannot exhaust the service's memory.

@@ -14,7 +14,6 @@
 //! service cannot tell them from a linked engine, and moving it to NATS or PostgreSQL later
 //! is a configuration change. What HTTP cannot carry is said per backend in `docs/sdk.md`.
 
-mod dial;
 mod http;
 
 #[cfg(feature = "bus")]
@@ -25,4 +24,4 @@ pub mod eventstore;
 pub use http::{CallError, ConnectOptions, ControlPlane, Problem};
 
 #[cfg(feature = "dial")]
-pub use dial::{Dialer, Stream};
+pub use flotilla_dial::{Dialer, Stream};

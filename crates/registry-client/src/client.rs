@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::dial::Connector;
+use flotilla_dial::Connector;
 
 /// Longest registry answer read into memory. A catalog of 10,000 instances is a few MiB; the
 /// cap stops a wrong or hostile endpoint from exhausting the service's memory.

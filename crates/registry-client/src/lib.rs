@@ -13,7 +13,6 @@
 
 mod agent;
 mod client;
-mod dial;
 mod error;
 mod follower;
 
@@ -22,4 +21,4 @@ pub use client::{ClientOptions, RegistryClient, ServiceSummary};
 pub use error::Error;
 
 #[cfg(feature = "dial")]
-pub use dial::{Dialer, Stream};
+pub use flotilla_dial::{Dialer, Stream};

@@ -1,7 +1,8 @@
-//! How the client reaches the registry: TCP through hyper-util's connector (the only way a
-//! service uses), or, with the `dial` feature, any byte stream the caller opens, so the same
-//! client code runs over a simulated network in tests. Without the feature this is a thin
-//! wrapper around [`HttpConnector`] that changes nothing about how connections are made.
+//! The connector Flotilla's internal HTTP clients (the registry client, the platform backend,
+//! the broker's push subscriptions) dial with: TCP through hyper-util's connector (the only way
+//! a running service uses), or, with the `dial` feature, any byte stream the caller opens, so
+//! the same client code runs over a simulated network in tests. Without the feature this is a
+//! thin wrapper around [`HttpConnector`] that changes nothing about how connections are made.
 
 use std::future::Future;
 use std::io;
@@ -22,7 +23,7 @@ pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 
 #[cfg(feature = "dial")]
 impl<T> Stream for T where T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
 
-/// Opens a stream to the registry URL's host and port.
+/// Opens a stream to a URL's host and port.
 #[cfg(feature = "dial")]
 pub type Dialer = std::sync::Arc<
     dyn Fn(String, u16) -> Pin<Box<dyn Future<Output = io::Result<Box<dyn Stream>>> + Send>>
@@ -32,10 +33,29 @@ pub type Dialer = std::sync::Arc<
 
 /// The connector the pooled HTTP client dials with.
 #[derive(Clone)]
-pub(crate) enum Connector {
+pub enum Connector {
+    /// Plain TCP.
     Tcp(HttpConnector),
+    /// Streams the dialer opens.
     #[cfg(feature = "dial")]
     Dial(Dialer),
+}
+
+impl Default for Connector {
+    /// What `Client::build_http` uses.
+    fn default() -> Self {
+        Self::Tcp(HttpConnector::new())
+    }
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(_) => f.write_str("Connector::Tcp"),
+            #[cfg(feature = "dial")]
+            Self::Dial(_) => f.write_str("Connector::Dial"),
+        }
+    }
 }
 
 impl tower::Service<http::Uri> for Connector {
@@ -68,10 +88,22 @@ impl tower::Service<http::Uri> for Connector {
 }
 
 /// One open connection.
-pub(crate) enum Conn {
+pub enum Conn {
+    /// A TCP connection.
     Tcp(TokioIo<TcpStream>),
+    /// A stream a dialer opened.
     #[cfg(feature = "dial")]
     Dialed(TokioIo<Box<dyn Stream>>),
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(_) => f.write_str("Conn::Tcp"),
+            #[cfg(feature = "dial")]
+            Self::Dialed(_) => f.write_str("Conn::Dialed"),
+        }
+    }
 }
 
 impl Connection for Conn {
