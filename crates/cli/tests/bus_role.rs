@@ -87,16 +87,7 @@ fn publish_and_pull(bus: &Up, topic: &str) {
 }
 
 fn pull(bus: &Up, group: &str, wait_ms: u64) -> Vec<Value> {
-    let body = json!({ "max": 10, "wait_ms": wait_ms }).to_string();
-    let (status, text) = http(
-        bus.api,
-        "POST",
-        &format!("/api/v1/bus/groups/{group}/pull"),
-        &body,
-    );
-    assert_eq!(status, 200, "{text}");
-    let v: Value = serde_json::from_str(&text).unwrap();
-    v["deliveries"].as_array().unwrap().clone()
+    support::pull(bus.api, group, 10, wait_ms)
 }
 
 fn assert_serves_probes(bus: &Up, backend: &str) {

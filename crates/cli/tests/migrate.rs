@@ -18,6 +18,7 @@ use support::{Up, flotilla, http, http_as, start_role, stop};
 struct Target {
     config: PathBuf,
     env: Vec<(String, String)>,
+    pg: String,
     schema: String,
 }
 
@@ -54,6 +55,7 @@ impl Target {
         Some(Self {
             config,
             env,
+            pg,
             schema,
         })
     }
@@ -62,10 +64,7 @@ impl Target {
 impl Drop for Target {
     fn drop(&mut self) {
         // Best effort: a machine without psql keeps the uniquely named schema.
-        let _ = std::process::Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "root", "-d", "test", "-q", "-c"])
-            .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
-            .output();
+        support::drop_schema(&self.pg, &self.schema);
     }
 }
 
@@ -125,16 +124,7 @@ fn publish(up: &Up, topic: &str, id: &str) {
 
 /// Pulls up to `max` deliveries of `group`; answers them.
 fn pull(up: &Up, group: &str, max: usize) -> Vec<Value> {
-    let body = json!({"max": max, "wait_ms": 1000}).to_string();
-    let (status, text) = http(
-        up.api,
-        "POST",
-        &format!("/api/v1/bus/groups/{group}/pull"),
-        &body,
-    );
-    assert_eq!(status, 200, "{text}");
-    let v: Value = serde_json::from_str(&text).unwrap();
-    v["deliveries"].as_array().unwrap().clone()
+    support::pull(up.api, group, max, 1000)
 }
 
 fn settle(up: &Up, group: &str, how: &str, d: &Value) {

@@ -300,6 +300,17 @@ pub(crate) fn register_shop(api: u16, port: u16) {
     assert!(status == 200 || status == 201, "{status} {text}");
 }
 
+/// Pulls up to `max` deliveries of bus group `group` from the API on `api`, waiting up to
+/// `wait_ms` for the first; fails the test unless the pull is answered 200.
+pub(crate) fn pull(api: u16, group: &str, max: usize, wait_ms: u64) -> Vec<serde_json::Value> {
+    let body = json!({ "max": max, "wait_ms": wait_ms }).to_string();
+    let path = format!("/api/v1/bus/groups/{group}/pull");
+    let (status, text) = http(api, "POST", &path, &body);
+    assert_eq!(status, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["deliveries"].as_array().unwrap().clone()
+}
+
 /// Drops a test's PostgreSQL schema (if it is there) with psql; whether that worked.
 pub(crate) fn drop_schema(url: &str, schema: &str) -> bool {
     let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
