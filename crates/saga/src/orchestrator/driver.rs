@@ -223,7 +223,8 @@ impl Driver {
     }
 
     async fn refresh(&mut self) -> crate::Result<()> {
-        self.state = stream::catch_up(self.shared.store.as_ref(), self.state.clone()).await?;
+        self.state =
+            stream::catch_up_durably(self.shared.store.as_ref(), self.state.clone()).await?;
         Ok(())
     }
 

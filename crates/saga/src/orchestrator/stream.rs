@@ -67,21 +67,58 @@ pub(crate) async fn load(store: &dyn EventStore, id: &str) -> Result<SagaState> 
 /// without a driver because the store missed one read (it would stay unfinished until the
 /// next `recover()`, which a single orchestrator runs only at start).
 pub(crate) async fn load_durably(store: &dyn EventStore, id: &str) -> Result<SagaState> {
+    until_stored(&id, saga_retryable, || load(store, id)).await
+}
+
+/// [`catch_up`], retrying retryable storage errors: a driver that gave up on one missed read
+/// would leave its instance unfinished until the next `recover()`.
+pub(crate) async fn catch_up_durably(
+    store: &dyn EventStore,
+    state: SagaState,
+) -> Result<SagaState> {
+    let id = state.id.clone();
+    until_stored(&id, saga_retryable, || catch_up(store, state.clone())).await
+}
+
+/// Runs `op` again, with backoff, for as long as it fails with an error `retryable` accepts
+/// (the store could not be reached, or did not answer): the outcome of such a failure is
+/// unknown, every read and idempotent append may be repeated, and a driver that gave up
+/// would stall its instance.
+async fn until_stored<T, E, F, Fut>(
+    what: &(dyn std::fmt::Display + Sync),
+    retryable: fn(&E) -> bool,
+    mut op: F,
+) -> std::result::Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
+{
     let mut retry = 0u32;
     loop {
-        match load(store, id).await {
-            Err(Error::Store(
-                e @ flotilla_eventstore::Error::Storage {
-                    retryable: true, ..
-                },
-            )) => {
+        match op().await {
+            Err(e) if retryable(&e) => {
                 retry = retry.saturating_add(1);
-                tracing::warn!(saga = %id, error = %e, retry, "reading the saga failed; retrying");
+                tracing::warn!(%what, error = %e, retry, "saga storage failed; retrying");
                 tokio::time::sleep(STORE_BACKOFF.delay(retry)).await;
             }
             other => return other,
         }
     }
+}
+
+fn store_retryable(e: &flotilla_eventstore::Error) -> bool {
+    matches!(
+        e,
+        flotilla_eventstore::Error::Storage {
+            retryable: true,
+            ..
+        }
+    )
+}
+
+fn saga_retryable(e: &Error) -> bool {
+    matches!(e, Error::Store(inner) if store_retryable(inner))
 }
 
 /// `state` with every event appended after it.
@@ -131,7 +168,7 @@ pub(crate) async fn append_all(
             Ok(Appended::Yes)
         }
         Err(flotilla_eventstore::Error::WrongExpectedVersion { .. }) => {
-            *state = catch_up(store, state.clone()).await?;
+            *state = catch_up_durably(store, state.clone()).await?;
             Ok(Appended::Lost)
         }
         Err(e) => Err(e.into()),
@@ -147,19 +184,8 @@ pub(crate) async fn append_durably(
     expected: ExpectedVersion,
     new: Vec<NewEvent>,
 ) -> Result<AppendResult, flotilla_eventstore::Error> {
-    let mut retry = 0u32;
-    loop {
-        match store.append(stream, expected, new.clone()).await {
-            Err(
-                e @ flotilla_eventstore::Error::Storage {
-                    retryable: true, ..
-                },
-            ) => {
-                retry = retry.saturating_add(1);
-                tracing::warn!(%stream, error = %e, retry, "append failed; retrying");
-                tokio::time::sleep(STORE_BACKOFF.delay(retry)).await;
-            }
-            other => return other,
-        }
-    }
+    until_stored(stream, store_retryable, || {
+        store.append(stream, expected, new.clone())
+    })
+    .await
 }

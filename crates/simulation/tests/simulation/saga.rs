@@ -11,10 +11,11 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use flotilla_bus::{Bus, MemoryBackend, Received};
 use flotilla_core::CloudEvent;
+use flotilla_core::clock::Clock;
 use flotilla_core::event::ExtensionValue;
 use flotilla_eventstore::MemoryEventStore;
 use flotilla_platform::bus::PlatformBus;
@@ -121,14 +122,35 @@ async fn await_end(orchestrator: &Orchestrator, id: &str) -> String {
     }
 }
 
+/// Wall-clock time that moves with the simulation's time, for the orchestrator: its step
+/// timeouts, retry times and deadlines are wall-clock instants it waits for with tokio's
+/// (simulated) timers. With the real clock, simulated minutes pass in real milliseconds and
+/// no recorded deadline would ever come within the settle window. One origin for the whole
+/// run, so a restarted host's clock goes on from where the simulation is.
+#[derive(Debug)]
+struct SimClock {
+    origin: SystemTime,
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> SystemTime {
+        self.origin + turmoil::sim_elapsed().unwrap_or_default()
+    }
+}
+
 fn orchestrator_host(sim: &mut turmoil::Sim<'_>, ended: &Ended) {
     let ended = Rc::clone(ended);
+    let clock = Arc::new(SimClock {
+        origin: SystemTime::now(),
+    });
     sim.host(ORCHESTRATOR, move || {
         let ended = Rc::clone(&ended);
+        let clock = Arc::clone(&clock);
         async move {
             let store = PlatformEventStore::connect(plane(CONTROL)).await?;
             let bus = Bus::new(Arc::new(PlatformBus::new(plane(CONTROL))));
             let orchestrator = Orchestrator::builder(Arc::new(store))
+                .clock(clock)
                 .bus(bus)
                 .saga(SagaDefinition::from_toml(SAGA)?)
                 .build()?;
