@@ -33,34 +33,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
-route_extra=""
 case $SCENARIO in
-  plain) ;;
-  jwt) route_extra='auth = { jwt = "main", forward_claims = { sub = "x-user" } }
-rate_limit = { requests = 1000000, per = "second", key = "client_ip" }' ;;
-  cache) route_extra='cache = { enabled = true, default_ttl = "60s" }' ;;
+  plain) config=gateway.toml ;;
+  jwt) config=gateway-jwt.toml ;;
+  cache) config=gateway-cache.toml ;;
   *) echo "SCENARIO must be plain, jwt or cache" >&2; exit 1 ;;
 esac
-cat >"$WORK/gateway.toml" <<EOF
-[server]
-max_connections = 4096
-upstream_pool_idle_per_host = 256
-[[upstreams]]
-name = "up"
-urls = ["http://127.0.0.1:$P_UP"]
-[[jwt]]
-name = "main"
-algorithm = "HS256"
-secret = "$SECRET"
-[[routes]]
-name = "all"
-prefix = "/"
-upstream = "up"
-$route_extra
-EOF
+# The configurations run.sh measures.
+# shellcheck source=bench/gateway/configs.sh
+. "$(dirname "$0")/configs.sh"
+write_gateway_configs
 
 taskset -c 1 "$BIN" upstream 127.0.0.1:$P_UP & PIDS+=($!)
-taskset -c 0 "$BIN" serve "$WORK/gateway.toml" 127.0.0.1:$P_GW ${RUNTIME:+"$RUNTIME"} & GW=$!; PIDS+=($GW)
+taskset -c 0 "$BIN" serve "$WORK/$config" 127.0.0.1:$P_GW ${RUNTIME:+"$RUNTIME"} & GW=$!; PIDS+=($GW)
 for p in $P_UP $P_GW; do
   for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
 done

@@ -91,55 +91,9 @@ http {
 }
 EOF
 
-cat >"$WORK/gateway.toml" <<EOF
-[server]
-max_connections = 12000
-upstream_pool_idle_per_host = 256
-[[upstreams]]
-name = "up"
-urls = ["http://127.0.0.1:$P_UP"]
-[[routes]]
-name = "users"
-path = "/users/{id}"
-upstream = "up"
-[[routes]]
-name = "all"
-prefix = "/"
-upstream = "up"
-EOF
-
-cat >"$WORK/gateway-jwt.toml" <<EOF
-[server]
-max_connections = 4096
-upstream_pool_idle_per_host = 256
-[[upstreams]]
-name = "up"
-urls = ["http://127.0.0.1:$P_UP"]
-[[jwt]]
-name = "main"
-algorithm = "HS256"
-secret = "$SECRET"
-[[routes]]
-name = "all"
-prefix = "/"
-upstream = "up"
-auth = { jwt = "main", forward_claims = { sub = "x-user" } }
-rate_limit = { requests = 1000000, per = "second", key = "client_ip" }
-EOF
-
-cat >"$WORK/gateway-cache.toml" <<EOF
-[server]
-max_connections = 4096
-upstream_pool_idle_per_host = 256
-[[upstreams]]
-name = "up"
-urls = ["http://127.0.0.1:$P_UP"]
-[[routes]]
-name = "all"
-prefix = "/"
-upstream = "up"
-cache = { enabled = true, default_ttl = "60s" }
-EOF
+# shellcheck source=bench/gateway/configs.sh
+. "$(dirname "$0")/configs.sh"
+write_gateway_configs
 
 # ---- processes ---------------------------------------------------------------------------
 taskset -c "$LOAD_CPU" "$BIN" upstream 127.0.0.1:$P_UP & PIDS+=($!)

@@ -29,21 +29,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-# A collector stand-in: takes every OTLP/HTTP export and answers 200 with an empty body
-# (an empty ExportTraceServiceResponse).
-taskset -c 1 python3 -c '
-import http.server, sys
-class Sink(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.send_response(200)
-        self.send_header("content-type", "application/x-protobuf")
-        self.send_header("content-length", "0")
-        self.end_headers()
-    def log_message(self, *a): pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
-' "$P_SINK" & pids+=($!)
+# A collector stand-in that answers every export with 200 and an empty body.
+taskset -c 1 python3 "$(dirname "$0")/otlp_sink.py" "$P_SINK" & pids+=($!)
 taskset -c 1 "$gateway" upstream "127.0.0.1:$P_UP" & pids+=($!)
 cat >"$work/gateway.toml" <<CONF
 [server]
