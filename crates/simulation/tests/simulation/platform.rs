@@ -82,6 +82,33 @@ pub(crate) async fn until_done<
     }
 }
 
+/// What a publisher host does in the bus scenarios: declares `group` on `sim.>` (events
+/// published before a group exists are not kept for it), then publishes one event per id to
+/// `topic`, each until it is acknowledged, telling `declared` and `acknowledged` as it goes.
+pub(crate) async fn declare_then_publish(
+    group: GroupName,
+    topic: TopicName,
+    ids: impl Iterator<Item = String>,
+    declared: impl FnOnce(),
+    mut acknowledged: impl FnMut(String),
+) -> Result<(), Box<dyn std::error::Error>> {
+    let bus = PlatformBus::new(plane(CONTROL));
+    let spec = GroupSpec {
+        name: group,
+        pattern: TopicPattern::new("sim.>")?,
+    };
+    until_done("declare", || bus.declare_group(&spec)).await?;
+    declared();
+    for id in ids {
+        let mut event = CloudEvent::new("/simulation", topic.as_str());
+        event.id = id;
+        let publish = || bus.publish(vec![Outgoing::new(topic.clone(), event.clone())]);
+        until_done("publish", publish).await?;
+        acknowledged(event.id);
+    }
+    Ok(())
+}
+
 pub(crate) fn control_host(
     sim: &mut turmoil::Sim<'_>,
     bus: Arc<MemoryBackend>,
@@ -103,22 +130,17 @@ fn publisher_host(sim: &mut turmoil::Sim<'_>, shared: &Shared) {
     sim.host(PUBLISHER, move || {
         let shared = Rc::clone(&shared);
         async move {
-            let bus = PlatformBus::new(plane(CONTROL));
-            let spec = GroupSpec {
-                name: group(),
-                pattern: TopicPattern::new("sim.>")?,
-            };
-            until_done("declare", || bus.declare_group(&spec)).await?;
-            shared.borrow_mut().group_declared = true;
-            let topic = TopicName::new("sim.orders")?;
-            for n in 0..EVENTS {
-                let id = format!("ev-{n}");
-                let mut event = CloudEvent::new("/simulation", "sim.order");
-                event.id = id.clone();
-                let batch = || bus.publish(vec![Outgoing::new(topic.clone(), event.clone())]);
-                until_done("publish", batch).await?;
-                shared.borrow_mut().published.insert(id);
-            }
+            let ids = (0..EVENTS).map(|n| format!("ev-{n}"));
+            declare_then_publish(
+                group(),
+                TopicName::new("sim.orders")?,
+                ids,
+                || shared.borrow_mut().group_declared = true,
+                |id| {
+                    shared.borrow_mut().published.insert(id);
+                },
+            )
+            .await?;
             std::future::pending::<()>().await;
             Ok(())
         }

@@ -15,14 +15,13 @@ use std::time::Duration;
 
 use axum::routing::post;
 use flotilla_broker::{Broker, Options, PushOptions};
-use flotilla_bus::{Backend, DlqQuery, GroupName, GroupSpec, MemoryBackend, Outgoing};
-use flotilla_core::{CloudEvent, TopicName, TopicPattern};
-use flotilla_platform::bus::PlatformBus;
+use flotilla_bus::{Backend, DlqQuery, GroupName, MemoryBackend};
+use flotilla_core::{CloudEvent, TopicName};
 use tokio_util::sync::CancellationToken;
 
 use crate::faults::{self, Topology};
 use crate::net;
-use crate::platform::{plane, until_done};
+use crate::platform::declare_then_publish;
 
 const CONTROL: &str = "control";
 const PUBLISHER: &str = "publisher";
@@ -96,23 +95,18 @@ fn publisher_host(sim: &mut turmoil::Sim<'_>, shared: &Shared) {
     sim.host(PUBLISHER, move || {
         let shared = Rc::clone(&shared);
         async move {
-            let bus = PlatformBus::new(plane(CONTROL));
-            // The push subscription's own group: events published before it exists would not
-            // be kept for it (the bus contract), so the publisher declares it first.
-            let spec = GroupSpec {
-                name: GroupName::new("push")?,
-                pattern: TopicPattern::new("sim.>")?,
-            };
-            until_done("declare", || bus.declare_group(&spec)).await?;
-            shared.borrow_mut().group_declared = true;
-            let topic = TopicName::new("sim.pushed")?;
-            for n in 0..EVENTS {
-                let mut event = CloudEvent::new("/simulation", "sim.pushed");
-                event.id = format!("push-{n}");
-                let publish = || bus.publish(vec![Outgoing::new(topic.clone(), event.clone())]);
-                until_done("publish", publish).await?;
-                shared.borrow_mut().published.insert(event.id);
-            }
+            // The push subscription's own group, declared before anything is published.
+            let ids = (0..EVENTS).map(|n| format!("push-{n}"));
+            declare_then_publish(
+                GroupName::new("push")?,
+                TopicName::new("sim.pushed")?,
+                ids,
+                || shared.borrow_mut().group_declared = true,
+                |id| {
+                    shared.borrow_mut().published.insert(id);
+                },
+            )
+            .await?;
             std::future::pending::<()>().await;
             Ok(())
         }
