@@ -22,13 +22,19 @@ use serde_json::json;
 
 async fn open() -> Option<(Arc<PgEventStore>, String)> {
     let url = backend(Backend::Postgres, "postgres out-of-order commits")?;
+    let schema = unique_name("es_ooo");
+    let store = open_at(&url, &schema).await;
+    Some((store, schema))
+}
+
+/// A store on `schema`, with its own pool and head poller (as another process would have).
+async fn open_at(url: &str, schema: &str) -> Arc<PgEventStore> {
     let options = Options {
-        schema: unique_name("es_ooo"),
+        schema: schema.to_owned(),
         pool_size: 24,
         ..Options::new(url)
     };
-    let store = PgEventStore::open(&options).await.unwrap();
-    Some((Arc::new(store), options.schema))
+    Arc::new(PgEventStore::open(&options).await.unwrap())
 }
 
 async fn drop_schema(store: &PgEventStore, schema: &str) {
