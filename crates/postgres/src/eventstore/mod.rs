@@ -229,9 +229,9 @@ impl PgEventStore {
         } = Columns::of(events)?;
         let last_version = first + events.len() as u64 - 1;
         let (s, cat, first_i) = (stream.as_str(), stream.category(), first as i64);
-        let (insert, upsert) = tokio::try_join!(
+        let (insert, create) = tokio::try_join!(
             tx.prepare_cached(&self.sql.insert),
-            tx.prepare_cached(&self.sql.upsert_stream),
+            tx.prepare_cached(&self.sql.create_stream),
         )
         .map_err(pg)?;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
@@ -245,10 +245,11 @@ impl PgEventStore {
             &first_i,
         ];
         let last_i = last_version as i64;
-        let upsert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&s, &last_i];
+        // The stream's row, if this is its first append (a no-op otherwise).
+        let create_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&s, &last_i];
         let (rows, _) = tokio::try_join!(
             tx.query(&insert, &params),
-            tx.execute(&upsert, &upsert_params),
+            tx.execute(&create, &create_params),
         )
         .map_err(pg)?;
         let last_position = rows.iter().map(|r| r.get::<_, i64>(0)).max().unwrap_or(0);

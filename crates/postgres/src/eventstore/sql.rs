@@ -39,7 +39,7 @@ pub(super) struct Sql {
     pub by_ids: String,
     pub stream_state: String,
     pub insert: String,
-    pub upsert_stream: String,
+    pub create_stream: String,
     pub read_forward: String,
     pub read_backward: String,
     pub read_all: String,
@@ -49,6 +49,7 @@ pub(super) struct Sql {
     pub delete: String,
     pub drop_snapshot: String,
     pub truncate: String,
+    pub keep_version: String,
     pub save_snapshot: String,
     pub load_snapshot: String,
     pub list_streams: String,
@@ -86,15 +87,22 @@ impl Sql {
                  FROM (SELECT pg_current_xact_id()::text::bigint * {span} AS base) b",
             ),
             by_ids: f("SELECT {cols} FROM {s}.es_events WHERE id = ANY($1)"),
-            stream_state: f("SELECT version, deleted FROM {s}.es_streams WHERE stream = $1"),
+            // The row's version is a floor (schema version 3): the stream's last event has
+            // the rest.
+            stream_state: f(
+                "SELECT greatest(s.version, (SELECT e.version FROM {s}.es_events e \
+                 WHERE e.stream = $1 ORDER BY e.version DESC LIMIT 1)), s.deleted \
+                 FROM {s}.es_streams s WHERE s.stream = $1",
+            ),
             insert: f("INSERT INTO {s}.es_events \
                  (position, id, stream, version, category, type, data, metadata) \
                  SELECT $7 + x.ord - 1, x.i, $2, $8 + x.ord - 1, $3, x.t, x.d, x.m \
                  FROM unnest($1::uuid[], $4::text[], $5::jsonb[], $6::jsonb[]) \
                  WITH ORDINALITY AS x(i, t, d, m, ord) RETURNING position"),
-            upsert_stream: f(
+            // Only a stream's first append writes its row.
+            create_stream: f(
                 "INSERT INTO {s}.es_streams (stream, version) VALUES ($1, $2) \
-                 ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
+                 ON CONFLICT (stream) DO NOTHING",
             ),
             read_forward: f(
                 "SELECT {cols} FROM {s}.es_events WHERE stream = $1 AND version >= $2 \
@@ -113,12 +121,18 @@ impl Sql {
             ),
             drop_snapshot: f("DELETE FROM {s}.es_snapshots WHERE stream = $1"),
             truncate: f("DELETE FROM {s}.es_events WHERE stream = $1 AND version < $2"),
+            // Before a truncation: the row keeps the version the last event may take away.
+            keep_version: f("UPDATE {s}.es_streams s SET version = greatest(s.version, \
+                 (SELECT e.version FROM {s}.es_events e WHERE e.stream = $1 \
+                  ORDER BY e.version DESC LIMIT 1)) WHERE s.stream = $1"),
             save_snapshot: f("INSERT INTO {s}.es_snapshots (stream, version, state) \
                  VALUES ($1, $2, $3) ON CONFLICT (stream) DO UPDATE \
                  SET version = excluded.version, state = excluded.state"),
             load_snapshot: f("SELECT version, state FROM {s}.es_snapshots WHERE stream = $1"),
-            list_streams: f("SELECT stream, version, deleted FROM {s}.es_streams \
-                 WHERE stream COLLATE \"C\" > $1 ORDER BY stream COLLATE \"C\" LIMIT $2"),
+            list_streams: f("SELECT s.stream, greatest(s.version, (SELECT e.version \
+                 FROM {s}.es_events e WHERE e.stream = s.stream ORDER BY e.version DESC LIMIT 1)), \
+                 s.deleted FROM {s}.es_streams s \
+                 WHERE s.stream COLLATE \"C\" > $1 ORDER BY s.stream COLLATE \"C\" LIMIT $2"),
             list_checkpoints: f("SELECT subscriber, position FROM {s}.es_checkpoints \
                  ORDER BY subscriber COLLATE \"C\""),
             load_checkpoint: f("SELECT position FROM {s}.es_checkpoints WHERE subscriber = $1"),
@@ -145,10 +159,13 @@ pub(super) fn pg(e: tokio_postgres::Error) -> Error {
                 || c == &SqlState::UNIQUE_VIOLATION
         }
     };
-    Error::Storage {
-        message: e.to_string(),
-        retryable,
-    }
+    // The driver's own text for a server error is only "db error": the server's message says
+    // what went wrong.
+    let message = match e.as_db_error() {
+        Some(db) => format!("{e}: {}", db.message()),
+        None => e.to_string(),
+    };
+    Error::Storage { message, retryable }
 }
 
 /// One row of a [`READ_ALL`] statement: an event, or the trailer's bound and top.

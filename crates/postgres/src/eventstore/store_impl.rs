@@ -51,7 +51,15 @@ impl PgEventStore {
             &cols.data,
             &cols.metadata,
         ];
-        let row = client.query_one(&stmt, &params).await.map_err(pg)?;
+        let row = match client.query_one(&stmt, &params).await {
+            Ok(row) => row,
+            // An id of the batch is stored already (or being stored by a concurrent append
+            // to another stream, which committed): the general path answers.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(pg(e)),
+        };
         if !row.try_get::<_, bool>(0).map_err(pg)? {
             return Ok(None);
         }
@@ -155,11 +163,22 @@ impl EventStore for PgEventStore {
     }
 
     async fn truncate_stream(&self, stream: &StreamId, before: Version) -> Result<u64, Error> {
-        let client = self.pool.get().await.map_err(unavailable)?;
-        let n = client
-            .execute(&self.sql.truncate, &[&stream.as_str(), &clamp(before)])
+        let mut client = self.pool.get().await.map_err(unavailable)?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let s = stream.as_str();
+        // Under the stream's lock, the row first takes the version of the last event, which
+        // the delete may remove: the stream's version does not change.
+        tx.execute(&self.sql.stream_lock, &[&s, &self.stream_seed])
             .await
             .map_err(pg)?;
+        tx.execute(&self.sql.keep_version, &[&s])
+            .await
+            .map_err(pg)?;
+        let n = tx
+            .execute(&self.sql.truncate, &[&s, &clamp(before)])
+            .await
+            .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
         Ok(n)
     }
 
