@@ -350,7 +350,12 @@ async fn poll_head(store: WeakStore, every: Duration) {
         let Ok(client) = store.pool.get().await else {
             continue;
         };
-        if let Ok(row) = client.query_one(&store.sql.head, &[]).await {
+        // Prepared once per connection: under a stream of appends it runs after nearly every
+        // commit.
+        let Ok(stmt) = client.prepare_cached(&store.sql.head).await else {
+            continue;
+        };
+        if let Ok(row) = client.query_one(&stmt, &[]).await {
             let last = row.get::<_, i64>(0) as u64;
             head.send_if_modified(|h| std::mem::replace(h, (*h).max(last)) < last);
         }
