@@ -2,7 +2,8 @@
 //! reads and subscriptions, on SQLite and PostgreSQL, each next to plain SQL doing the same
 //! inserts and selects on the same engine in the same run.
 //!
-//! `cargo run --release -- [sqlite|postgres|all] [--quick]`; PostgreSQL is taken from
+//! `cargo run --release -- [sqlite|postgres|all] [--quick]` (`postgres --concurrent N`: only the
+//! 1,000-stream concurrent appends, store and plain SQL in turn, N rounds); PostgreSQL is taken from
 //! `FLOTILLA_TEST_POSTGRES_URL` (default `postgres://root@127.0.0.1:5432/test`), in a schema
 //! created for the run and dropped after it.
 
@@ -72,12 +73,17 @@ pub async fn sequential(store: &Arc<dyn EventStore>, n: usize) -> f64 {
 
 /// `streams` tasks each appending `per` single events to their own stream, concurrently.
 pub async fn concurrent(store: &Arc<dyn EventStore>, streams: usize, per: usize) -> f64 {
+    concurrent_named(store, "con", streams, per).await
+}
+
+/// [`concurrent`] on streams `{prefix}-{n}`.
+pub async fn concurrent_named(store: &Arc<dyn EventStore>, prefix: &str, streams: usize, per: usize) -> f64 {
     rate(streams * per, async {
         let tasks: Vec<_> = (0..streams)
             .map(|t| {
                 let store = store.clone();
+                let s = sid(format!("{prefix}-{t}"));
                 tokio::spawn(async move {
-                    let s = sid(format!("con-{t}"));
                     for i in 0..per {
                         let ev = vec![event(i)];
                         store.append(&s, ExpectedVersion::Exact(i as u64), ev).await.expect("append");
@@ -169,7 +175,12 @@ async fn main() {
             per_stream: (sizes.per_stream / 4).max(1),
             ..sizes
         };
-        match pg::run(sizes).await {
+        // `--concurrent N`: only the concurrent appends, N rounds (store, then plain, in turn).
+        let rounds = args
+            .iter()
+            .position(|a| a == "--concurrent")
+            .map(|i| args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(3));
+        match pg::run(sizes, rounds).await {
             Some(rows) => print("PostgreSQL 15 (pool of 16)", &rows),
             None => println!("\nPostgreSQL: SKIPPED, no server"),
         }

@@ -67,7 +67,8 @@ async fn plain_read(pool: &Pool, schema: &str) -> f64 {
 }
 
 /// Runs every PostgreSQL measurement, or `None` when no server answers.
-pub async fn run(sizes: Sizes) -> Option<Vec<Row>> {
+/// With `concurrent_rounds`, only the concurrent appends, that many times.
+pub async fn run(sizes: Sizes, concurrent_rounds: Option<usize>) -> Option<Vec<Row>> {
     let url = std::env::var("FLOTILLA_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into());
     let schema = format!("es_bench_{}", std::process::id());
@@ -81,6 +82,23 @@ pub async fn run(sizes: Sizes) -> Option<Vec<Row>> {
     pool.get().await.ok()?.batch_execute(&plain).await.ok()?;
     let store: Arc<dyn EventStore> = Arc::new(es);
     let b = sizes;
+    if let Some(rounds) = concurrent_rounds {
+        // Only the concurrent appends, store and plain in turn, each round on fresh streams.
+        let mut rows = Vec::new();
+        for round in 0..rounds {
+            let prefix = format!("r{round}");
+            rows.push(Row {
+                what: "append, 1,000 streams concurrent (appends/s)",
+                store: crate::concurrent_named(&store, &prefix, b.streams, b.per_stream).await,
+                plain: plain_concurrent(&pool, &schema, b.streams, b.per_stream, 1).await,
+            });
+        }
+        let drop = format!("DROP SCHEMA {schema} CASCADE");
+        if let Ok(c) = pool.get().await {
+            let _ = c.batch_execute(&drop).await;
+        }
+        return Some(rows);
+    }
     let mut rows = vec![
         Row {
             what: "append, one stream, sequential (appends/s)",
