@@ -1,10 +1,12 @@
 # The gateway configurations the gateway benches measure, written into $WORK: plain routing
 # with per-route metrics (gateway.toml), JWT + rate limit (gateway-jwt.toml) and the cache
 # (gateway-cache.toml). Sourced by run.sh and profile.sh, so both measure the same gateway.
-# Needs WORK, P_UP and SECRET.
+# Needs WORK, P_UP and SECRET. MAX_HEADERS, when set, becomes `server.max_headers` (101 puts
+# the parser's per-request header arrays back on the heap, as before 2026-12-07: an A/B switch).
 write_gateway_configs() {
   cat >"$WORK/gateway.toml" <<EOF
 [server]
+${MAX_HEADERS:+max_headers = $MAX_HEADERS}
 max_connections = 12000
 upstream_pool_idle_per_host = 256
 [[upstreams]]
@@ -22,6 +24,7 @@ EOF
 
   cat >"$WORK/gateway-jwt.toml" <<EOF
 [server]
+${MAX_HEADERS:+max_headers = $MAX_HEADERS}
 max_connections = 4096
 upstream_pool_idle_per_host = 256
 [[upstreams]]
@@ -41,6 +44,7 @@ EOF
 
   cat >"$WORK/gateway-cache.toml" <<EOF
 [server]
+${MAX_HEADERS:+max_headers = $MAX_HEADERS}
 max_connections = 4096
 upstream_pool_idle_per_host = 256
 [[upstreams]]

@@ -19,8 +19,11 @@
 #   DURATION=5 CONNS="1 64" bench/gateway/run.sh
 #   SKIP_BUILD=1 bench/gateway/run.sh    # reuse the last release build
 #   IDLE=0 bench/gateway/run.sh          # skip the idle-connection memory comparison
-#   RUNTIME=current bench/gateway/run.sh # the gateway on a current-thread runtime (default
-#                                        # multi: work-stealing with one worker)
+#   MAX_HEADERS=101 bench/gateway/run.sh # server.max_headers for the gateway (see configs.sh)
+#   RUNTIME=current bench/gateway/run.sh # the gateway on one current-thread runtime; `multi`:
+#                                        # work-stealing with one worker; default `workers`: like
+#                                        # `flotilla gateway`, one current-thread runtime per
+#                                        # core (one here, pinned) on its own SO_REUSEPORT socket
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -139,7 +142,7 @@ measure() {
 }
 
 {
-  echo "Gateway vs nginx, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, ${DURATION}s per point, gateway runtime ${RUNTIME:-multi}, load average at the start $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "Gateway vs nginx, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, ${DURATION}s per point, gateway runtime ${RUNTIME:-workers}${MAX_HEADERS:+, max_headers $MAX_HEADERS}, load average at the start $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   echo "| scenario | conns | req/s | CPU µs/req | p50 µs | p99 µs | added p50 µs | added p99 µs |"
   echo "|---|---|---|---|---|---|---|---|"

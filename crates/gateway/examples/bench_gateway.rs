@@ -3,14 +3,16 @@
 //! compares like with like against a one-worker nginx.
 //!
 //! ```text
-//! bench_gateway serve <config.toml> <addr> [multi|current]
+//! bench_gateway serve <config.toml> <addr> [workers|multi|current]
 //! bench_gateway upstream <addr>
 //! bench_gateway token <secret>
 //! bench_gateway idle <addr> <connections>
 //! ```
 //!
-//! `serve` runs on a work-stealing runtime with one worker (`multi`, the default) or on a
-//! current-thread runtime (`current`), to measure the runtime's shape both ways.
+//! `serve` runs like `flotilla gateway`: one current-thread runtime per core available to the
+//! process, each with its own `SO_REUSEPORT` socket and upstream pool (`workers`, the default;
+//! `GATEWAY_WORKERS=n` sets how many). For comparison: the whole gateway on a work-stealing
+//! runtime with one worker (`multi`) or on one current-thread runtime (`current`).
 //!
 //! `idle` opens that many keep-alive connections, sends one request on each, reads its
 //! answer, prints `ready` and then holds them open, idle, until it is killed: the proxy's
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use flotilla_discovery::StaticDiscovery;
-use flotilla_gateway::{Gateway, GatewayOptions};
+use flotilla_gateway::{Gateway, GatewayOptions, WorkerListeners};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -30,30 +32,33 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let shape = args.get(4).map_or("multi", String::as_str);
+    let shape = args.get(4).map_or("workers", String::as_str);
     let rt = match shape {
-        "current" => tokio::runtime::Builder::new_current_thread()
+        // With `workers`, this runtime only runs the upkeep and waits for the workers.
+        "current" | "workers" => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?,
         "multi" => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()?,
-        other => bail!("runtime must be `multi` or `current`, not {other:?}"),
+        other => bail!("runtime must be `workers`, `multi` or `current`, not {other:?}"),
     };
     match args.get(1).map(String::as_str) {
-        Some("serve") if (4..=5).contains(&args.len()) => rt.block_on(serve(&args[2], &args[3])),
+        Some("serve") if (4..=5).contains(&args.len()) => {
+            rt.block_on(serve(&args[2], &args[3], shape == "workers"))
+        }
         Some("upstream") if args.len() == 3 => rt.block_on(upstream(&args[2])),
         Some("token") if args.len() == 3 => token(&args[2]),
         Some("idle") if args.len() == 4 => rt.block_on(idle(&args[2], args[3].parse()?)),
         _ => bail!(
-            "usage: bench_gateway serve <config.toml> <addr> [multi|current] | upstream <addr> | token <secret> \
+            "usage: bench_gateway serve <config.toml> <addr> [workers|multi|current] | upstream <addr> | token <secret> \
              | idle <addr> <connections>"
         ),
     }
 }
 
-async fn serve(config: &str, addr: &str) -> anyhow::Result<()> {
+async fn serve(config: &str, addr: &str, workers: bool) -> anyhow::Result<()> {
     // Spans are exported only when the `OTEL_*` variables ask (bench/tracing/run.sh).
     let tracing =
         flotilla_telemetry::TracingOptions::default().with_env(|k| std::env::var(k).ok())?;
@@ -67,13 +72,21 @@ async fn serve(config: &str, addr: &str) -> anyhow::Result<()> {
         GatewayOptions::from_toml(&text)?,
         Arc::new(StaticDiscovery::new()),
     )?;
-    let listener = TcpListener::bind(addr).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn({
         let (gw, s) = (gw.clone(), shutdown.clone());
         async move { gw.run(s).await }
     });
-    gw.serve(listener, shutdown).await?;
+    if workers {
+        let n = match std::env::var("GATEWAY_WORKERS") {
+            Ok(v) => v.parse().context("GATEWAY_WORKERS")?,
+            Err(_) => 0,
+        };
+        let listeners = WorkerListeners::bind(addr.parse()?, n)?;
+        gw.serve_workers(listeners, shutdown).await?;
+    } else {
+        gw.serve(TcpListener::bind(addr).await?, shutdown).await?;
+    }
     Ok(())
 }
 

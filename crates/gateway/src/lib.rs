@@ -42,6 +42,7 @@ mod tls;
 pub mod transform;
 mod upgrade;
 pub mod upstream;
+mod workers;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -55,6 +56,7 @@ pub use builder::GatewayBuilder;
 pub use config::GatewayOptions;
 pub use error::Error;
 pub use problem::Body;
+pub use workers::WorkerListeners;
 
 use state::Shared;
 use table::RouteTable;
@@ -174,9 +176,24 @@ impl Gateway {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
-        server::serve(self.shared.clone(), listener, shutdown)
+        let permits = server::connection_permits(&self.shared.server);
+        server::serve(self.shared.clone(), listener, shutdown, permits)
             .await
             .map_err(|e| Error::Internal(format!("listener failed: {e}")))
+    }
+
+    /// Serves client traffic on worker threads until `shutdown`, then drains every worker:
+    /// one current-thread runtime per socket of `listeners`, each accepting on its own
+    /// `SO_REUSEPORT` socket and keeping its own upstream connections, so a request never
+    /// leaves the thread that accepted its connection. Reloads, metrics, the cache and
+    /// `max_connections` are shared by all workers. Call it from any runtime; the workers do
+    /// not use the caller's.
+    pub async fn serve_workers(
+        &self,
+        listeners: WorkerListeners,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error> {
+        workers::serve(&self.shared, listeners, shutdown).await
     }
 
     /// Background upkeep until `shutdown`: drops idle rate-limiter state so memory stays

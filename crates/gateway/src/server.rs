@@ -27,6 +27,22 @@ use crate::problem::Body;
 use crate::proxy;
 use crate::state::Shared;
 
+/// Header fields hyper's HTTP/1 parser holds in arrays on the stack; a higher `max_headers`
+/// makes it allocate those arrays on the heap for every request.
+const PARSER_INLINE_HEADERS: usize = 100;
+
+/// The parser's ceiling on header fields: twice `max_headers`, so a head over the configured
+/// limit still reaches `proxy::admit` and gets a problem body, but no more than the parser
+/// keeps on the stack when `max_headers` itself fits there.
+fn parser_max_headers(max_headers: usize) -> usize {
+    let twice = max_headers.saturating_mul(2);
+    if max_headers <= PARSER_INLINE_HEADERS {
+        twice.min(PARSER_INLINE_HEADERS)
+    } else {
+        twice
+    }
+}
+
 fn builder(opts: &ServerOptions) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
@@ -36,7 +52,7 @@ fn builder(opts: &ServerOptions) -> auto::Builder<TokioExecutor> {
         // over the configured limits reaches `proxy::admit` and is answered with a problem
         // body; only heads past the ceiling get the parser's bare 414/431.
         .max_buf_size((opts.max_header_bytes + opts.max_uri_bytes).max(8192))
-        .max_headers(opts.max_headers * 2)
+        .max_headers(parser_max_headers(opts.max_headers))
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
@@ -45,15 +61,21 @@ fn builder(opts: &ServerOptions) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// The connection cap shared by every listener of one gateway.
+pub(crate) fn connection_permits(opts: &ServerOptions) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(opts.max_connections.max(1)))
+}
+
 /// Accepts connections until `shutdown`, then stops accepting and lets in-flight requests
 /// finish (connections are asked to close after their current request).
+/// `permits` caps the connections open at once (`max_connections`); worker runtimes share one.
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     listener: TcpListener,
     shutdown: CancellationToken,
+    permits: Arc<Semaphore>,
 ) -> std::io::Result<()> {
     let builder = Arc::new(builder(&shared.server));
-    let permits = Arc::new(Semaphore::new(shared.server.max_connections.max(1)));
     let connections = TaskTracker::new();
     let mut backoff = Backoff::default();
     loop {
@@ -182,5 +204,22 @@ fn connection_service(
         tls,
         served: Arc::new(AtomicU64::new(0)),
         closing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parser_max_headers;
+
+    #[test]
+    fn the_parser_ceiling_stays_above_the_limit_and_on_the_stack_when_it_can() {
+        assert_eq!(parser_max_headers(20), 40);
+        assert_eq!(parser_max_headers(50), 100);
+        assert_eq!(parser_max_headers(64), 100);
+        assert_eq!(parser_max_headers(100), 100);
+        assert_eq!(parser_max_headers(150), 300);
+        for n in 1..400 {
+            assert!(parser_max_headers(n) >= n, "{n}");
+        }
     }
 }

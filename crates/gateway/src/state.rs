@@ -16,8 +16,10 @@ use crate::tls::{ServerTls, UpstreamClient};
 pub(crate) struct Shared {
     /// The current routing table; a reload swaps it atomically, in-flight requests keep the
     /// table they started with.
-    pub table: ArcSwap<RouteTable>,
-    /// Pooled keep-alive HTTP/1.1 connections to upstreams without a `tls` table of their own.
+    /// Shared by every worker's copy of this state.
+    pub table: Arc<ArcSwap<RouteTable>>,
+    /// Pooled keep-alive HTTP/1.1 connections to upstreams without a `tls` table of their own;
+    /// one pool per worker runtime (see [`Shared::for_worker`]).
     pub client: UpstreamClient,
     /// Per-route metrics.
     pub metrics: Metrics,
@@ -41,13 +43,28 @@ impl Shared {
         cache: Cache,
     ) -> Self {
         Self {
-            table: ArcSwap::from_pointee(table),
+            table: Arc::new(ArcSwap::from_pointee(table)),
             client: crate::tls::plain_client(&server),
             unmatched: metrics.route("_none"),
             metrics,
             server,
             tls,
             cache: Arc::new(cache),
+        }
+    }
+
+    /// A copy for one worker runtime: the same table, metrics, TLS and cache, but an upstream
+    /// pool of its own, so a worker's requests only use connections its own runtime drives
+    /// (no request crosses threads on its way to the upstream).
+    pub(crate) fn for_worker(&self) -> Self {
+        Self {
+            table: self.table.clone(),
+            client: crate::tls::plain_client(&self.server),
+            metrics: self.metrics.clone(),
+            unmatched: self.unmatched.clone(),
+            server: self.server.clone(),
+            tls: self.tls.clone(),
+            cache: self.cache.clone(),
         }
     }
 }
