@@ -5,8 +5,9 @@
 //! Redis consumer group), filled at publish time by a Lua script that routes each event to
 //! every group whose pattern matches; a sorted set of visibility times per group that makes
 //! nack-with-delay and expired leases (crashed consumers) claimable again with `XCLAIM`; a
-//! sorted set of delayed publishes moved when due; a dedupe key per (source, id) with the
-//! window as its TTL; and one DLQ stream. Every state change is one Lua script, so each is
+//! sorted set of delayed publishes moved when due; a sorted set of the (source, id) pairs
+//! published within the dedupe window, scored by the time their window ends; and one DLQ
+//! stream. Every state change is one Lua script, so each is
 //! atomic (exactly one dead letter per dead-lettered delivery, replay moves atomically).
 //!
 //! Durable means "in the Redis server's memory": this server runs without RDB or AOF, so a

@@ -39,34 +39,51 @@ impl RedisBackend {
         r.map(drop).map_err(bus_error)
     }
 
-    /// One script call per batch: dedupe, delay or route every event atomically.
+    /// One script call per batch: dedupe, delay or route every event atomically. The script
+    /// takes the delayed events first (number, not-before ms), then three arguments per event,
+    /// and answers the numbers of the duplicates.
     pub(crate) async fn publish_batch(
         &self,
         batch: Vec<Outgoing>,
     ) -> Result<Vec<PublishOutcome>, BusError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let delayed: Vec<(usize, u64)> = batch
+            .iter()
+            .enumerate()
+            .filter_map(|(i, out)| {
+                let at = out
+                    .not_before?
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .ok()?;
+                Some((i + 1, ms(at)))
+            })
+            .collect();
         let mut call = PUBLISH.prepare_invoke();
         call.arg(self.prefix())
-            .arg(ms(self.inner.opts.dedupe_window));
+            .arg(ms(self.inner.opts.dedupe_window))
+            .arg(delayed.len());
+        for (n, at) in delayed {
+            call.arg(n).arg(at);
+        }
         for out in &batch {
             out.event.validate()?;
-            let due = out
-                .not_before
-                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .map_or(0, ms);
             call.arg(out.topic.as_str())
                 .arg(format!("{} {}", out.event.source, out.event.id))
-                .arg(due)
                 .arg(out.event.to_json_value().to_string());
         }
         let mut conn = self.conn();
-        let stored: Vec<i64> = call.invoke_async(&mut conn).await.map_err(bus_error)?;
-        Ok(stored
-            .into_iter()
-            .map(|s| match s {
-                1 => PublishOutcome::Stored,
-                _ => PublishOutcome::Duplicate,
-            })
-            .collect())
+        let dropped: Vec<usize> = call.invoke_async(&mut conn).await.map_err(bus_error)?;
+        let mut outcomes = vec![PublishOutcome::Stored; batch.len()];
+        for n in dropped {
+            let slot = n
+                .checked_sub(1)
+                .and_then(|i| outcomes.get_mut(i))
+                .ok_or_else(|| BusError::Backend(format!("Redis publish answered event {n}")))?;
+            *slot = PublishOutcome::Duplicate;
+        }
+        Ok(outcomes)
     }
 
     /// Leases ready entries; when none, blocks on the group's stream (or until the next
