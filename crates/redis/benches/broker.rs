@@ -2,11 +2,14 @@
 //! (in memory; this server keeps nothing on disk): publish throughput (native: pipelined
 //! XADDs; and a second native side deduping as the bus does, `SET NX PX` then `XADD`) and
 //! publish-to-handler latency of single events (native: XADD, XREADGROUP BLOCK,
-//! XACK). The workload and the Flotilla side are `flotilla_bus::bench`'s. Run by
+//! XACK). Publish runs six rounds of the three sides, rotating which runs first, and reports
+//! medians. The workload and the Flotilla side are `flotilla_bus::bench`'s. Run by
 //! `bench/bus-brokers/run.sh`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -119,6 +122,66 @@ async fn native_latency(client: &redis::Client, key: &str) -> Vec<u64> {
     consumer.await.unwrap()
 }
 
+/// A publish measurement: its name and one run of it (events/s).
+type Side = (
+    &'static str,
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = f64> + Send>>>,
+);
+
+/// Publish rounds per side (`FLOTILLA_BENCH_ROUNDS` overrides). Each round runs every side
+/// once, the order rotated by one side a round, so over six rounds each of the three sides
+/// runs first, second and last twice.
+fn rounds() -> usize {
+    std::env::var("FLOTILLA_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(6)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n % 2 {
+        1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Runs [`rounds`] rounds of every side and prints each round, then each side's median rate
+/// and the median of the per-round ratios of the first side to each other side, so neither
+/// the order of the sides nor one disturbed round decides the result.
+async fn compare_publish_rounds(sides: &[Side]) {
+    let rounds = rounds();
+    let mut rates = vec![Vec::new(); sides.len()];
+    for round in 0..rounds {
+        let mut line = format!("redis  publish round {round}:");
+        let mut got = vec![0.0; sides.len()];
+        for k in 0..sides.len() {
+            let i = (round + k) % sides.len();
+            got[i] = (sides[i].1)().await;
+        }
+        for (i, (name, _)) in sides.iter().enumerate() {
+            line += &format!("  {name} {:>7.0}", got[i]);
+            rates[i].push(got[i]);
+        }
+        println!("{line} ev/s (first: {})", sides[round % sides.len()].0);
+    }
+    let (ours, _) = &sides[0];
+    let mut line = format!(
+        "redis  publish median of {rounds}:  {ours} {:.0}",
+        median(rates[0].clone())
+    );
+    for (i, (name, _)) in sides.iter().enumerate().skip(1) {
+        let ratios = rates[0].iter().zip(&rates[i]).map(|(o, n)| o / n).collect();
+        line += &format!(
+            "  {name} {:.0} (ratio {:.3})",
+            median(rates[i].clone()),
+            median(ratios)
+        );
+    }
+    println!("{line}");
+}
+
 #[tokio::main]
 async fn main() {
     let url = std::env::var("FLOTILLA_TEST_REDIS_URL").unwrap_or("redis://127.0.0.1:6379".into());
@@ -137,21 +200,31 @@ async fn main() {
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let native_key = format!("{prefix}_native");
 
-    bench::compare_publish(
-        "redis",
-        "redis-rs",
-        || bench::flotilla_throughput(b.clone(), &topic),
-        || native_throughput(&conn, &native_key),
-    )
-    .await;
     let dedupe_key = format!("{native_key}_dd");
-    bench::compare_publish(
-        "redis",
-        "+dedupe",
-        || bench::flotilla_throughput(b.clone(), &topic),
-        || native_dedupe_throughput(&conn, &dedupe_key),
-    )
-    .await;
+    let sides: Vec<Side> = vec![
+        ("flotilla", {
+            let (b, topic) = (b.clone(), topic.clone());
+            Box::new(move || {
+                let (b, topic) = (b.clone(), topic.clone());
+                Box::pin(async move { bench::flotilla_throughput(b, &topic).await })
+            })
+        }),
+        ("redis-rs", {
+            let (conn, key) = (conn.clone(), native_key.clone());
+            Box::new(move || {
+                let (conn, key) = (conn.clone(), key.clone());
+                Box::pin(async move { native_throughput(&conn, &key).await })
+            })
+        }),
+        ("+dedupe", {
+            let (conn, key) = (conn.clone(), dedupe_key.clone());
+            Box::new(move || {
+                let (conn, key) = (conn.clone(), key.clone());
+                Box::pin(async move { native_dedupe_throughput(&conn, &key).await })
+            })
+        }),
+    ];
+    compare_publish_rounds(&sides).await;
     let lt = TopicName::new("bench.latency").unwrap();
     let ours = bench::flotilla_latency(b.clone(), &lt, &g).await;
     let native = native_latency(&client, &format!("{native_key}_lat")).await;
