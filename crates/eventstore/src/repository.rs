@@ -224,13 +224,19 @@ impl<A: Aggregate> Repository<A> {
     }
 }
 
-/// The exported span of an append (OpenTelemetry database conventions); none when spans are
-/// not exported.
+/// The exported span of an append (OpenTelemetry database conventions): a child of the
+/// exported span it runs in when that one is sampled; none when it is not, or when spans are
+/// not exported. Outside any exported span the append starts a trace, sampled before the span
+/// is built ([`flotilla_telemetry::Hop`]), so an unsampled append formats nothing.
 fn append_span(category: &str, stream: &StreamId, events: usize) -> tracing::Span {
     if !flotilla_telemetry::enabled() {
         return tracing::Span::none();
     }
-    tracing::info_span!(
+    let hop = flotilla_telemetry::Hop::begin_within(None);
+    if !hop.records() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
         target: flotilla_telemetry::TARGET,
         "append",
         otel.kind = "client",
@@ -242,5 +248,8 @@ fn append_span(category: &str, stream: &StreamId, events: usize) -> tracing::Spa
         db.operation.batch.size = events,
         flotilla.stream = stream.as_str(),
         error.type = tracing::field::Empty,
-    )
+    );
+    // A trace this append starts takes the trace id its sampling was decided on.
+    hop.continue_trace(&span);
+    span
 }

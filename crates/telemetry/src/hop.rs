@@ -20,7 +20,7 @@ use opentelemetry_sdk::trace::{
 };
 use tracing::Span;
 
-use crate::spans::{continue_trace, enabled};
+use crate::spans::{continue_trace, current_span_context, enabled};
 
 static ROOT_SAMPLER: OnceLock<Sampler> = OnceLock::new();
 
@@ -52,6 +52,9 @@ pub struct Hop<'a> {
     incoming: Option<&'a TraceContext>,
     /// The trace this hop starts, drawn only when spans are exported and the caller sent none.
     root: Option<TraceContext>,
+    /// The exported span current when the hop began ([`Hop::begin_within`]), which it
+    /// continues when the caller sent no trace.
+    current: Option<TraceContext>,
     records: bool,
 }
 
@@ -75,7 +78,28 @@ impl<'a> Hop<'a> {
         Self {
             incoming,
             root,
+            current: None,
             records,
+        }
+    }
+
+    /// [`Hop::begin`] for a hop that may run inside an exported span of its process (a publish
+    /// or an append made while a request is handled): without a caller's trace, the exported
+    /// span current on this thread decides, and the hop's span is its child when that span is
+    /// sampled and is not built when it is not; only a hop outside any exported span starts a
+    /// trace and draws the sampling decision.
+    pub fn begin_within(incoming: Option<&'a TraceContext>) -> Self {
+        if incoming.is_some() || !enabled() {
+            return Self::begin(incoming);
+        }
+        match current_span_context() {
+            Some(current) => Self {
+                incoming: None,
+                root: None,
+                records: current.parent.sampled(),
+                current: Some(current),
+            },
+            None => Self::begin(None),
         }
     }
 
@@ -88,6 +112,13 @@ impl<'a> Hop<'a> {
     /// and returns the context the hop passes on: the span's ids when it records, else the
     /// trace with a fresh span id and `sampled` as decided.
     pub fn continue_trace(&self, span: &Span) -> TraceContext {
+        if let Some(current) = &self.current {
+            // A recorded span is already the current one's child (`tracing` parents it).
+            return match self.records && !span.is_disabled() {
+                true => continue_trace(span, None),
+                false => TraceContext::continue_or_start(Some(current)),
+            };
+        }
         let Some(root) = &self.root else {
             return continue_trace(span, self.incoming);
         };

@@ -58,6 +58,21 @@ pub fn continue_trace(span: &Span, incoming: Option<&TraceContext>) -> TraceCont
     TraceContext::continue_or_start(incoming)
 }
 
+/// The context of the exported span entered on this thread (the one a new exported span
+/// would be the child of), if any: its sampled flag is the decision of its trace.
+pub(crate) fn current_span_context() -> Option<TraceContext> {
+    let cx = opentelemetry::Context::current();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| TraceContext {
+        parent: TraceParent {
+            trace_id: sc.trace_id().to_bytes(),
+            parent_id: sc.span_id().to_bytes(),
+            flags: sc.trace_flags().to_u8(),
+        },
+        state: None,
+    })
+}
+
 /// Links `span` to another trace's span (a consumer to the producer of its message).
 pub fn link(span: &Span, ctx: &TraceContext) {
     if enabled() {
