@@ -111,6 +111,9 @@ pub(crate) struct GatewayConfig {
     pub(crate) enabled: bool,
     /// Client traffic listener. Default `127.0.0.1:8080`.
     pub(crate) listen: SocketAddr,
+    /// Threads serving client traffic, each an event loop with its own socket on `listen`
+    /// and its own upstream connections. Default 0: one per core.
+    pub(crate) workers: usize,
     /// Routes, upstreams, auth and limits (see docs/gateway.md); reloaded on SIGHUP. Without
     /// it the gateway starts with no routes and answers 404.
     pub(crate) routes_file: Option<PathBuf>,
@@ -125,6 +128,7 @@ impl Default for GatewayConfig {
         Self {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: 0,
             routes_file: None,
             shared_rate_limits: None,
         }

@@ -86,16 +86,18 @@ pub(crate) async fn attach_gateway(
         .metrics()
         .register(|registry| gateway.register_metrics(registry));
     let addr = config.gateway.listen;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        Failure::Runtime(anyhow::anyhow!(
-            "cannot listen on gateway.listen {addr}: {e}"
-        ))
-    })?;
-    tracing::info!(%addr, "gateway listening");
+    // One event loop per worker thread, each with its own socket on `addr`.
+    let listeners =
+        flotilla_gateway::WorkerListeners::bind(addr, config.gateway.workers).map_err(|e| {
+            Failure::Runtime(anyhow::anyhow!(
+                "cannot listen on gateway.listen {addr}: {e}"
+            ))
+        })?;
+    tracing::info!(%addr, workers = listeners.workers(), "gateway listening");
     let (serving, upkeep) = (gateway.clone(), gateway.clone());
     let mut builder = builder
         .task("gateway", move |token| async move {
-            if let Err(e) = serving.serve(listener, token).await {
+            if let Err(e) = serving.serve_workers(listeners, token).await {
                 tracing::error!(error = %e, "gateway stopped");
             }
         })
