@@ -1,5 +1,5 @@
-//! The client: one per process, cheap to clone; holds the pool, the policies and the
-//! per-service stacks.
+//! The client: one per process, cheap to clone; holds the policies and the per-service stacks
+//! (each with its connection pool).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,17 +14,16 @@ use flotilla_resilience::metrics::Metrics;
 use flotilla_resilience::policy::{PolicySet, Resilience};
 use http::{Method, Request, Response};
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tower::util::BoxCloneSyncService;
 
-use crate::endpoint::{Endpoint, HttpClient, Settings};
+use crate::endpoint::{Endpoint, Settings};
+use crate::pool::Pool;
 use crate::request::RequestBuilder;
 
 pub(crate) type Stack = BoxCloneSyncService<Request<Full<Bytes>>, Response<Bytes>, BoxError>;
 
 /// Calls other services by name: discovery, load balancing and the policy stack of
-/// `flotilla-resilience`, over one pooled HTTP client.
+/// `flotilla-resilience`, over pooled HTTP/1 connections.
 ///
 /// ```no_run
 /// # async fn demo(discovery: std::sync::Arc<dyn flotilla_discovery::Discovery>) -> Result<(), flotilla_client::Error> {
@@ -40,10 +39,11 @@ pub struct ServiceClient {
 #[derive(Debug)]
 struct Inner {
     discovery: Arc<dyn Discovery>,
-    http: HttpClient,
     policies: PolicySet,
     resilience: Resilience,
     upstreams: Mutex<HashMap<ServiceName, Upstream>>,
+    pool_idle_timeout: Duration,
+    pool_max_idle_per_host: usize,
     max_response_bytes: usize,
     discovery_wait: Duration,
 }
@@ -116,17 +116,14 @@ impl ClientBuilder {
 
     /// The client.
     pub fn build(self) -> ServiceClient {
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(self.pool_idle_timeout)
-            .pool_max_idle_per_host(self.pool_max_idle_per_host)
-            .build_http();
         ServiceClient {
             inner: Arc::new(Inner {
                 discovery: self.discovery,
-                http,
                 policies: self.policies,
                 resilience: Resilience::new(self.metrics),
                 upstreams: Mutex::default(),
+                pool_idle_timeout: self.pool_idle_timeout,
+                pool_max_idle_per_host: self.pool_max_idle_per_host,
                 max_response_bytes: self.max_response_bytes,
                 discovery_wait: self.discovery_wait,
             }),
@@ -183,7 +180,7 @@ impl ServiceClient {
         let metrics = inner.resilience.metrics().cloned();
         let endpoint = Endpoint::new(Settings {
             service: service.as_str().into(),
-            http: inner.http.clone(),
+            pool: Pool::new(inner.pool_idle_timeout, inner.pool_max_idle_per_host),
             balancer: Arc::new(Balancer::new(
                 service.as_str(),
                 policy.balance.clone(),

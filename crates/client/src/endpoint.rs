@@ -11,17 +11,15 @@ use bytes::Bytes;
 use flotilla_discovery::ServiceSet;
 use flotilla_resilience::balance::{Balancer, Pick};
 use flotilla_resilience::{BoxError, Error, deadline};
-use http::{HeaderName, Request, Response, Uri};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use http::{HeaderName, Request, Response};
+use http_body_util::Full;
 use tokio::sync::watch;
 
-pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
+use crate::pool::{Pool, SendError};
 
 /// Sends one attempt to one instance of a service. The policy layers clone it for every call,
 /// so it is one `Arc`: a clone is a reference-count increment, not a copy of the pooled
-/// client, the balancer, the discovery receiver and the name.
+/// pool, the balancer, the discovery receiver and the name.
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint(Arc<Settings>);
 
@@ -35,7 +33,8 @@ impl Endpoint {
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub(crate) service: Arc<str>,
-    pub(crate) http: HttpClient,
+    /// Connections to the service's instances.
+    pub(crate) pool: Pool,
     pub(crate) balancer: Arc<Balancer>,
     pub(crate) instances: watch::Receiver<ServiceSet>,
     pub(crate) hash_header: Option<HeaderName>,
@@ -59,7 +58,7 @@ impl tower::Service<Request<Full<Bytes>>> for Endpoint {
     type Future = Pin<Box<dyn Future<Output = Result<Response<Bytes>, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        // The pooled client has no back-pressure of its own; the bulkhead provides it.
+        // The pool has no back-pressure of its own; the bulkhead provides it.
         Poll::Ready(Ok(()))
     }
 
@@ -67,7 +66,7 @@ impl tower::Service<Request<Full<Bytes>>> for Endpoint {
         let this = self.0.clone();
         Box::pin(async move {
             let pick = this.pick(&req).await?;
-            *req.uri_mut() = instance_uri(&pick.instance().base_url(), req.uri())?;
+            // The URI stays the path and query; the pool addresses the instance (`Host`).
             deadline::propagate(&mut req)?;
             this.send(pick, req).await
         })
@@ -106,41 +105,27 @@ impl Settings {
         req: Request<Full<Bytes>>,
     ) -> Result<Response<Bytes>, BoxError> {
         let limit = self.max_response_bytes;
-        {
-            let resp = match self.http.request(req).await {
-                Ok(r) => r,
-                Err(e) => {
-                    pick.finish(false);
-                    return Err(Error::Transport {
-                        connect: e.is_connect(),
-                        source: e.into(),
+        match self.pool.send(pick.instance(), req, limit).await {
+            Ok(resp) => {
+                pick.finish(!resp.status().is_server_error());
+                Ok(resp)
+            }
+            Err(e) => {
+                pick.finish(false);
+                Err(match e {
+                    SendError::Connect(source) => Error::Transport {
+                        connect: true,
+                        source,
                     }
-                    .into());
-                }
-            };
-            let (parts, body) = resp.into_parts();
-            match Limited::new(body, limit).collect().await {
-                Ok(body) => {
-                    pick.finish(!parts.status.is_server_error());
-                    Ok(Response::from_parts(parts, body.to_bytes()))
-                }
-                Err(e) => {
-                    pick.finish(false);
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        return Err(ResponseTooLarge { limit }.into());
-                    }
-                    Err(Error::Transport {
+                    .into(),
+                    SendError::Transport(source) => Error::Transport {
                         connect: false,
-                        source: e,
+                        source,
                     }
-                    .into())
-                }
+                    .into(),
+                    SendError::TooLarge => ResponseTooLarge { limit }.into(),
+                })
             }
         }
     }
-}
-
-fn instance_uri(base: &str, uri: &Uri) -> Result<Uri, BoxError> {
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    Ok(format!("{base}{path}").parse::<Uri>()?)
 }

@@ -16,6 +16,7 @@
 mod client;
 mod endpoint;
 mod error;
+mod pool;
 mod request;
 
 pub use client::{ClientBuilder, ServiceClient, ServiceRef};

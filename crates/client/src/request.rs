@@ -145,7 +145,7 @@ impl RequestBuilder {
 
     fn build(
         self,
-        span: &tracing::Span,
+        trace: &TraceContext,
     ) -> Result<(ServiceClient, ServiceName, Request<Full<Bytes>>), Error> {
         if let Some(e) = self.error {
             return Err(e);
@@ -163,11 +163,12 @@ impl RequestBuilder {
             .body(Full::new(self.body?))
             .map_err(|e| Error::InvalidRequest(format!("path {:?}: {e}", self.path)))?;
         let mut headers = self.headers;
-        let id = self.request_id.unwrap_or_else(RequestId::generate);
-        let id = HeaderValue::from_str(id.as_str()).map_err(|e| Error::Internal(e.to_string()))?;
-        headers.insert(REQUEST_ID, id);
-        let trace = flotilla_telemetry::continue_trace(span, self.parent.as_ref());
-        trace_headers::inject(&mut headers, &trace);
+        let id = match &self.request_id {
+            Some(id) => HeaderValue::from_str(id.as_str()),
+            None => new_request_id(),
+        };
+        headers.insert(REQUEST_ID, id.map_err(|e| Error::Internal(e.to_string()))?);
+        inject_trace(&mut headers, trace);
         *req.headers_mut() = headers;
         if let Some(d) = self.deadline {
             req.extensions_mut().insert(d);
@@ -178,8 +179,16 @@ impl RequestBuilder {
     /// Sends the call through discovery, balancing and the service's policy. A status of 400
     /// or more is returned as [`Error::Status`].
     pub async fn send(self) -> Result<Response, Error> {
-        let span = self.call_span();
-        let (client, service, req) = self.build(&span)?;
+        // Sampled before any span exists: an unsampled call builds none and formats nothing.
+        // Without a caller's trace, a call made inside an exported span (a handler's) follows
+        // that span's trace and decision; only a call outside any starts a trace.
+        let hop = flotilla_telemetry::Hop::begin_within(self.parent.as_ref());
+        let span = match hop.records() {
+            true => self.call_span(),
+            false => tracing::Span::none(),
+        };
+        let trace = hop.continue_trace(&span);
+        let (client, service, req) = self.build(&trace)?;
         let upstream = client.upstream(&service);
         let resp = upstream
             .stack
@@ -206,12 +215,9 @@ impl RequestBuilder {
 }
 
 impl RequestBuilder {
-    /// The exported client span, with OpenTelemetry HTTP semantic-convention fields; none
-    /// (and nothing formatted) when spans are not exported.
+    /// The exported client span, with OpenTelemetry HTTP semantic-convention fields; built only
+    /// for a call whose [`flotilla_telemetry::Hop`] records.
     fn call_span(&self) -> tracing::Span {
-        if !flotilla_telemetry::enabled_for(self.parent.as_ref()) {
-            return tracing::Span::none();
-        }
         let service = self.service.as_ref().map_or("", |s| s.as_str());
         tracing::info_span!(
             target: flotilla_telemetry::TARGET,
@@ -225,6 +231,40 @@ impl RequestBuilder {
             http.response.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
         )
+    }
+}
+
+/// A fresh request id, a hyphenated UUID v4 written straight into the header value.
+fn new_request_id() -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_str(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf))
+}
+
+/// Replaces whatever trace headers the caller set with `ctx` (as
+/// `flotilla_telemetry::headers::inject` does), writing `traceparent` without formatting
+/// machinery.
+fn inject_trace(headers: &mut HeaderMap, ctx: &TraceContext) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let p = &ctx.parent;
+    let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    let bytes = p.trace_id.iter().chain(&p.parent_id).chain([&p.flags]);
+    // Trace id at 3..35, parent id at 36..52, flags at 53..55.
+    let at = (3..35).step_by(2).chain((36..52).step_by(2)).chain([53]);
+    for (b, i) in bytes.zip(at) {
+        buf[i] = HEX[usize::from(b >> 4)];
+        buf[i + 1] = HEX[usize::from(b & 0xf)];
+    }
+    // Always valid: lower-case hex and dashes.
+    if let Ok(v) = HeaderValue::from_bytes(&buf) {
+        headers.insert(trace_headers::TRACEPARENT, v);
+    }
+    headers.remove(trace_headers::TRACESTATE);
+    if let Some(v) = ctx
+        .state
+        .as_ref()
+        .and_then(|s| HeaderValue::from_str(s.as_str()).ok())
+    {
+        headers.insert(trace_headers::TRACESTATE, v);
     }
 }
 
@@ -279,5 +319,54 @@ impl Response {
     /// The body as text (invalid UTF-8 replaced).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn traceparent_is_written_as_w3c_text_and_replaces_the_callers_trace_lines() {
+        let mut headers = HeaderMap::new();
+        headers.append(trace_headers::TRACESTATE, HeaderValue::from_static("a=1"));
+        headers.append(trace_headers::TRACESTATE, HeaderValue::from_static("b=2"));
+        for flags in [0x00, 0x01, 0x02, 0x03, 0xa5, 0xff] {
+            let mut ctx = TraceContext::generate();
+            ctx.parent.flags = flags;
+            inject_trace(&mut headers, &ctx);
+            assert_eq!(headers[TRACEPARENT], ctx.parent.to_string().as_str());
+            assert!(headers.get(trace_headers::TRACESTATE).is_none());
+        }
+        let ctx = trace_headers::extract(&{
+            let mut h = HeaderMap::new();
+            h.insert(
+                TRACEPARENT,
+                HeaderValue::from_static("00-12345678901234567890123456789012-1234567890123456-01"),
+            );
+            h.insert(trace_headers::TRACESTATE, HeaderValue::from_static("k=v"));
+            h
+        })
+        .unwrap();
+        inject_trace(&mut headers, &ctx);
+        assert_eq!(
+            headers[TRACEPARENT],
+            "00-12345678901234567890123456789012-1234567890123456-01"
+        );
+        assert_eq!(headers.get_all(trace_headers::TRACESTATE).iter().count(), 1);
+        assert_eq!(headers[trace_headers::TRACESTATE], "k=v");
+    }
+
+    #[test]
+    fn a_generated_request_id_is_a_fresh_hyphenated_uuid() {
+        let a = new_request_id().unwrap();
+        let b = new_request_id().unwrap();
+        assert_ne!(a, b);
+        let a = a.to_str().unwrap();
+        assert!(RequestId::parse(a).is_some());
+        let parsed = uuid::Uuid::parse_str(a).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_eq!(parsed.hyphenated().to_string(), a);
     }
 }
