@@ -29,6 +29,12 @@ async fn declare(bus: &SqliteBus, group: &str) {
     bus.declare_group(&spec).await.unwrap();
 }
 
+/// `BUS_MERGE=0` runs each publish in its own savepoint, as before publishes were merged:
+/// the same binary measures both ways in one sitting.
+fn merge_writes() -> bool {
+    std::env::var("BUS_MERGE").map_or(true, |v| v != "0")
+}
+
 fn event(n: usize) -> Outgoing {
     let e = CloudEvent::new("/bench", "bench.created")
         .with_json(json!({ "n": n, "pad": "x".repeat(64) }));
@@ -41,6 +47,7 @@ async fn throughput(publishers: usize, per: usize, batch: usize, gather: Duratio
     let dir = tempfile::tempdir().unwrap();
     let mut options = Options::new(dir.path().join("bench.db"));
     options.gather_wait = gather;
+    options.merge_writes = merge_writes();
     let (bus, db) = open_with(options);
     declare(&bus, "bench").await;
     let before = db.writer().stats();
@@ -80,6 +87,7 @@ async fn latency(total: usize, rate: u64, gather: Duration) -> (u64, u64) {
     let dir = tempfile::tempdir().unwrap();
     let mut options = Options::new(dir.path().join("bench.db"));
     options.gather_wait = gather;
+    options.merge_writes = merge_writes();
     let (backend, _) = open_with(options);
     let bus = Bus::new(backend);
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -158,7 +166,17 @@ async fn main() {
         (256, 1, gather),
     ];
     let batched = [(8, 100, gather), (16, 500, gather)];
+    // `BUS_BENCH=64x1,bare` runs only the named parts (workloads as publishers x batch, with
+    // the default gathering; `bare`; `latency`), for quick A/B runs of one figure.
+    let only = std::env::var("BUS_BENCH").ok();
+    let wanted = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|w| w.trim() == name))
+    };
     for (publishers, batch, wait) in workloads.into_iter().chain(batched) {
+        if only.is_some() && (wait != gather || !wanted(&format!("{publishers}x{batch}"))) {
+            continue;
+        }
         let per = if batch == 1 { 2_000 } else { 40_000 };
         let per = per.min(200_000 / publishers).max(batch);
         let (rate, gathered) = throughput(publishers, per, batch, wait).await;
@@ -167,9 +185,16 @@ async fn main() {
              durable events/s={rate:.0} publishes/commit={gathered:.1}"
         );
     }
-    let bare = bare_sqlite(200_000, 500);
-    println!("baseline bare rusqlite, 1 thread, batch=500, synchronous=FULL events/s={bare:.0}");
+    if wanted("bare") {
+        let bare = bare_sqlite(200_000, 500);
+        println!(
+            "baseline bare rusqlite, 1 thread, batch=500, synchronous=FULL events/s={bare:.0}"
+        );
+    }
     for wait in [Duration::ZERO, gather] {
+        if !wanted("latency") {
+            break;
+        }
         let (p50, p99) = latency(5_000, 1_000, wait).await;
         println!(
             "latency  rate=1000/s events=5000 gather={wait:?} publish-to-handler p50={p50}us p99={p99}us"

@@ -69,6 +69,10 @@ pub struct Options {
     pub gather_wait: Duration,
     /// Read connections kept open.
     pub readers: usize,
+    /// Whether writes of one kind gathered into a batch (publishes, appends) run together,
+    /// sharing statements and savepoints (the default), or each alone in its own savepoint as
+    /// any other write does. Answers are the same either way; the switch is for measuring.
+    pub merge_writes: bool,
 }
 
 impl Options {
@@ -81,6 +85,7 @@ impl Options {
             max_batch: 1024,
             gather_wait: Duration::from_millis(1),
             readers: 4,
+            merge_writes: true,
         }
     }
 }
@@ -123,7 +128,12 @@ impl Database {
             integrity::quick_check(&conn, path)?;
             tracing::debug!(path = %path.display(), elapsed = ?started.elapsed(), "database checked");
         }
-        let writer = Writer::start(conn, options.max_batch, options.gather_wait)?;
+        let writer = Writer::start(
+            conn,
+            options.max_batch,
+            options.gather_wait,
+            options.merge_writes,
+        )?;
         let reads = ReadPool::new(path, options.readers.max(1));
         Ok(Self { writer, reads })
     }

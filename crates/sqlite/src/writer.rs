@@ -18,10 +18,17 @@
 //! events/s for no gain). A load that shrinks costs one wait, after which the expectation
 //! follows it down.
 //!
+//! Writes of a [`Merge`] kind (publishes, appends) run together instead: those of one batch
+//! share one savepoint, prepare their statements once and update shared rows (a topic's
+//! counter) once, which is most of a small write's CPU on the writer thread. They still answer
+//! one by one: if running them together fails, it is undone and each runs again alone in its
+//! own savepoint, so a failing write fails only itself.
+//!
 //! Once SQLite reports the file damaged (`SQLITE_CORRUPT`, `SQLITE_NOTADB`), in a job or in the
 //! writer's own statements, every later write is refused with [`Error::Corrupt`]: a write
 //! acknowledged into a damaged file may never be readable again.
 
+use std::any::{Any, TypeId};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,8 +62,60 @@ impl BatchFailure {
 
 /// Runs after the batch's commit, with its outcome.
 type Completion = Box<dyn FnOnce(Result<(), &BatchFailure>) + Send>;
-/// One caller's write; given no transaction when none could be begun.
-type Job = Box<dyn FnOnce(Option<&mut Transaction<'_>>) -> Step + Send>;
+/// One caller's write, run in its own savepoint; given no transaction when none could be
+/// begun.
+type Single = Box<dyn FnOnce(Option<&mut Transaction<'_>>) -> Step + Send>;
+/// Runs the writes of one [`Merge`] kind of a batch together; given no transaction when
+/// none could be begun.
+type RunMerged = fn(Option<&mut Transaction<'_>>, Vec<Box<dyn Any + Send>>) -> Vec<Step>;
+
+/// One caller's write as the writer thread receives it.
+enum Job {
+    Single(Single),
+    /// A write that runs with the other writes of its kind in the batch (see [`Merge`]).
+    Merged {
+        kind: TypeId,
+        run: RunMerged,
+        /// The write and where to send its answer.
+        write: Box<dyn Any + Send>,
+    },
+}
+
+/// A kind of write whose writes in one batch run together, so that statements are prepared,
+/// savepoints taken and shared rows (counters) updated once per batch instead of once per
+/// write, while each write keeps its own answer.
+///
+/// The writes of a kind gathered into one batch are run by [`Merge::run_all`] inside one
+/// savepoint. If that fails as a whole (an error, a panic), the savepoint is rolled back and
+/// every write is run again alone, each in its own savepoint, with [`Merge::run_one`]: a
+/// failing write fails only itself, as with [`Writer::write`].
+pub(crate) trait Merge: Send + Sized + 'static {
+    /// What a write answers.
+    type Output: Send + 'static;
+    /// How a write fails.
+    type Error: From<Error> + std::error::Error + Send + 'static;
+
+    /// Runs all of `writes`, in order, answering each. A write may be answered with an error
+    /// only if it changed nothing; a failure that leaves changes behind must fail the whole
+    /// call, which undoes all of it.
+    fn run_all(conn: &Connection, writes: &[Self]) -> Answers<Self>;
+
+    /// Runs one write alone (inside its own savepoint).
+    fn run_one(conn: &Connection, write: &Self) -> Result<Self::Output, Self::Error>;
+}
+
+/// What [`Merge::run_all`] answers: one result per write, or a failure of them all.
+pub(crate) type Answers<M> =
+    Result<Vec<Result<<M as Merge>::Output, <M as Merge>::Error>>, <M as Merge>::Error>;
+
+/// The merged writes of one kind waiting in a batch, and how to run them.
+type Kind = (TypeId, RunMerged, Vec<Box<dyn Any + Send>>);
+
+/// A merged write and the caller waiting for it.
+type Waiting<M> = (
+    M,
+    oneshot::Sender<Result<<M as Merge>::Output, <M as Merge>::Error>>,
+);
 
 /// What the writer thread is asked to do.
 enum Msg {
@@ -81,6 +140,8 @@ struct Step {
 pub struct Writer {
     jobs: mpsc::Sender<Msg>,
     counts: Arc<Counts>,
+    /// Whether [`Merge`] writes run together (else each alone, like any write).
+    merge: bool,
 }
 
 /// Transactions and writes run so far, for seeing how well writes are gathered.
@@ -111,6 +172,7 @@ impl Writer {
         conn: Connection,
         max_batch: usize,
         gather_wait: Duration,
+        merge: bool,
     ) -> Result<Self, Error> {
         let (jobs, rx) = mpsc::channel::<Msg>();
         let counts = Arc::new(Counts::default());
@@ -123,7 +185,11 @@ impl Writer {
             .name("flotilla-sqlite-writer".into())
             .spawn(move || run(conn, rx, gather, &c))
             .map_err(|e| Error::CommitFailed(format!("cannot start writer thread: {e}")))?;
-        Ok(Self { jobs, counts })
+        Ok(Self {
+            jobs,
+            counts,
+            merge,
+        })
     }
 
     /// Transactions run and writes they held since the database was opened.
@@ -144,16 +210,36 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T, E>>();
-        let job: Job = Box::new(move |txn| {
+        let job = Job::Single(Box::new(move |txn| {
             run_job(txn, f, move |r| {
                 // The caller may have stopped waiting; the write is durable regardless.
                 let _ = tx.send(r);
             })
-        });
+        }));
         self.jobs
             .send(Msg::Write(job))
             .map_err(|_| E::from(Error::WriterStopped))?;
         rx.await.map_err(|_| E::from(Error::WriterStopped))?
+    }
+
+    /// Runs `write` in the next group-committed transaction together with the other writes
+    /// of its kind in that transaction (see [`Merge`]) and returns its answer once that
+    /// transaction is durable.
+    pub(crate) async fn write_merged<M: Merge>(&self, write: M) -> Result<M::Output, M::Error> {
+        if !self.merge {
+            return self.write(move |c| M::run_one(c, &write)).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        let waiting: Waiting<M> = (write, tx);
+        let job = Job::Merged {
+            kind: TypeId::of::<M>(),
+            run: run_merged::<M>,
+            write: Box::new(waiting),
+        };
+        self.jobs
+            .send(Msg::Write(job))
+            .map_err(|_| M::Error::from(Error::WriterStopped))?;
+        rx.await.map_err(|_| M::Error::from(Error::WriterStopped))?
     }
 
     /// Runs schema set-up or any other write synchronously, blocking the calling thread (for
@@ -165,11 +251,11 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<T, E>>(1);
-        let job: Job = Box::new(move |txn| {
+        let job = Job::Single(Box::new(move |txn| {
             run_job(txn, f, move |r| {
                 let _ = tx.send(r);
             })
-        });
+        }));
         self.jobs
             .send(Msg::Write(job))
             .map_err(|_| E::from(Error::WriterStopped))?;
@@ -224,6 +310,94 @@ where
         }
     };
     step(outcome, poisoned, reply)
+}
+
+/// Runs the writes of kind `M` gathered into one batch: together, or one by one when that
+/// fails (see [`Merge`]).
+fn run_merged<M: Merge>(
+    txn: Option<&mut Transaction<'_>>,
+    writes: Vec<Box<dyn Any + Send>>,
+) -> Vec<Step> {
+    let (writes, replies): (Vec<M>, Vec<_>) = writes
+        .into_iter()
+        .filter_map(|w| w.downcast::<Waiting<M>>().ok())
+        .map(|w| *w)
+        .unzip();
+    let answer = |tx: oneshot::Sender<Result<M::Output, M::Error>>| {
+        move |r| {
+            // The caller may have stopped waiting; the write is durable regardless.
+            let _ = tx.send(r);
+        }
+    };
+    let Some(txn) = txn else {
+        let stopped = |tx| step(Err(M::Error::from(Error::WriterStopped)), false, answer(tx));
+        return replies.into_iter().map(stopped).collect();
+    };
+    match run_together::<M>(txn, &writes) {
+        Together::Done(answers) => answers
+            .into_iter()
+            .zip(replies)
+            .map(|(a, tx)| step(a, false, answer(tx)))
+            .collect(),
+        // Damage is not retried: the batch is refused as a whole.
+        Together::Damaged(detail) => replies
+            .into_iter()
+            .map(|tx| {
+                let e = M::Error::from(Error::Corrupt(detail.clone()));
+                step(Err(e), false, answer(tx))
+            })
+            .collect(),
+        Together::Poisoned(detail) => replies
+            .into_iter()
+            .map(|tx| {
+                let e = M::Error::from(Error::CommitFailed(detail.clone()));
+                step(Err(e), true, answer(tx))
+            })
+            .collect(),
+        Together::Failed => writes
+            .into_iter()
+            .zip(replies)
+            .map(|(w, tx)| run_job(Some(&mut *txn), |c| M::run_one(c, &w), answer(tx)))
+            .collect(),
+    }
+}
+
+/// How running the writes of a kind together went.
+enum Together<T> {
+    /// One answer per write, their changes kept.
+    Done(Vec<T>),
+    /// Nothing was kept: run each alone.
+    Failed,
+    /// The savepoint could neither be released nor rolled back: abandon the batch.
+    Poisoned(String),
+    /// SQLite reported the database damaged (rolled back).
+    Damaged(String),
+}
+
+fn run_together<M: Merge>(
+    txn: &mut Transaction<'_>,
+    writes: &[M],
+) -> Together<Result<M::Output, M::Error>> {
+    let Ok(mut sp) = txn.savepoint() else {
+        return Together::Failed;
+    };
+    let damaged = match catch_unwind(AssertUnwindSafe(|| M::run_all(&sp, writes))) {
+        Ok(Ok(answers)) if answers.len() == writes.len() => {
+            return match sp.commit() {
+                Ok(()) => Together::Done(answers),
+                Err(e) => Together::Poisoned(format!("cannot release a savepoint: {e}")),
+            };
+        }
+        Ok(Err(e)) => corruption_in(&e),
+        _ => None,
+    };
+    match sp.rollback() {
+        Ok(()) => damaged.map_or(Together::Failed, Together::Damaged),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot roll back merged writes; abandoning their batch");
+            Together::Poisoned(format!("cannot roll back merged writes: {e}"))
+        }
+    }
 }
 
 /// The corruption `e` (or an error it wraps) reports, if any.
@@ -285,7 +459,7 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>, gather: Gather, counts: &C
         next = gather_batch(&rx, &mut batch, gather, expected);
         let mut held = batch.len();
         match &damaged {
-            Some(msg) => refuse(batch, &BatchFailure::Damaged(msg.clone())),
+            Some(msg) => refuse(batch, &BatchFailure::Damaged(msg.clone()), counts),
             None => {
                 // Writes that arrive while the batch runs join it, up to the limit, unless a
                 // checkpoint is waiting to be served first.
@@ -305,12 +479,10 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Msg>, gather: Gather, counts: &C
                         Err(_) => None,
                     }
                 };
-                damaged = commit_batch(&mut conn, batch, &mut late);
+                damaged = commit_batch(&mut conn, batch, &mut late, counts);
             }
         }
         expected = held;
-        counts.batches.fetch_add(1, Ordering::Relaxed);
-        counts.writes.fetch_add(held as u64, Ordering::Relaxed);
         if next.is_none() {
             next = rx.recv().ok();
         }
@@ -365,11 +537,60 @@ fn checkpoint(conn: &Connection, damaged: Option<&str>) -> Result<bool, Error> {
     Ok(busy == 0)
 }
 
-/// Fails every job of `batch` with `failure`, writing nothing.
-fn refuse(batch: Vec<Job>, failure: &BatchFailure) {
-    for job in batch {
-        (job(None).done)(Err(failure));
+impl Counts {
+    /// Counts a batch of `writes`, before they are answered (so a caller that was answered
+    /// sees its batch counted).
+    fn add(&self, writes: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.writes.fetch_add(writes as u64, Ordering::Relaxed);
     }
+}
+
+/// Fails every job of `batch` with `failure`, writing nothing.
+fn refuse(batch: Vec<Job>, failure: &BatchFailure, counts: &Counts) {
+    counts.add(batch.len());
+    for job in batch {
+        let steps = match job {
+            Job::Single(job) => vec![job(None)],
+            Job::Merged { run, write, .. } => run(None, vec![write]),
+        };
+        for s in steps {
+            (s.done)(Err(failure));
+        }
+    }
+}
+
+/// The merged writes of a batch waiting to run, by kind, in the order kinds first came.
+#[derive(Default)]
+struct Pending {
+    kinds: Vec<Kind>,
+}
+
+impl Pending {
+    /// Runs `job` now when it is a single write (its step is pushed to `steps`), or keeps it
+    /// with its kind.
+    fn take(&mut self, job: Job, txn: &mut Transaction<'_>, steps: &mut Vec<Step>) {
+        match job {
+            Job::Single(job) => steps.push(job(Some(txn))),
+            Job::Merged { kind, run, write } => {
+                match self.kinds.iter_mut().find(|(k, ..)| *k == kind) {
+                    Some((.., writes)) => writes.push(write),
+                    None => self.kinds.push((kind, run, vec![write])),
+                }
+            }
+        }
+    }
+
+    /// Runs every kind's writes (or, with no transaction, only produces their steps).
+    fn run(&mut self, mut txn: Option<&mut Transaction<'_>>, steps: &mut Vec<Step>) {
+        for (_, run, writes) in self.kinds.drain(..) {
+            steps.extend(run(txn.as_deref_mut(), writes));
+        }
+    }
+}
+
+fn healthy(steps: &[Step]) -> bool {
+    steps.iter().all(|s| !s.poisoned && s.corrupt.is_none())
 }
 
 /// Commits `batch` together with whatever `late` yields before the commit; returns the damage
@@ -378,22 +599,38 @@ fn commit_batch(
     conn: &mut Connection,
     batch: Vec<Job>,
     late: &mut dyn FnMut() -> Option<Job>,
+    counts: &Counts,
 ) -> Option<String> {
     let mut txn = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, batch = batch.len(), "cannot begin a write transaction");
             let failure = fail_with(&e, format!("cannot begin a write transaction: {e}"));
-            refuse(batch, &failure);
+            refuse(batch, &failure, counts);
             return damage(&failure);
         }
     };
-    let mut steps: Vec<Step> = batch.into_iter().map(|job| job(Some(&mut txn))).collect();
-    let mut healthy = steps.iter().all(|s| !s.poisoned && s.corrupt.is_none());
-    while healthy && let Some(job) = late() {
-        let step = job(Some(&mut txn));
-        healthy = !step.poisoned && step.corrupt.is_none();
-        steps.push(step);
+    let mut steps: Vec<Step> = Vec::with_capacity(batch.len());
+    let mut pending = Pending::default();
+    for job in batch {
+        pending.take(job, &mut txn, &mut steps);
+    }
+    // Single writes run as they come; merged ones once no more writes are waiting, then
+    // again for those that came meanwhile.
+    loop {
+        while healthy(&steps)
+            && let Some(job) = late()
+        {
+            pending.take(job, &mut txn, &mut steps);
+        }
+        if pending.kinds.is_empty() {
+            break;
+        }
+        match healthy(&steps) {
+            true => pending.run(Some(&mut txn), &mut steps),
+            // The batch is abandoned: the merged writes only need their steps to fail.
+            false => pending.run(None, &mut steps),
+        }
     }
     let corrupt = steps.iter().find_map(|s| s.corrupt.clone());
     let result = if let Some(detail) = corrupt {
@@ -411,6 +648,7 @@ fn commit_batch(
     if let Err(e) = &result {
         tracing::error!(error = ?e, batch = steps.len(), "group commit failed");
     }
+    counts.add(steps.len());
     for s in steps {
         (s.done)(result.as_ref().map(|_| ()));
     }
@@ -448,11 +686,11 @@ mod tests {
     use super::{Gather, Job, Msg, Step, gather_batch};
 
     fn noop() -> Job {
-        Box::new(|_| Step {
+        Job::Single(Box::new(|_| Step {
             done: Box::new(|_| ()),
             poisoned: false,
             corrupt: None,
-        })
+        }))
     }
 
     /// Sends `n` writes from another thread, one every millisecond.
@@ -592,6 +830,78 @@ mod tests {
             count(&db),
             1,
             "the failed write's first insert was rolled back too"
+        );
+    }
+
+    /// Inserts its value into `t`; counts the times writes were run together.
+    struct Put(i64);
+
+    static TOGETHER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    impl super::Merge for Put {
+        type Output = ();
+        type Error = crate::Error;
+
+        fn run_all(c: &rusqlite::Connection, writes: &[Self]) -> super::Answers<Self> {
+            TOGETHER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            for w in writes {
+                c.execute("INSERT INTO t (v) VALUES (?1)", [w.0])?;
+            }
+            Ok(writes.iter().map(|_| Ok(())).collect())
+        }
+
+        fn run_one(c: &rusqlite::Connection, w: &Self) -> Result<(), crate::Error> {
+            c.execute("INSERT INTO t (v) VALUES (?1)", [w.0])?;
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn merged_writes_run_together_and_a_failing_one_fails_alone() {
+        use std::future::Future;
+        use std::task::{Context, Waker};
+
+        let (_dir, db) = open();
+        let w = db.writer().clone();
+        // Hold the writer so that every write below is queued into one batch.
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let (release, held) = mpsc::channel::<()>();
+        let holder = tokio::spawn({
+            let w = w.clone();
+            async move {
+                w.write(move |_| {
+                    let _ = started_tx.send(());
+                    held.recv().unwrap();
+                    Ok::<_, crate::Error>(())
+                })
+                .await
+            }
+        });
+        started.await.unwrap();
+        let before = TOGETHER.load(std::sync::atomic::Ordering::Relaxed);
+        let mut writes: Vec<_> = [1, 2, 1, 3]
+            .into_iter()
+            .map(|v| Box::pin(w.write_merged(Put(v))))
+            .collect();
+        let mut cx = Context::from_waker(Waker::noop());
+        for f in &mut writes {
+            assert!(f.as_mut().poll(&mut cx).is_pending());
+        }
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        let mut answers = Vec::new();
+        for f in writes {
+            answers.push(f.await.is_ok());
+        }
+        assert_eq!(
+            answers,
+            [true, true, false, true],
+            "only the repeated value failed"
+        );
+        assert_eq!(count(&db), 3);
+        assert!(
+            TOGETHER.load(std::sync::atomic::Ordering::Relaxed) > before,
+            "they were first run together"
         );
     }
 
