@@ -168,7 +168,10 @@ async fn plain_read(db: &Database) -> usize {
 /// Runs every SQLite measurement.
 pub async fn run(sizes: Sizes) -> Vec<Row> {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let db = Database::open(Options::new(dir.path().join("bench.db"))).expect("open database");
+    let mut options = Options::new(dir.path().join("bench.db"));
+    // `ES_MERGE=0`: each append in its own savepoint, as before appends were merged (A/B).
+    options.merge_writes = std::env::var("ES_MERGE").map_or(true, |v| v != "0");
+    let db = Database::open(options).expect("open database");
     db.writer()
         .write(|c| c.execute_batch(PLAIN).map_err(Error::from))
         .await

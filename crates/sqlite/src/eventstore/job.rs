@@ -55,13 +55,31 @@ pub(super) fn job<T>(
     f: impl FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
 ) -> impl FnOnce(&Connection) -> Result<T, JobError> + Send + 'static {
     move |c| {
-        CORRUPTION.with(|n| n.borrow_mut().take());
-        f(c).map_err(|error| JobError {
-            error,
-            corruption: CORRUPTION
-                .with(|n| n.borrow_mut().take())
-                .map(|m| Box::new(crate::Error::Corrupt(m))),
-        })
+        forget_corruption();
+        f(c).map_err(failed)
+    }
+}
+
+/// `error` as the failure of a job that SQLite did not fail (a refusal by the contract).
+pub(super) fn refused(error: Error) -> JobError {
+    JobError {
+        error,
+        corruption: None,
+    }
+}
+
+/// Forgets any corruption noted before a job begins.
+pub(super) fn forget_corruption() {
+    CORRUPTION.with(|n| n.borrow_mut().take());
+}
+
+/// `error` as a failed job's, with the corruption noted since [`forget_corruption`], if any.
+pub(super) fn failed(error: Error) -> JobError {
+    JobError {
+        error,
+        corruption: CORRUPTION
+            .with(|n| n.borrow_mut().take())
+            .map(|m| Box::new(crate::Error::Corrupt(m))),
     }
 }
 

@@ -1,8 +1,8 @@
 //! The event store on SQLite (feature `eventstore`).
 //!
-//! Appends run on the shared group-commit [`Writer`](crate::Writer): each append is one job
-//! (its own savepoint) in whatever batch is waiting, so many concurrent appends share one
-//! fsync, and an append is answered only once its batch is durable. Because the one writer
+//! Appends run on the shared group-commit [`Writer`](crate::Writer): the appends in a batch
+//! run together (one savepoint, statements prepared once; see `append`), so many concurrent
+//! appends share one fsync, and an append is answered only once its batch is durable. Because the one writer
 //! thread assigns positions and commits batches in order, a position is visible only after
 //! every lower one: readers may simply continue from the last position they saw.
 //!
@@ -10,6 +10,7 @@
 //! on [`EventStore::head`] by this process; appends by another process on the same file are
 //! picked up by subscribers within `Options::poll_interval`.
 
+mod append;
 mod job;
 mod raw;
 mod rows;
@@ -23,7 +24,6 @@ use async_trait::async_trait;
 use flotilla_core::StreamId;
 use flotilla_eventstore::memory::check_snapshot_version;
 use flotilla_eventstore::model::{validate_batch, validate_limit};
-use flotilla_eventstore::plan::{Plan, plan_append};
 use flotilla_eventstore::store::validate_subscriber;
 use flotilla_eventstore::{
     AppendResult, Direction, Error, EventStore, ExpectedVersion, Filter, NewEvent, Position,
@@ -120,31 +120,6 @@ async fn poll_head(db: Database, head: std::sync::Weak<watch::Sender<Position>>,
         let last = db.reads().read(|c| Ok(schema::last_position(c)?)).await;
         if let Ok(last) = last {
             head.send_if_modified(|h| std::mem::replace(h, (*h).max(last)) < last);
-        }
-    }
-}
-
-fn append_job(
-    c: &Connection,
-    stream: &StreamId,
-    expected: ExpectedVersion,
-    events: &[NewEvent],
-) -> Result<AppendResult, Error> {
-    let stored = events
-        .iter()
-        .map(|e| rows::by_id(c, e.id))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(db)?;
-    let state = rows::stream_state(c, stream).map_err(db)?;
-    match plan_append(stream, expected, state, events, &stored)? {
-        Plan::AlreadyStored(r) => Ok(r),
-        Plan::Write { first_version } => {
-            let last_position = rows::insert(c, stream, first_version, events)?;
-            Ok(AppendResult {
-                first_version,
-                last_version: first_version + events.len() as u64 - 1,
-                last_position,
-            })
         }
     }
 }

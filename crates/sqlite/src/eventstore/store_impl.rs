@@ -1,5 +1,6 @@
 //! The [`EventStore`] implementation: writes as writer jobs, reads on the read pool.
 
+use super::append::Append;
 use super::*;
 
 #[async_trait]
@@ -11,10 +12,13 @@ impl EventStore for SqliteEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, Error> {
         validate_batch(&events)?;
-        let s = stream.clone();
+        let append = Append::new(stream.clone(), expected, events)?;
         let result = self
-            .write(move |c| append_job(c, &s, expected, &events))
-            .await?;
+            .db
+            .writer()
+            .write_merged(append)
+            .await
+            .map_err(|e| e.error)?;
         self.advance_head(result.last_position);
         Ok(result)
     }
