@@ -12,7 +12,6 @@ use flotilla_core::ServiceName;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::config::ServiceConfig;
 use crate::error::Error;
@@ -293,16 +292,24 @@ fn assemble(
     let outer = ObserveLayer::new(Settings {
         observe: observe_state,
         max_uri_bytes: config.max_uri_bytes,
+        body_limit: config.body_limit,
         request_timeout: config.request_timeout,
         cut_streams,
     });
-    // Router::layer wraps in order: the last layer added is the outermost.
+    // The outer step enforces the body limit. Axum's body extractors stop at their own
+    // default of 2 MiB, so only a larger limit needs `DefaultBodyLimit` (an extension per
+    // request) to lift theirs.
+    let extractors = (config.body_limit > AXUM_DEFAULT_BODY_LIMIT)
+        .then(|| DefaultBodyLimit::max(config.body_limit));
+    // One `Router::layer` call: each costs every request a boxed clone of the route and a
+    // boxed future.
     routes
         .merge(builtin)
-        .layer(DefaultBodyLimit::max(config.body_limit))
-        .layer(RequestBodyLimitLayer::new(config.body_limit))
-        .layer(outer)
+        .layer((outer, tower::util::option_layer(extractors)))
 }
+
+/// The body limit axum's extractors apply when not told another.
+const AXUM_DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 struct Hooks {
     start: Vec<Hook>,

@@ -186,6 +186,34 @@ async fn a_10_mb_body_to_a_1_mb_limit_gets_413_problem_json() {
 }
 
 #[tokio::test]
+async fn a_limit_over_axums_default_lets_bodies_past_2_mib_reach_the_extractor() {
+    let config = flotilla::ServiceConfig {
+        body_limit: 4 * 1024 * 1024,
+        ..test_config()
+    };
+    let svc = TestService::start_with(
+        Microservice::builder("users")
+            .unwrap()
+            .config(config)
+            .routes(routes()),
+    )
+    .await;
+    let json = [("content-type", "application/json")];
+    let mut three_mib = vec![b' '; 3 * 1024 * 1024];
+    three_mib.extend_from_slice(br#"{"name":"ada","age":36}"#);
+    let res = svc.call(Method::POST, "/users", &json, three_mib).await;
+    let text = String::from_utf8_lossy(&res.body);
+    assert_eq!(res.status, StatusCode::OK, "{text}");
+    assert_eq!(text, "ada");
+    assert_problem(
+        &svc.call(Method::POST, "/users", &json, vec![b' '; 5 * 1024 * 1024])
+            .await,
+        413,
+    );
+    svc.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_request_target_over_the_limit_gets_414_problem_json_and_one_at_it_is_served() {
     let svc = start().await;
     // The default limit is 8 KiB of path and query; the parser's own limit is 64 KiB.
