@@ -1,8 +1,8 @@
 # The gateway configurations the gateway benches measure, written into $WORK: plain routing
 # with per-route metrics (gateway.toml), JWT + rate limit (gateway-jwt.toml) and the cache
 # (gateway-cache.toml). Sourced by run.sh and profile.sh, so both measure the same gateway.
-# Needs WORK, P_UP and SECRET. MAX_HEADERS, when set, becomes `server.max_headers` (101 puts
-# the parser's per-request header arrays back on the heap, as before 2026-12-07: an A/B switch).
+# Needs WORK, P_UP and SECRET. MAX_HEADERS, when set, becomes `server.max_headers` (the parser's
+# ceiling is twice it; 50 or less keeps hyper's per-request header arrays on the stack).
 write_gateway_configs() {
   cat >"$WORK/gateway.toml" <<EOF
 [server]

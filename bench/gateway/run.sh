@@ -19,7 +19,7 @@
 #   DURATION=5 CONNS="1 64" bench/gateway/run.sh
 #   SKIP_BUILD=1 bench/gateway/run.sh    # reuse the last release build
 #   IDLE=0 bench/gateway/run.sh          # skip the idle-connection memory comparison
-#   MAX_HEADERS=101 bench/gateway/run.sh # server.max_headers for the gateway (see configs.sh)
+#   MAX_HEADERS=50 bench/gateway/run.sh  # server.max_headers for the gateway (see configs.sh)
 #   RUNTIME=current bench/gateway/run.sh # the gateway on one current-thread runtime; `multi`:
 #                                        # work-stealing with one worker; default `workers`: like
 #                                        # `flotilla gateway`, one current-thread runtime per
