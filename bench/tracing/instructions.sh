@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The cost of span export counted in instructions rather than timed: each server (the SDK's
+# `hello sdk`, the gateway's `bench_gateway serve`) runs under callgrind with export off and on
+# (10 % sampled, as bench/tracing/run.sh), takes a 5 s warm-up from wrk, has its counters
+# zeroed, serves wrk for DURATION seconds (8 connections), and has its counters dumped; the
+# figure is instructions per request over that window, every thread of the process included
+# (the exporter's too). Counts do not move with the machine's load, which wall-clock CPU time
+# on a shared virtual machine does by ±15 % between identical rounds.
+#
+#   bench/tracing/instructions.sh [DURATION_SECONDS] [SAMPLE_RATIO]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+duration=${1:-30}
+ratio=${2:-0.1}
+P_UP=19080 P_SINK=19081 P_SRV=19082
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/flotilla/target}
+if [ -z "${SKIP_BUILD:-}" ]; then
+  cargo build --release -q -p flotilla --example hello
+  cargo build --release -q -p flotilla-gateway --example bench_gateway
+fi
+hello=$CARGO_TARGET_DIR/release/examples/hello
+gateway=$CARGO_TARGET_DIR/release/examples/bench_gateway
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+python3 "$(dirname "$0")/otlp_sink.py" "$P_SINK" & pids+=($!)
+"$gateway" upstream "127.0.0.1:$P_UP" & pids+=($!)
+cat >"$work/gateway.toml" <<CONF
+[server]
+max_connections = 4096
+[[upstreams]]
+name = "up"
+urls = ["http://127.0.0.1:$P_UP"]
+[[routes]]
+name = "all"
+prefix = "/"
+upstream = "up"
+CONF
+
+count() { # off|on path command... -> instructions per request
+  local mode=$1 path=$2; shift 2
+  local env=()
+  [ "$mode" = on ] && env=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$P_SINK"
+    OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_TRACES_SAMPLER=parentbased_traceidratio
+    OTEL_TRACES_SAMPLER_ARG="$ratio")
+  env "${env[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$@" 2>/dev/null &
+  local pid=$!
+  for _ in $(seq 150); do (exec 3<>/dev/tcp/127.0.0.1/$P_SRV) 2>/dev/null && break; sleep 0.2; done
+  wrk -t1 -c8 -d5s "http://127.0.0.1:$P_SRV$path" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  local out reqs ir
+  out=$(wrk -t1 -c8 -d"${duration}s" "http://127.0.0.1:$P_SRV$path")
+  callgrind_control -d "$pid" >/dev/null 2>&1
+  sleep 1
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$work/cg.$pid.1")
+  awk -v a="$ir" -v b="$reqs" 'BEGIN {printf "%.0f\n", a / b}'
+}
+
+echo "| server | instructions/request, export off | export on ($ratio sampled) | ratio on/off |"
+echo "|---|---|---|---|"
+for target in sdk gateway; do
+  if [ "$target" = sdk ]; then
+    cmd=("$hello" sdk "127.0.0.1:$P_SRV"); path=/hello
+  else
+    cmd=("$gateway" serve "$work/gateway.toml" "127.0.0.1:$P_SRV" current); path=/x
+  fi
+  off=$(count off "$path" "${cmd[@]}")
+  on=$(count on "$path" "${cmd[@]}")
+  awk -v n="$target" -v a="$off" -v b="$on" 'BEGIN {printf "| %s | %d | %d | %.3f |\n", n, a, b, b / a}'
+done
