@@ -44,18 +44,13 @@ impl WorkerListeners {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()?;
-        let listening = {
+        let bound = {
             let _in_rt = rt.enter();
-            let first = listening(addr)?;
-            let addr = first.local_addr()?;
-            let mut sockets = vec![first];
-            for _ in 1..workers {
-                sockets.push(listening(addr)?);
-            }
-            Ok::<_, std::io::Error>((sockets, addr))
+            listening_sockets(addr, workers)
         };
+        // Not dropped: dropping a runtime inside another one's context (the caller's) panics.
         rt.shutdown_background();
-        let (sockets, addr) = listening?;
+        let (sockets, addr) = bound?;
         Ok(Self { sockets, addr })
     }
 
@@ -68,6 +63,20 @@ impl WorkerListeners {
     pub fn workers(&self) -> usize {
         self.sockets.len()
     }
+}
+
+/// `workers` sockets listening on `addr`; the first resolves port 0 for the rest.
+fn listening_sockets(
+    addr: SocketAddr,
+    workers: usize,
+) -> std::io::Result<(Vec<std::net::TcpListener>, SocketAddr)> {
+    let first = listening(addr)?;
+    let addr = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..workers {
+        sockets.push(listening(addr)?);
+    }
+    Ok((sockets, addr))
 }
 
 fn listening(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {

@@ -163,3 +163,11 @@ fn a_taken_address_fails_the_bind_before_any_worker_starts() {
     // The holder did not set SO_REUSEPORT, so the address cannot be shared with it.
     assert!(WorkerListeners::bind(addr, 2).is_err());
 }
+
+#[tokio::test]
+async fn a_taken_address_is_an_error_when_bound_from_inside_a_runtime() {
+    // `flotilla gateway` binds from inside its runtime; the error must come back as an error.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    assert!(WorkerListeners::bind(addr, 2).is_err());
+}
