@@ -16,31 +16,10 @@ P_UP=19080 P_SINK=19081 P_SRV=19082
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/flotilla/target}
-if [ -z "${SKIP_BUILD:-}" ]; then
-  cargo build --release -q -p flotilla --example hello
-  cargo build --release -q -p flotilla-gateway --example bench_gateway
-fi
-hello=$CARGO_TARGET_DIR/release/examples/hello
-gateway=$CARGO_TARGET_DIR/release/examples/bench_gateway
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-python3 "$(dirname "$0")/otlp_sink.py" "$P_SINK" & pids+=($!)
-"$gateway" upstream "127.0.0.1:$P_UP" & pids+=($!)
-cat >"$work/gateway.toml" <<CONF
-[server]
-max_connections = 4096
-[[upstreams]]
-name = "up"
-urls = ["http://127.0.0.1:$P_UP"]
-[[routes]]
-name = "all"
-prefix = "/"
-upstream = "up"
-CONF
+. "$(dirname "$0")/common.sh"
+build_examples
+start_sink
+start_upstream
 
 count() { # off|on path command... -> instructions per request
   local mode=$1 path=$2; shift 2
@@ -50,7 +29,7 @@ count() { # off|on path command... -> instructions per request
     OTEL_TRACES_SAMPLER_ARG="$ratio")
   env "${env[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$@" 2>/dev/null &
   local pid=$!
-  for _ in $(seq 150); do (exec 3<>/dev/tcp/127.0.0.1/$P_SRV) 2>/dev/null && break; sleep 0.2; done
+  wait_for_server 150
   wrk -t1 -c8 -d5s "http://127.0.0.1:$P_SRV$path" >/dev/null
   callgrind_control -z "$pid" >/dev/null 2>&1
   local out reqs ir

@@ -15,14 +15,8 @@ P_UP=19180 P_SINK=19181 P_SRV=19182
 
 command -v perf >/dev/null || { echo "perf is not installed" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "wrk is not installed" >&2; exit 1; }
-examples=${CARGO_TARGET_DIR:-$HOME/.cache/flotilla/target}/release/examples
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-# The collector stand-in run.sh uses.
-python3 "$(dirname "$0")/otlp_sink.py" "$P_SINK" & pids+=($!)
+. "$(dirname "$0")/common.sh"
+start_sink
 
 export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$P_SINK" OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
 export OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG="$ratio"
@@ -31,22 +25,11 @@ if [ "$target" = sdk ]; then
   "$examples/hello" sdk "127.0.0.1:$P_SRV" & server=$!
 else
   path=/x
-  "$examples/bench_gateway" upstream "127.0.0.1:$P_UP" & pids+=($!)
-  cat >"$work/gateway.toml" <<CONF
-[server]
-max_connections = 4096
-[[upstreams]]
-name = "up"
-urls = ["http://127.0.0.1:$P_UP"]
-[[routes]]
-name = "all"
-prefix = "/"
-upstream = "up"
-CONF
+  start_upstream
   "$examples/bench_gateway" serve "$work/gateway.toml" "127.0.0.1:$P_SRV" & server=$!
 fi
 pids+=("$server")
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$P_SRV) 2>/dev/null && break; sleep 0.1; done
+wait_for_server
 
 wrk -t1 -c64 -d"$((seconds + 4))s" "http://127.0.0.1:$P_SRV$path" >/dev/null & pids+=($!)
 sleep 2

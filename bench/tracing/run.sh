@@ -17,32 +17,11 @@ ratio=${4:-0.1}
 P_UP=19080 P_SINK=19081 P_SRV=19082
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/flotilla/target}
-if [ -z "${SKIP_BUILD:-}" ]; then
-  cargo build --release -q -p flotilla --example hello
-  cargo build --release -q -p flotilla-gateway --example bench_gateway
-fi
-hello=$CARGO_TARGET_DIR/release/examples/hello
-gateway=$CARGO_TARGET_DIR/release/examples/bench_gateway
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-# A collector stand-in that answers every export with 200 and an empty body.
-taskset -c 1 python3 "$(dirname "$0")/otlp_sink.py" "$P_SINK" & pids+=($!)
-taskset -c 1 "$gateway" upstream "127.0.0.1:$P_UP" & pids+=($!)
-cat >"$work/gateway.toml" <<CONF
-[server]
-max_connections = 4096
-[[upstreams]]
-name = "up"
-urls = ["http://127.0.0.1:$P_UP"]
-[[routes]]
-name = "all"
-prefix = "/"
-upstream = "up"
-CONF
+PIN="taskset -c 1"
+. "$(dirname "$0")/common.sh"
+build_examples
+start_sink
+start_upstream
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -57,7 +36,7 @@ measure() { # off|on path command... -> "rps cpu_us_per_request"
     taskset -c 0 "$@" &
   fi
   local pid=$!
-  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$P_SRV) 2>/dev/null && break; sleep 0.1; done
+  wait_for_server
   taskset -c 1 wrk -t1 -c"$conns" -d2s "http://127.0.0.1:$P_SRV$path" >/dev/null # warm-up
   local out t0 t1
   t0=$(cpu_ticks "$pid")
