@@ -3,15 +3,24 @@
 # (gateway-cache.toml). Sourced by run.sh and profile.sh, so both measure the same gateway.
 # Needs WORK, P_UP and SECRET. MAX_HEADERS, when set, becomes `server.max_headers` (the parser's
 # ceiling is twice it; 50 or less keeps hyper's per-request header arrays on the stack).
-write_gateway_configs() {
-  cat >"$WORK/gateway.toml" <<EOF
+
+# The listener and the one upstream every configuration shares; $1 is max_connections.
+gateway_config_head() {
+  cat <<EOF
 [server]
 ${MAX_HEADERS:+max_headers = $MAX_HEADERS}
-max_connections = 12000
+max_connections = $1
 upstream_pool_idle_per_host = 256
 [[upstreams]]
 name = "up"
 urls = ["http://127.0.0.1:$P_UP"]
+EOF
+}
+
+write_gateway_configs() {
+  {
+    gateway_config_head 12000
+    cat <<EOF
 [[routes]]
 name = "users"
 path = "/users/{id}"
@@ -21,15 +30,11 @@ name = "all"
 prefix = "/"
 upstream = "up"
 EOF
+  } >"$WORK/gateway.toml"
 
-  cat >"$WORK/gateway-jwt.toml" <<EOF
-[server]
-${MAX_HEADERS:+max_headers = $MAX_HEADERS}
-max_connections = 4096
-upstream_pool_idle_per_host = 256
-[[upstreams]]
-name = "up"
-urls = ["http://127.0.0.1:$P_UP"]
+  {
+    gateway_config_head 4096
+    cat <<EOF
 [[jwt]]
 name = "main"
 algorithm = "HS256"
@@ -41,19 +46,16 @@ upstream = "up"
 auth = { jwt = "main", forward_claims = { sub = "x-user" } }
 rate_limit = { requests = 1000000, per = "second", key = "client_ip" }
 EOF
+  } >"$WORK/gateway-jwt.toml"
 
-  cat >"$WORK/gateway-cache.toml" <<EOF
-[server]
-${MAX_HEADERS:+max_headers = $MAX_HEADERS}
-max_connections = 4096
-upstream_pool_idle_per_host = 256
-[[upstreams]]
-name = "up"
-urls = ["http://127.0.0.1:$P_UP"]
+  {
+    gateway_config_head 4096
+    cat <<EOF
 [[routes]]
 name = "all"
 prefix = "/"
 upstream = "up"
 cache = { enabled = true, default_ttl = "60s" }
 EOF
+  } >"$WORK/gateway-cache.toml"
 }
