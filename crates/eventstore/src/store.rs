@@ -91,7 +91,8 @@ pub trait EventStore: Send + Sync + Debug + 'static {
     async fn save_checkpoint(&self, subscriber: &str, position: Position) -> Result<()>;
 
     /// The highest position at or below which every event is visible to reads. It only
-    /// grows; subscriptions wait on it to go live.
+    /// grows; subscriptions wait on it to go live. A store reached over the network learns it
+    /// from a stream of its own, so it may trail an append's answer briefly.
     fn head(&self) -> watch::Receiver<Position>;
 }
 
