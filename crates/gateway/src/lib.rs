@@ -42,6 +42,7 @@ mod tls;
 pub mod transform;
 mod upgrade;
 pub mod upstream;
+mod upstream_pool;
 mod workers;
 
 use std::path::Path;

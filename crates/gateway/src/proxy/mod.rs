@@ -27,6 +27,7 @@ use crate::table::{Route, RouteTable};
 use crate::template::Params;
 use crate::upgrade;
 use crate::upstream::{Outcome, Target};
+use crate::upstream_pool::{PoolError, PooledBody};
 
 mod cached;
 mod spans;
@@ -264,8 +265,8 @@ async fn guard_and_forward(
     Ok(respond(route, request_id, resp, allowed))
 }
 
-fn boxed(resp: Response<Incoming>) -> Response<Body> {
-    resp.map(|b| b.map_err(Into::into).boxed())
+fn boxed(resp: Response<PooledBody>) -> Response<Body> {
+    resp.map(BodyExt::boxed)
 }
 
 fn content_length(req: &Request<Incoming>) -> Result<Option<u64>, Error> {
@@ -385,7 +386,7 @@ async fn forward(
     route: &Route,
     ctx: &Ctx,
     mut req: Request<UpstreamBody>,
-) -> Result<Response<Incoming>, Error> {
+) -> Result<Response<PooledBody>, Error> {
     // Consistent hashing keeps a client on one instance.
     let octets = match ctx.peer.ip() {
         std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
@@ -474,7 +475,7 @@ fn empty() -> UpstreamBody {
 #[error("cannot read the request body: {0}")]
 struct ClientBodyError(#[source] hyper::Error);
 
-fn classify_client_error(e: &hyper_util::client::legacy::Error, limit: u64) -> Error {
+fn classify_client_error(e: &PoolError, limit: u64) -> Error {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = source {
         if s.is::<http_body_util::LengthLimitError>() {
@@ -490,8 +491,8 @@ fn classify_client_error(e: &hyper_util::client::legacy::Error, limit: u64) -> E
 
 fn splice_upgrade(
     client: hyper::upgrade::OnUpgrade,
-    mut resp: Response<Incoming>,
-) -> Response<Incoming> {
+    mut resp: Response<PooledBody>,
+) -> Response<PooledBody> {
     let upstream = hyper::upgrade::on(&mut resp);
     tokio::spawn(async move {
         let (Ok(c), Ok(u)) = (client.await, upstream.await) else {

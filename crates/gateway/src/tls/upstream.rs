@@ -1,22 +1,20 @@
-//! Connections to upstreams: one pooled client type for `http://` and `https://` instances.
+//! Connections to upstreams: one pool type for `http://` and `https://` instances.
 //! Upstreams without a `tls` table share the gateway's client, which trusts the public web
 //! roots (compiled in, so a container without a CA bundle behaves like any other host); an
 //! upstream with a private CA or an SNI override gets a client (and pool) of its own.
 
 use hyper_rustls::{ConfigBuilderExt, FixedServerNameResolver, HttpsConnector};
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::{ClientConfig, ConfigBuilder, RootCertStore, WantsVerifier};
 use rustls_pki_types::ServerName;
 
 use super::{load_certs, provider};
 use crate::Error;
 use crate::config::{ServerOptions, UpstreamTls};
-use crate::problem::Body;
+use crate::upstream_pool::Pool;
 
-/// A pooled keep-alive HTTP/1.1 client that speaks `http` or `https` by the URI's scheme.
-pub(crate) type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+/// A pool of keep-alive HTTP/1.1 connections that speaks `http` or `https` by the URI's scheme.
+pub(crate) type UpstreamClient = Pool;
 
 /// The shared client: public web roots, SNI from the URL's host.
 pub(crate) fn plain_client(server: &ServerOptions) -> UpstreamClient {
@@ -82,9 +80,9 @@ fn connector(
 }
 
 fn pooled(server: &ServerOptions, connector: HttpsConnector<HttpConnector>) -> UpstreamClient {
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(server.upstream_idle_timeout)
-        .pool_max_idle_per_host(server.upstream_pool_idle_per_host)
-        .build(connector)
+    Pool::new(
+        connector,
+        server.upstream_idle_timeout,
+        server.upstream_pool_idle_per_host,
+    )
 }
