@@ -427,7 +427,10 @@ async fn forward(
         }
         let started = Instant::now();
         let client = route.upstream.client(&shared.client);
-        let result = tokio::time::timeout(route.timeout, client.request(attempt_req))
+        // Boxed, as hyper-util's client boxed its own: the exchange's future is larger than
+        // the rest of the request's, and inline it would be copied with every outer move.
+        let exchange = Box::pin(client.request(attempt_req));
+        let result = tokio::time::timeout(route.timeout, exchange)
             .instrument(attempt.clone())
             .await;
         if !attempt.is_none() {

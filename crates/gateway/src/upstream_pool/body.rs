@@ -11,7 +11,7 @@ use http::Response;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::{Idle, Inner, Key, PoolError};
+use super::{Inner, Key, PoolError, Pooled};
 use crate::problem::BoxError;
 
 /// An upstream response body; while it streams, it drives the connection it arrives on.
@@ -26,7 +26,7 @@ pub(crate) struct PooledBody {
 
 /// A checked-out connection, and where it goes back to.
 pub(super) struct Held {
-    conn: Idle,
+    conn: Pooled,
     /// The connection future finished: it is closed and not polled again.
     done: bool,
     pool: Arc<Inner>,
@@ -34,7 +34,7 @@ pub(super) struct Held {
 }
 
 impl Held {
-    pub(super) fn new(conn: Idle, done: bool, pool: Arc<Inner>, key: Key) -> Self {
+    pub(super) fn new(conn: Pooled, done: bool, pool: Arc<Inner>, key: Key) -> Self {
         Self {
             conn,
             done,
@@ -138,7 +138,16 @@ impl HttpBody for PooledBody {
             h.drive(cx);
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(Some(Ok(frame))) => {
+                // hyper's server stops polling a body once it has written the length it
+                // announced: the end is seen with the last frame, not on a poll after it.
+                if this.inner.is_end_stream()
+                    && let Some(h) = this.held.take()
+                {
+                    h.release(cx);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
             Poll::Ready(Some(Err(e))) => this.fail(e.into(), cx),
             Poll::Ready(None) => {
                 if let Some(h) = this.held.take() {

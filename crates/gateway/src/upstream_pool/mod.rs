@@ -89,8 +89,13 @@ struct Key {
 /// One instance's idle connections, most recently used last.
 struct Host {
     key: Key,
-    idle: Vec<Idle>,
+    idle: Vec<Pooled>,
 }
+
+/// A connection as the pool holds it: boxed, because hyper's connection state (with room for
+/// a TLS session even on a cleartext connection) is several kilobytes, which every future and
+/// body carrying it would otherwise copy at each move.
+type Pooled = Box<Idle>;
 
 /// A connection, with the handle that sends it requests.
 struct Idle {
@@ -142,7 +147,9 @@ impl Pool {
         loop {
             let (mut c, reused) = match self.inner.checkout(&key) {
                 Some(c) => (c, true),
-                None => (self.inner.connect(&key).await?, false),
+                // Boxed: dialling holds a whole connection state (kilobytes) across awaits,
+                // which would otherwise be part of every request's future, copied at each move.
+                None => (Box::pin(self.inner.connect(&key)).await?, false),
             };
             if reused && !ready(&mut c).await {
                 continue;
@@ -185,7 +192,7 @@ impl Pool {
     ) -> Result<Response<PooledBody>, PoolError> {
         let Idle {
             mut sender, conn, ..
-        } = self.inner.connect(key).await?;
+        } = *Box::pin(self.inner.connect(key)).await?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(error = %e, "upstream connection for an upgrade failed");
@@ -286,7 +293,7 @@ impl Inner {
     }
 
     /// The most recently used idle connection to `key` that has not been idle too long.
-    fn checkout(&self, key: &Key) -> Option<Idle> {
+    fn checkout(&self, key: &Key) -> Option<Pooled> {
         let mut hosts = self.hosts();
         let host = hosts.iter_mut().find(|h| h.key == *key)?;
         let c = host.idle.pop()?;
@@ -301,11 +308,8 @@ impl Inner {
     }
 
     /// Keeps `c` for the next request to `key`, unless the instance has enough idle ones.
-    fn checkin(self: &Arc<Self>, key: Key, c: Idle) {
-        let c = Idle {
-            since: Instant::now(),
-            ..c
-        };
+    fn checkin(self: &Arc<Self>, key: Key, mut c: Pooled) {
+        c.since = Instant::now();
         let refused = {
             let mut hosts = self.hosts();
             match hosts.iter_mut().find(|h| h.key == key) {
@@ -327,7 +331,7 @@ impl Inner {
         }
     }
 
-    async fn connect(&self, key: &Key) -> Result<Idle, PoolError> {
+    async fn connect(&self, key: &Key) -> Result<Pooled, PoolError> {
         let uri = key.connect_uri()?;
         let mut connector = self.connector.clone();
         poll_fn(|cx| connector.poll_ready(cx))
@@ -337,11 +341,11 @@ impl Inner {
         let (sender, conn) = http1::handshake(io)
             .await
             .map_err(|e| PoolError::Connect(e.into()))?;
-        Ok(Idle {
+        Ok(Box::new(Idle {
             sender,
             conn,
             since: Instant::now(),
-        })
+        }))
     }
 
     /// Drops connections idle for longer than the idle timeout, every half of it, for as long
@@ -360,7 +364,7 @@ impl Inner {
                 let Some(pool) = pool.upgrade() else {
                     return;
                 };
-                let stale: Vec<Idle> = {
+                let stale: Vec<Pooled> = {
                     let mut hosts = pool.hosts();
                     let mut stale = Vec::new();
                     for h in hosts.iter_mut() {

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::{Request, Uri};
+use http_body::Body as _;
 use http_body_util::{BodyExt, Empty};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -93,6 +94,13 @@ async fn a_connection_is_reused_after_a_fully_read_body() {
     let pool = pool();
     assert_eq!(read_all(&pool, &up.uri).await, 5);
     assert_eq!(pool.idle_count(&up.uri), 1, "back in the pool once read");
+    // As hyper's server reads it: up to the announced length, never polled for the end.
+    let mut body = pool.request(get(&up.uri)).await.unwrap().into_body();
+    let frame = body.frame().await.unwrap().unwrap();
+    assert_eq!(frame.data_ref().map(|d| d.len()), Some(5));
+    assert!(body.is_end_stream());
+    drop(body);
+    assert_eq!(pool.idle_count(&up.uri), 1, "back with its last frame");
     assert_eq!(read_all(&pool, &up.uri).await, 5);
     assert_eq!(read_all(&pool, &up.uri).await, 5);
     assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
