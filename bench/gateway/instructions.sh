@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The gateway's cost per proxied request counted in instructions rather than timed: the plain
+# routing configuration of the gateway benches (configs.sh's gateway.toml, span export off)
+# runs `bench_gateway serve` under callgrind (one worker runtime, as `flotilla gateway` on one
+# core), takes a 5 s warm-up from wrk, has its counters zeroed, serves wrk for DURATION
+# seconds (8 keep-alive connections, one path) and has its counters dumped; the figure is
+# instructions per request over that window, every thread of the process included. Counts do
+# not move with the machine's load as CPU time does (±15 % between identical rounds here).
+#
+# Each binary given is counted in turn against the same upstream in the same run, e.g. a base
+# commit's build (its own worktree and target dir) before this tree's:
+#
+#   bench/gateway/instructions.sh [DURATION_SECONDS] [BENCH_GATEWAY_BINARY...]
+#   RUNTIME=current bench/gateway/instructions.sh   # the gateway on one current-thread runtime
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+duration=${1:-20}
+shift || true
+P_UP=19090 P_SINK=19091 P_SRV=19092
+SECRET="bench-secret-bench-secret-bench-secret-0123"
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+. bench/tracing/common.sh
+. bench/gateway/configs.sh
+bins=("$@")
+if [ ${#bins[@]} -eq 0 ]; then
+  [ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p flotilla-gateway --example bench_gateway
+  bins=("$gateway")
+fi
+# The first binary also serves the trivial upstream, so every gateway talks to the same one.
+gateway=${bins[0]}
+start_upstream
+WORK=$work write_gateway_configs
+
+count() { # binary -> instructions per request
+  env -u OTEL_EXPORTER_OTLP_ENDPOINT -u OTEL_TRACES_EXPORTER GATEWAY_WORKERS=1 \
+    valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" \
+    "$1" serve "$work/gateway.toml" "127.0.0.1:$P_SRV" "${RUNTIME:-workers}" 2>/dev/null &
+  local pid=$!
+  wait_for_server 150
+  wrk -t1 -c8 -d5s "http://127.0.0.1:$P_SRV/x" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  local out reqs ir
+  out=$(wrk -t1 -c8 -d"${duration}s" "http://127.0.0.1:$P_SRV/x")
+  callgrind_control -d "$pid" >/dev/null 2>&1
+  sleep 1
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$work/cg.$pid.1")
+  awk -v a="$ir" -v b="$reqs" 'BEGIN {printf "%.0f %d\n", a / b, b}'
+}
+
+echo "| bench_gateway | instructions/request | requests counted |"
+echo "|---|---|---|"
+for b in "${bins[@]}"; do
+  read -r per reqs < <(count "$b")
+  echo "| $b | $per | $reqs |"
+done
