@@ -9,8 +9,8 @@ use std::time::Instant;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use flotilla_core::{RequestId, TraceContext, TraceParent, TraceState};
-use flotilla_telemetry::headers;
 use flotilla_telemetry::metrics::TracedHistogram;
+use flotilla_telemetry::{ExportedSpan, KeyValue, SpanBuilder, SpanKind, headers};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use prometheus_client::metrics::counter::Counter;
 use tracing::Instrument;
@@ -200,8 +200,8 @@ pub(crate) struct Observed {
     id_header: Option<HeaderValue>,
     /// The log lines' span.
     span: tracing::Span,
-    /// The exported server span (`Span::none()` when this hop records none).
-    exported: tracing::Span,
+    /// The exported server span (none when this hop records none).
+    exported: ExportedSpan,
 }
 
 /// The start of the outermost step of every service, for a request to `route`: the request
@@ -214,8 +214,7 @@ pub(crate) fn begin(state: &Observe, route: &RouteMetrics, req: &mut Request) ->
     let incoming = headers::extract(req.headers());
     // Sampled before any span exists: an unsampled request builds none.
     let hop = flotilla_telemetry::Hop::begin(incoming.as_ref());
-    let exported = server_span(req, method, route, &hop);
-    let trace = hop.continue_trace(&exported);
+    let (exported, trace) = hop.start(|| server_span(req, method, route));
     let (request_id, id_header) = request_id(req.headers());
     if let Some(v) = &id_header {
         req.headers_mut().insert(REQUEST_ID, v.clone());
@@ -230,7 +229,6 @@ pub(crate) fn begin(state: &Observe, route: &RouteMetrics, req: &mut Request) ->
     });
     req.extensions_mut().insert(ctx.clone());
     let span = tracing::info_span!(
-        parent: &exported,
         "request",
         request_id = %ctx.request_id,
         trace_id = %ctx.trace.trace_id_hex(),
@@ -252,9 +250,10 @@ impl Observed {
     /// Runs `f` (the call of the inner service, which builds its future) in the request's
     /// context and spans, as the future's polls will be.
     pub(crate) fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
-        let _exported = (!self.exported.is_disabled()).then(|| self.exported.enter());
-        let _span = (!self.span.is_disabled()).then(|| self.span.enter());
-        CURRENT.sync_scope(self.ctx.clone(), f)
+        self.exported.in_scope(|| {
+            let _span = (!self.span.is_disabled()).then(|| self.span.enter());
+            CURRENT.sync_scope(self.ctx.clone(), f)
+        })
     }
 
     /// The end of the outermost step: awaits `handled` (the rest of the pipeline) in the
@@ -278,17 +277,11 @@ impl Observed {
             exported,
         } = self;
         let handled = CURRENT.scope(ctx.clone(), handled);
-        let response = if span.is_disabled() && exported.is_disabled() {
-            // Neither logged nor exported: entering and leaving two empty spans on every
-            // poll would change nothing.
-            handled.await
-        } else {
-            handled
-                .instrument(span.clone())
-                // Spans the handler opens (a publish, an append) are children of the exported
-                // one.
-                .instrument(exported.clone())
-                .await
+        // Spans the handler opens (a call, a publish, an append) are children of the exported
+        // one. Not logged: entering and leaving an empty span on every poll would change nothing.
+        let response = match span.is_disabled() {
+            true => exported.run(handled).await,
+            false => exported.run(handled.instrument(span.clone())).await,
         };
         state.metrics.in_flight.dec();
         let response = CURRENT.sync_scope(ctx.clone(), || normalize_error(response));
@@ -297,9 +290,7 @@ impl Observed {
             response.headers_mut().insert(REQUEST_ID, v);
         }
         let status = response.status().as_u16();
-        if !exported.is_none() {
-            record_status(&exported, status);
-        }
+        record_status(&exported, status);
         let elapsed = started.elapsed();
         let exemplar = flotilla_telemetry::metrics::exemplar(&ctx.trace);
         route.record(
@@ -382,34 +373,28 @@ fn traceparent_bytes(p: &TraceParent) -> [u8; 55] {
     out
 }
 
-/// The exported server span, with OpenTelemetry HTTP semantic-convention fields; none (and
-/// nothing formatted) when spans are not exported.
-fn server_span(
-    req: &Request,
-    method: Method,
-    route: &RouteMetrics,
-    hop: &flotilla_telemetry::Hop<'_>,
-) -> tracing::Span {
-    if !hop.records() {
-        return tracing::Span::none();
-    }
-    tracing::info_span!(
-        target: flotilla_telemetry::TARGET,
-        "request",
-        otel.kind = "server",
-        otel.name = route.span_name(method),
-        otel.status_code = tracing::field::Empty,
-        http.request.method = method.label,
-        http.route = route.name.as_str(),
-        url.path = req.uri().path(),
-        http.response.status_code = tracing::field::Empty,
-    )
+/// The exported server span, with OpenTelemetry HTTP semantic-convention attributes; built
+/// only when this hop records one.
+fn server_span(req: &Request, method: Method, route: &RouteMetrics) -> SpanBuilder {
+    SpanBuilder::from_name(route.span_name(method).to_owned())
+        .with_kind(SpanKind::Server)
+        .with_attributes([
+            KeyValue::new("http.request.method", method.label),
+            KeyValue::new("http.route", route.name.as_str().to_owned()),
+            KeyValue::new("url.path", req.uri().path().to_owned()),
+        ])
 }
 
-fn record_status(span: &tracing::Span, status: u16) {
-    span.record("http.response.status_code", status);
+fn record_status(span: &ExportedSpan, status: u16) {
+    if !span.is_some() {
+        return;
+    }
+    span.set_attribute(KeyValue::new(
+        "http.response.status_code",
+        i64::from(status),
+    ));
     if status >= 500 {
-        span.record("otel.status_code", "ERROR");
+        span.set_error();
     }
 }
 

@@ -13,14 +13,16 @@ use std::cell::Cell;
 use std::sync::OnceLock;
 
 use flotilla_core::TraceContext;
-use flotilla_core::trace::FLAG_SAMPLED;
-use opentelemetry::trace::{SpanId, SpanKind, TraceId};
+use flotilla_core::trace::{FLAG_RANDOM, FLAG_SAMPLED};
+use opentelemetry::Context;
+use opentelemetry::trace::{SpanBuilder, SpanId, SpanKind, TraceContextExt as _, TraceId};
 use opentelemetry_sdk::trace::{
     IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample as _,
 };
 use tracing::Span;
 
-use crate::spans::{continue_trace, current_span_context, enabled};
+use crate::exported::{self, ExportedSpan};
+use crate::spans::{continue_trace, current_span_context, enabled, remote_span_context};
 
 static ROOT_SAMPLER: OnceLock<Sampler> = OnceLock::new();
 
@@ -106,6 +108,32 @@ impl<'a> Hop<'a> {
     /// Whether this hop creates its exported span.
     pub fn records(&self) -> bool {
         self.records
+    }
+
+    /// Starts this hop's span with the OpenTelemetry API when it records (`build` is called
+    /// only then), and returns it with the context the hop passes on, as
+    /// [`Hop::continue_trace`] does for a `tracing` span.
+    pub fn start(&self, build: impl FnOnce() -> SpanBuilder) -> (ExportedSpan, TraceContext) {
+        let Some(tracer) = exported::tracer().filter(|_| self.records) else {
+            return (ExportedSpan::none(), self.continue_trace(&Span::none()));
+        };
+        let caller = self.current.as_ref().or(self.incoming);
+        let parent = match caller {
+            Some(c) => Context::new().with_remote_span_context(remote_span_context(c)),
+            None => Context::new(),
+        };
+        if let (None, Some(root)) = (caller, &self.root) {
+            NEXT_TRACE_ID.with(|next| next.set(Some(root.parent.trace_id)));
+        }
+        let span = ExportedSpan::start(tracer, build(), parent);
+        NEXT_TRACE_ID.with(Cell::take);
+        let state = self.incoming.and_then(|c| c.state.clone());
+        let random = self
+            .incoming
+            .map_or(FLAG_RANDOM, |c| c.parent.flags & FLAG_RANDOM);
+        let trace = span.trace(state, random);
+        let trace = trace.unwrap_or_else(|| self.continue_trace(&Span::none()));
+        (span, trace)
     }
 
     /// Makes `span` (this hop's span, `Span::none()` when it records none) part of the trace

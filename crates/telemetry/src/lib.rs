@@ -10,7 +10,9 @@
 //! event store create theirs, with OpenTelemetry semantic-convention field names, and only
 //! when [`enabled`] says spans are exported, so the hot paths pay one atomic load otherwise.
 
+mod entered;
 mod export;
+mod exported;
 pub mod headers;
 mod hop;
 pub mod metrics;
@@ -18,7 +20,11 @@ mod options;
 mod setup;
 mod spans;
 
+pub use exported::ExportedSpan;
 pub use hop::Hop;
+/// What the call sites of [`ExportedSpan`] build spans with.
+pub use opentelemetry::KeyValue;
+pub use opentelemetry::trace::{SpanBuilder, SpanKind};
 pub use options::{Protocol, TracingOptions};
 pub use setup::{Logs, flush, init, shutdown};
 pub use spans::{continue_trace, enabled, enabled_for, link};

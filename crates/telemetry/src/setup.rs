@@ -12,11 +12,12 @@ use opentelemetry_sdk::trace::{
 use tokio::runtime::Runtime;
 use tracing::Subscriber;
 use tracing_subscriber::filter::{DynFilterFn, EnvFilter};
-use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::layer::{Filter, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer, Registry};
 
+use crate::entered::EnteredExported;
 use crate::export::{Bounded, OnRuntime, Queued};
 use crate::hop::{self, PresetTraceIds};
 use crate::options::{Protocol, TracingOptions};
@@ -44,14 +45,16 @@ pub fn init(logs: &Logs, tracing: &TracingOptions, service: &str) -> Result<(), 
         true => Some(provider(tracing, service)?),
         false => None,
     };
-    let layer = otel.as_ref().map(|p| otel_layer(p.tracer("flotilla")));
+    let tracer = otel.as_ref().map(|p| p.tracer("flotilla"));
+    let layer = tracer.clone().map(otel_layer);
     let installed = tracing_subscriber::registry()
         .with(log_layer(logs))
         .with(layer)
         .try_init()
         .is_ok();
-    if let (true, Some(p)) = (installed, otel) {
+    if let (true, Some(p), Some(t)) = (installed, otel, tracer) {
         let _ = PROVIDER.set(p);
+        crate::exported::set_tracer(t);
         spans::set_enabled();
     }
     Ok(())
@@ -100,23 +103,32 @@ fn log_layer(logs: &Logs) -> Box<dyn Layer<Registry> + Send + Sync> {
 /// Only spans of target [`crate::TARGET`] are exported, whatever the log filter: the request,
 /// call, messaging and storage spans, not the spans written for log context. Decided once
 /// per call site.
+fn exported_only<S: Subscriber>() -> impl Filter<S> + Send + Sync + 'static {
+    let exported = |m: &tracing::Metadata<'_>| m.is_span() && m.target() == crate::TARGET;
+    DynFilterFn::new(move |m, _| exported(m)).with_callsite_filter(move |m| match exported(m) {
+        true => tracing::subscriber::Interest::always(),
+        false => tracing::subscriber::Interest::never(),
+    })
+}
+
+/// The exporter's layer, and beside it the record of which exported span is entered
+/// ([`EnteredExported`]), which stands in for the exporter attaching each span's
+/// OpenTelemetry context on every entry.
 fn otel_layer<S>(tracer: opentelemetry_sdk::trace::Tracer) -> impl Layer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    let exported = |m: &tracing::Metadata<'_>| m.is_span() && m.target() == crate::TARGET;
-    let filter = DynFilterFn::new(move |m, _| exported(m)).with_callsite_filter(move |m| {
-        match exported(m) {
-            true => tracing::subscriber::Interest::always(),
-            false => tracing::subscriber::Interest::never(),
-        }
-    });
     tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_tracked_inactivity(false)
         .with_location(false)
         .with_threads(false)
-        .with_filter(filter)
+        // Every span is the process's; a `target` attribute on each would say nothing.
+        .with_target(false)
+        // Parents come from the `tracing` span tree; see `EnteredExported`.
+        .with_context_activation(false)
+        .with_filter(exported_only())
+        .and_then(EnteredExported.with_filter(exported_only()))
 }
 
 fn provider(opts: &TracingOptions, service: &str) -> Result<SdkTracerProvider, Error> {

@@ -61,9 +61,14 @@ pub fn continue_trace(span: &Span, incoming: Option<&TraceContext>) -> TraceCont
 /// The context of the exported span entered on this thread (the one a new exported span
 /// would be the child of), if any: its sampled flag is the decision of its trace.
 pub(crate) fn current_span_context() -> Option<TraceContext> {
-    let cx = opentelemetry::Context::current();
-    let sc = cx.span().span_context().clone();
-    sc.is_valid().then(|| TraceContext {
+    // An exported `tracing` span entered inside a request is nearer than the request's span,
+    // which is current as an OpenTelemetry context (`ExportedSpan::run`).
+    let sc = crate::entered::innermost().or_else(|| {
+        let cx = opentelemetry::Context::current();
+        let sc = cx.span().span_context().clone();
+        sc.is_valid().then_some(sc)
+    })?;
+    Some(TraceContext {
         parent: TraceParent {
             trace_id: sc.trace_id().to_bytes(),
             parent_id: sc.span_id().to_bytes(),
@@ -98,7 +103,7 @@ fn span_trace(
     })
 }
 
-fn remote_span_context(ctx: &TraceContext) -> SpanContext {
+pub(crate) fn remote_span_context(ctx: &TraceContext) -> SpanContext {
     SpanContext::new(
         TraceId::from_bytes(ctx.parent.trace_id),
         SpanId::from_bytes(ctx.parent.parent_id),

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use flotilla_core::{RequestId, TraceContext};
+use flotilla_telemetry::ExportedSpan;
 use flotilla_telemetry::headers as trace_headers;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Incoming;
-use tracing::Instrument as _;
 
 use crate::Error;
 use crate::auth::Identity;
@@ -38,6 +38,8 @@ struct Ctx {
     request_id: RequestId,
     /// This hop's trace context: its span's when spans are exported.
     trace: TraceContext,
+    /// This hop's exported span (none unless sampled); upstream attempts are its children.
+    span: ExportedSpan,
     peer: SocketAddr,
     started: Instant,
     upgrade: bool,
@@ -62,20 +64,19 @@ pub(crate) async fn handle(
     let incoming = trace_headers::extract(req.headers());
     // Sampled before any span exists: an unsampled request builds none.
     let hop = flotilla_telemetry::Hop::begin(incoming.as_ref());
-    let span = spans::request(&req, &hop);
+    let (span, trace) = hop.start(|| spans::request(&req));
     let ctx = Ctx {
         request_id: header_str(&req, "x-request-id")
             .and_then(RequestId::parse)
             .unwrap_or_else(RequestId::generate),
-        trace: hop.continue_trace(&span),
+        trace,
+        span,
         peer,
         started: Instant::now(),
         upgrade: is_upgrade(&req),
     };
     let table = shared.table.load_full();
-    let (route, resp) = admit(&shared, &table, &ctx, req)
-        .instrument(span.clone())
-        .await;
+    let (route, resp) = admit(&shared, &table, &ctx, req).await;
     let status = resp.status().as_u16();
     let seconds = ctx.started.elapsed().as_secs_f64();
     let exemplar = flotilla_telemetry::metrics::exemplar(&ctx.trace.parent);
@@ -89,9 +90,7 @@ pub(crate) async fn handle(
             "_none"
         }
     };
-    if !span.is_none() {
-        spans::record_response(&span, route.map(|r| r.name.as_str()), status);
-    }
+    spans::record_response(&ctx.span, route.map(|r| r.name.as_str()), status);
     tracing::info!(
         target: "flotilla_gateway::access",
         request_id = %ctx.request_id, peer = %ctx.peer, route = %route_name, status,
@@ -419,10 +418,12 @@ async fn forward(
         let this_body = body.take().filter(|_| !retryable).unwrap_or_else(empty);
         let mut attempt_req = Request::from_parts(head, this_body);
         *attempt_req.uri_mut() = upstream_uri(&chosen.target, &pq)?;
-        let attempt = spans::attempt(&attempt_req, &chosen.target, tried.len(), &ctx.trace);
-        if !attempt.is_none() {
-            // The upstream's span is a child of this attempt's, so retries show apart.
-            let trace = flotilla_telemetry::continue_trace(&attempt, Some(&ctx.trace));
+        let attempt = ctx
+            .span
+            .child(|| spans::attempt(&attempt_req, &chosen.target, tried.len()));
+        // The upstream's span is a child of this attempt's, so retries show apart.
+        let random = ctx.trace.parent.flags;
+        if let Some(trace) = attempt.trace(ctx.trace.state.clone(), random) {
             trace_headers::inject(attempt_req.headers_mut(), &trace);
         }
         let started = Instant::now();
@@ -430,12 +431,8 @@ async fn forward(
         // Boxed, as hyper-util's client boxed its own: the exchange's future is larger than
         // the rest of the request's, and inline it would be copied with every outer move.
         let exchange = Box::pin(client.request(attempt_req));
-        let result = tokio::time::timeout(route.timeout, exchange)
-            .instrument(attempt.clone())
-            .await;
-        if !attempt.is_none() {
-            spans::record_attempt(&attempt, &result);
-        }
+        let result = tokio::time::timeout(route.timeout, exchange).await;
+        spans::record_attempt(&attempt, &result);
         let upstream_time = started.elapsed().as_secs_f64();
         route.metrics.upstream(upstream_time);
         let err = match result {
