@@ -145,15 +145,31 @@ impl TraceContext {
     }
 }
 
+impl TraceParent {
+    /// The `traceparent` header value, `00-{trace id}-{parent id}-{flags}` in lower-case hex,
+    /// written into an array: hops write one per request, and formatting allocated.
+    pub fn to_header_bytes(&self) -> [u8; 55] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b'-'; 55];
+        out[0] = b'0';
+        out[1] = b'0';
+        let mut at = 3;
+        for part in [&self.trace_id[..], &self.parent_id[..], &[self.flags][..]] {
+            for b in part {
+                out[at] = DIGITS[usize::from(b >> 4)];
+                out[at + 1] = DIGITS[usize::from(b & 0xf)];
+                at += 2;
+            }
+            at += 1;
+        }
+        out
+    }
+}
+
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&self.parent_id),
-            self.flags
-        )
+        let bytes = self.to_header_bytes();
+        f.write_str(std::str::from_utf8(&bytes).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -227,6 +243,16 @@ mod tests {
         assert!(tp.sampled());
         assert_eq!(tp.to_string(), VALID);
         assert_eq!(tp.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        for (flags, text) in [(0x00, "00"), (0x02, "02"), (0xff, "ff")] {
+            let with = TraceParent {
+                flags,
+                ..tp.clone()
+            };
+            assert_eq!(
+                with.to_header_bytes().as_slice(),
+                format!("{}{text}", &VALID[..53]).as_bytes()
+            );
+        }
     }
 
     #[test]

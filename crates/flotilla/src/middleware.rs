@@ -335,7 +335,7 @@ fn request_id(headers: &HeaderMap) -> (RequestId, Option<HeaderValue>) {
 /// `flotilla_telemetry::headers::inject` does, with the `traceparent` line written into a
 /// stack buffer.
 fn set_trace_headers(headers: &mut HeaderMap, trace: &TraceContext) {
-    if let Ok(v) = HeaderValue::from_bytes(&traceparent_bytes(&trace.parent)) {
+    if let Ok(v) = HeaderValue::from_bytes(&trace.parent.to_header_bytes()) {
         headers.insert(TRACEPARENT, v);
     }
     match trace
@@ -350,27 +350,6 @@ fn set_trace_headers(headers: &mut HeaderMap, trace: &TraceContext) {
             headers.remove(headers::TRACESTATE);
         }
     }
-}
-
-/// `traceparent`'s value: `00-{trace id}-{parent id}-{flags}` in lower-case hex.
-fn traceparent_bytes(p: &TraceParent) -> [u8; 55] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [b'-'; 55];
-    out[0] = b'0';
-    out[1] = b'0';
-    let mut at = 3;
-    let mut put = |bytes: &[u8], at: &mut usize| {
-        for b in bytes {
-            out[*at] = DIGITS[usize::from(b >> 4)];
-            out[*at + 1] = DIGITS[usize::from(b & 0xf)];
-            *at += 2;
-        }
-        *at += 1;
-    };
-    put(&p.trace_id, &mut at);
-    put(&p.parent_id, &mut at);
-    put(&[p.flags], &mut at);
-    out
 }
 
 /// The exported server span, with OpenTelemetry HTTP semantic-convention attributes; built
@@ -450,20 +429,6 @@ fn default_detail(status: StatusCode) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_traceparent_line_is_the_trace_parents_text() {
-        for _ in 0..100 {
-            let mut parent = TraceParent::generate();
-            for flags in [0x00, 0x01, 0x02, 0x03, 0xff] {
-                parent.flags = flags;
-                assert_eq!(
-                    traceparent_bytes(&parent).as_slice(),
-                    parent.to_string().as_bytes()
-                );
-            }
-        }
-    }
 
     #[test]
     fn a_generated_request_id_is_a_uuid_v4_in_its_header_as_in_the_context() {

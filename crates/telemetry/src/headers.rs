@@ -37,7 +37,7 @@ pub fn inject(headers: &mut HeaderMap, ctx: &TraceContext) {
 
 fn inject_parent(headers: &mut HeaderMap, parent: &TraceParent) {
     // Always valid: 55 characters of lower-case hex and dashes.
-    if let Ok(v) = HeaderValue::from_str(&parent.to_string()) {
+    if let Ok(v) = HeaderValue::from_bytes(&parent.to_header_bytes()) {
         headers.insert(TRACEPARENT, v);
     }
 }
