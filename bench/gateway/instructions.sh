@@ -12,6 +12,10 @@
 #
 #   bench/gateway/instructions.sh [DURATION_SECONDS] [BENCH_GATEWAY_BINARY...]
 #   RUNTIME=current bench/gateway/instructions.sh   # the gateway on one current-thread runtime
+#   NGINX=1 bench/gateway/instructions.sh            # also nginx (one process, keepalive 256)
+#
+# Callgrind counts user-space instructions only: the system calls of a proxied request (two
+# reads and two writes on each side, the same for both proxies) are not in these figures.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration=${1:-20}
@@ -33,10 +37,9 @@ gateway=${bins[0]}
 start_upstream
 WORK=$work write_gateway_configs
 
-count() { # binary -> instructions per request
+count() { # command... -> instructions per request, requests counted
   env -u OTEL_EXPORTER_OTLP_ENDPOINT -u OTEL_TRACES_EXPORTER GATEWAY_WORKERS=1 \
-    valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" \
-    "$1" serve "$work/gateway.toml" "127.0.0.1:$P_SRV" "${RUNTIME:-workers}" 2>/dev/null &
+    valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$@" 2>/dev/null &
   local pid=$!
   wait_for_server 150
   wrk -t1 -c8 -d5s "http://127.0.0.1:$P_SRV/x" >/dev/null
@@ -51,9 +54,38 @@ count() { # binary -> instructions per request
   awk -v a="$ir" -v b="$reqs" 'BEGIN {printf "%.0f %d\n", a / b, b}'
 }
 
-echo "| bench_gateway | instructions/request | requests counted |"
+# nginx as run.sh configures its plain proxy, in one process so callgrind sees every request.
+nginx_conf() {
+  mkdir -p "$work/nginx"
+  cat >"$work/nginx.conf" <<EOF
+daemon off; master_process off; worker_processes 1;
+pid $work/nginx.pid; error_log $work/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body; proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fcgi; uwsgi_temp_path $work/nginx/uwsgi; scgi_temp_path $work/nginx/scgi;
+  upstream up { server 127.0.0.1:$P_UP; keepalive 256; }
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  proxy_set_header Host \$host;
+  proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+  proxy_set_header X-Forwarded-Proto \$scheme;
+  proxy_set_header X-Request-Id \$request_id;
+  server { listen 127.0.0.1:$P_SRV; location / { proxy_pass http://up; } }
+}
+EOF
+}
+
+echo "| proxy | instructions/request | requests counted |"
 echo "|---|---|---|"
+if [ -n "${NGINX:-}" ]; then
+  command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
+  nginx_conf
+  read -r per reqs < <(count nginx -c "$work/nginx.conf" -p "$work")
+  echo "| nginx $(nginx -v 2>&1 | sed 's/.*\///') | $per | $reqs |"
+fi
 for b in "${bins[@]}"; do
-  read -r per reqs < <(count "$b")
+  read -r per reqs < <(count "$b" serve "$work/gateway.toml" "127.0.0.1:$P_SRV" "${RUNTIME:-workers}")
   echo "| $b | $per | $reqs |"
 done
