@@ -244,10 +244,7 @@ mod tests {
         assert_eq!(tp.to_string(), VALID);
         assert_eq!(tp.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         for (flags, text) in [(0x00, "00"), (0x02, "02"), (0xff, "ff")] {
-            let with = TraceParent {
-                flags,
-                ..tp.clone()
-            };
+            let with = TraceParent { flags, ..tp };
             assert_eq!(
                 with.to_header_bytes().as_slice(),
                 format!("{}{text}", &VALID[..53]).as_bytes()
