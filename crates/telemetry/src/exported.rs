@@ -13,8 +13,7 @@
 use std::future::Future;
 use std::sync::OnceLock;
 
-use flotilla_core::trace::FLAG_RANDOM;
-use flotilla_core::{TraceContext, TraceParent, TraceState};
+use flotilla_core::{TraceContext, TraceState};
 use opentelemetry::trace::{
     FutureExt as _, SpanBuilder, Status, TraceContextExt as _, Tracer as _,
 };
@@ -86,17 +85,7 @@ impl ExportedSpan {
     /// flag; `None` when there is no span.
     pub fn trace(&self, state: Option<TraceState>, random: u8) -> Option<TraceContext> {
         let cx = self.cx.as_ref()?;
-        let span = cx.span();
-        let sc = span.span_context();
-        sc.is_valid().then(|| TraceContext {
-            parent: TraceParent {
-                trace_id: sc.trace_id().to_bytes(),
-                parent_id: sc.span_id().to_bytes(),
-                // The exporter keeps only the sampled bit; the caller's random bit still holds.
-                flags: sc.trace_flags().to_u8() | (random & FLAG_RANDOM),
-            },
-            state,
-        })
+        crate::spans::trace_of(cx.span().span_context(), state, random)
     }
 
     /// Runs `f` with this span current (spans `f` makes are its children).

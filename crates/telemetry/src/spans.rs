@@ -68,14 +68,7 @@ pub(crate) fn current_span_context() -> Option<TraceContext> {
         let sc = cx.span().span_context().clone();
         sc.is_valid().then_some(sc)
     })?;
-    Some(TraceContext {
-        parent: TraceParent {
-            trace_id: sc.trace_id().to_bytes(),
-            parent_id: sc.span_id().to_bytes(),
-            flags: sc.trace_flags().to_u8(),
-        },
-        state: None,
-    })
+    trace_of(&sc, None, 0)
 }
 
 /// Links `span` to another trace's span (a consumer to the producer of its message).
@@ -91,13 +84,22 @@ fn span_trace(
     random: u8,
 ) -> Option<TraceContext> {
     let cx = span.context();
-    let sc = cx.span().span_context().clone();
+    trace_of(cx.span().span_context(), state, random)
+}
+
+/// The context a hop passes on for its exported span `sc`: its ids and sampled flag, the
+/// caller's random flag and `tracestate`; `None` for an invalid span context.
+pub(crate) fn trace_of(
+    sc: &SpanContext,
+    state: Option<flotilla_core::TraceState>,
+    random: u8,
+) -> Option<TraceContext> {
     sc.is_valid().then(|| TraceContext {
         parent: TraceParent {
             trace_id: sc.trace_id().to_bytes(),
             parent_id: sc.span_id().to_bytes(),
             // The exporter keeps only the sampled bit; the caller's random bit still holds.
-            flags: sc.trace_flags().to_u8() | random,
+            flags: sc.trace_flags().to_u8() | (random & FLAG_RANDOM),
         },
         state,
     })
