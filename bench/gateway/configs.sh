@@ -1,6 +1,7 @@
 # The gateway configurations the gateway benches measure, written into $WORK: plain routing
 # with per-route metrics (gateway.toml), JWT + rate limit (gateway-jwt.toml) and the cache
-# (gateway-cache.toml). Sourced by run.sh and profile.sh, so both measure the same gateway.
+# (gateway-cache.toml). Sourced by run.sh, profile.sh and instructions.sh, so all measure the
+# same gateway.
 # Needs WORK, P_UP and SECRET. MAX_HEADERS, when set, becomes `server.max_headers` (the parser's
 # ceiling is twice it; 50 or less keeps hyper's per-request header arrays on the stack).
 
@@ -14,6 +15,20 @@ upstream_pool_idle_per_host = 256
 [[upstreams]]
 name = "up"
 urls = ["http://127.0.0.1:$P_UP"]
+EOF
+}
+
+# nginx's side of the comparison, shared by run.sh and instructions.sh: the keep-alive upstream
+# and the request headers a reverse proxy sets, as the gateway sets them.
+nginx_proxy_settings() {
+  cat <<EOF
+  upstream up { server 127.0.0.1:$P_UP; keepalive 256; }
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  proxy_set_header Host \$host;
+  proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+  proxy_set_header X-Forwarded-Proto \$scheme;
+  proxy_set_header X-Request-Id \$request_id;
 EOF
 }
 

@@ -37,21 +37,9 @@ gateway=${bins[0]}
 start_upstream
 WORK=$work write_gateway_configs
 
+cg_env=(-u OTEL_EXPORTER_OTLP_ENDPOINT -u OTEL_TRACES_EXPORTER GATEWAY_WORKERS=1)
 count() { # command... -> instructions per request, requests counted
-  env -u OTEL_EXPORTER_OTLP_ENDPOINT -u OTEL_TRACES_EXPORTER GATEWAY_WORKERS=1 \
-    valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$@" 2>/dev/null &
-  local pid=$!
-  wait_for_server 150
-  wrk -t1 -c8 -d5s "http://127.0.0.1:$P_SRV/x" >/dev/null
-  callgrind_control -z "$pid" >/dev/null 2>&1
-  local out reqs ir
-  out=$(wrk -t1 -c8 -d"${duration}s" "http://127.0.0.1:$P_SRV/x")
-  callgrind_control -d "$pid" >/dev/null 2>&1
-  sleep 1
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-  ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$work/cg.$pid.1")
-  awk -v a="$ir" -v b="$reqs" 'BEGIN {printf "%.0f %d\n", a / b, b}'
+  count_instructions /x "$@"
 }
 
 # nginx as run.sh configures its plain proxy, in one process so callgrind sees every request.
@@ -65,13 +53,7 @@ http {
   access_log off;
   client_body_temp_path $work/nginx/body; proxy_temp_path $work/nginx/proxy;
   fastcgi_temp_path $work/nginx/fcgi; uwsgi_temp_path $work/nginx/uwsgi; scgi_temp_path $work/nginx/scgi;
-  upstream up { server 127.0.0.1:$P_UP; keepalive 256; }
-  proxy_http_version 1.1;
-  proxy_set_header Connection "";
-  proxy_set_header Host \$host;
-  proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-  proxy_set_header X-Forwarded-Proto \$scheme;
-  proxy_set_header X-Request-Id \$request_id;
+$(nginx_proxy_settings)
   server { listen 127.0.0.1:$P_SRV; location / { proxy_pass http://up; } }
 }
 EOF

@@ -62,6 +62,8 @@ cleanup() {
 trap cleanup EXIT
 
 # ---- configurations ----------------------------------------------------------------------
+# shellcheck source=bench/gateway/configs.sh
+. "$(dirname "$0")/configs.sh"
 cat >"$WORK/nginx.conf" <<EOF
 worker_processes 1;
 worker_rlimit_nofile 20000;
@@ -73,14 +75,8 @@ http {
   access_log off;
   client_body_temp_path $WORK/body; proxy_temp_path $WORK/proxy;
   fastcgi_temp_path $WORK/fcgi; uwsgi_temp_path $WORK/uwsgi; scgi_temp_path $WORK/scgi;
-  upstream up { server 127.0.0.1:$P_UP; keepalive 256; }
+$(nginx_proxy_settings)
   limit_req_zone \$binary_remote_addr zone=perip:10m rate=1000000r/s;
-  proxy_http_version 1.1;
-  proxy_set_header Connection "";
-  proxy_set_header Host \$host;
-  proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-  proxy_set_header X-Forwarded-Proto \$scheme;
-  proxy_set_header X-Request-Id \$request_id;
   server { listen 127.0.0.1:$P_NGINX; location / { proxy_pass http://up; } }
   server {
     listen 127.0.0.1:$P_NGINX_RL;
@@ -94,8 +90,6 @@ http {
 }
 EOF
 
-# shellcheck source=bench/gateway/configs.sh
-. "$(dirname "$0")/configs.sh"
 write_gateway_configs
 
 # ---- processes ---------------------------------------------------------------------------

@@ -44,3 +44,25 @@ CONF
 wait_for_server() {
   for _ in $(seq "${1:-50}"); do (exec 3<>/dev/tcp/127.0.0.1/$P_SRV) 2>/dev/null && return; sleep 0.2; done
 }
+
+# Instructions per request of a server under callgrind: starts `command...` (with the
+# environment changes in the array `cg_env`, given to `env`, when set), takes a 5 s warm-up from wrk on PATH, zeroes the counters,
+# serves wrk for $duration seconds (8 connections) and dumps them; prints
+# "instructions_per_request requests_counted". Every thread of the process is counted.
+cg_env=()
+count_instructions() { # PATH command...
+  local path=$1; shift
+  env "${cg_env[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$@" 2>/dev/null &
+  local pid=$!
+  wait_for_server 150
+  wrk -t1 -c8 -d5s "http://127.0.0.1:$P_SRV$path" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  local out reqs ir
+  out=$(wrk -t1 -c8 -d"${duration}s" "http://127.0.0.1:$P_SRV$path")
+  callgrind_control -d "$pid" >/dev/null 2>&1
+  sleep 1
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$work/cg.$pid.1")
+  awk -v a="$ir" -v b="$reqs" 'BEGIN {printf "%.0f %d\n", a / b, b}'
+}

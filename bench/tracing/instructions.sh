@@ -23,23 +23,11 @@ start_upstream
 
 count() { # off|on path command... -> instructions per request
   local mode=$1 path=$2; shift 2
-  local env=()
-  [ "$mode" = on ] && env=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$P_SINK"
+  cg_env=()
+  [ "$mode" = on ] && cg_env=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$P_SINK"
     OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_TRACES_SAMPLER=parentbased_traceidratio
     OTEL_TRACES_SAMPLER_ARG="$ratio")
-  env "${env[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$@" 2>/dev/null &
-  local pid=$!
-  wait_for_server 150
-  wrk -t1 -c8 -d5s "http://127.0.0.1:$P_SRV$path" >/dev/null
-  callgrind_control -z "$pid" >/dev/null 2>&1
-  local out reqs ir
-  out=$(wrk -t1 -c8 -d"${duration}s" "http://127.0.0.1:$P_SRV$path")
-  callgrind_control -d "$pid" >/dev/null 2>&1
-  sleep 1
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-  ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$work/cg.$pid.1")
-  awk -v a="$ir" -v b="$reqs" 'BEGIN {printf "%.0f\n", a / b}'
+  count_instructions "$path" "$@" | cut -d' ' -f1
 }
 
 echo "| server | instructions/request, export off | export on ($ratio sampled) | ratio on/off |"
