@@ -44,6 +44,18 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
+/// Two different free ports: both are held while the second is picked, since two calls of
+/// [`free_port`] in a row can return the same one (`server.listen` and `gateway.listen` must
+/// differ, and `up` refuses to start when they do not).
+fn two_free_ports() -> (u16, u16) {
+    let a = TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = TcpListener::bind("127.0.0.1:0").unwrap();
+    (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    )
+}
+
 pub(crate) struct Up {
     pub(crate) child: Child,
     pub(crate) api: u16,
@@ -58,7 +70,7 @@ pub(crate) fn start_role(role: &str, data: &Path, routes: &Path, env: &[(&str, &
     // A port picked free can be taken by a parallel test before the child binds it; such a
     // start is retried on fresh ports, any other failed start fails the test with its output.
     for _ in 0..5 {
-        let (api, gateway) = (free_port(), free_port());
+        let (api, gateway) = two_free_ports();
         let mut child = flotilla()
             .arg(role)
             .env("FLOTILLA_SERVER__LISTEN", format!("127.0.0.1:{api}"))
